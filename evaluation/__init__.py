@@ -1,0 +1,18 @@
+"""Long-output evaluation for selflen: counters, scorers, repetition metrics, benchmarks, an LLM judge, a CLI.
+
+Importing this package makes hub and W&B access opt-in: unless the caller already set them (or set
+``SELFLEN_ONLINE=1``), ``HF_HUB_OFFLINE``, ``HF_DATASETS_OFFLINE`` and ``WANDB_MODE`` default to offline, so a
+missing local file fails fast instead of hanging on a network lookup.
+"""
+
+from __future__ import annotations
+
+import os
+
+if os.environ.get("SELFLEN_ONLINE", "") != "1":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("WANDB_MODE", "offline")
+
+__all__ = ["__version__"]
+__version__ = "0.1.0"

@@ -1,0 +1,139 @@
+"""Generate answers for a benchmark slice with any engine, then score (and optionally judge) them.
+
+This is what ``python -m evaluation generate`` runs; the functions are importable for scripts and notebooks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evaluation import api
+from evaluation.benchmarks import get_spec
+from evaluation.judge import Judge, judge_summary, rubric_for
+from evaluation.records import write_jsonl
+from selflen.engines import build_engine
+from selflen.engines.base import Engine, Request, SamplingParams
+
+__all__ = ["JudgeSettings", "generate_responses", "judge_and_summarize", "run_generate", "write_outputs"]
+
+log = logging.getLogger(__name__)
+ADAPTER_NAME = "eval"
+
+
+@dataclass
+class JudgeSettings:
+    """Which model judges quality, through which backend, and where its cache lives."""
+
+    model: str
+    backend: str = "hf"
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    cache_path: str | None = None
+    max_attempts: int = 3
+    max_new_tokens: int = 1024
+    max_response_chars: int | None = None
+
+
+def generate_responses(
+    engine: Engine,
+    rows: Sequence[dict[str, Any]],
+    benchmark: str,
+    params: SamplingParams,
+    adapter: str | None = None,
+) -> list[dict[str, Any]]:
+    """One output row per (benchmark row, sample): the row plus ``response``, ``finish_reason``, ``tokens``,
+    ``sample`` and ``generation_error`` (None unless the engine failed; a failed row keeps an empty response)."""
+    prompt_field = get_spec(benchmark).prompt_field
+    requests = [
+        Request(messages=[{"role": "user", "content": str(r[prompt_field])}], params=params, adapter=adapter)
+        for r in rows
+    ]
+    results = engine.generate(requests, desc=f"generate {benchmark}")
+    out = []
+    for row, result in zip(rows, results, strict=True):
+        for sample, completion in enumerate(result.outputs):
+            out.append(
+                dict(
+                    row,
+                    response=completion.text,
+                    finish_reason=completion.finish_reason,
+                    tokens=completion.tokens,
+                    sample=sample,
+                    generation_error=completion.error,
+                )
+            )
+    return out
+
+
+def judge_and_summarize(
+    scored: list[dict[str, Any]], benchmark: str, judge: Judge, summary: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Judge scored rows, then recompute the summary (so ``quality`` and ``overall_S`` appear) plus ``judge``."""
+    judged = judge.judge_rows(scored)
+    summary.update(api.summarize(judged, benchmark, summary["counter"], _bad(summary)))
+    summary["judge"] = judge_summary(judged, judge.rubric, judge.model_id)
+    return judged
+
+
+def _bad(summary: dict[str, Any]) -> list[tuple[int, str]]:
+    return [(b["line"], b["reason"]) for b in summary.get("bad_row_lines", [])]
+
+
+def write_outputs(out_dir: Path, scored: list[dict[str, Any]], summary: dict[str, Any], title: str) -> None:
+    """Write ``scored.jsonl``, ``summary.json`` and ``scatter.png`` into ``out_dir``."""
+    write_jsonl(out_dir / "scored.jsonl", scored)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    api.scatter_plot(scored, out_dir / "scatter.png", title)
+
+
+def run_generate(
+    benchmark: str,
+    rows: Sequence[dict[str, Any]],
+    backend: str,
+    model: str,
+    out_dir: str | Path,
+    params: SamplingParams,
+    adapter_dir: str | None = None,
+    engine_kwargs: dict[str, Any] | None = None,
+    counter: str | None = None,
+    judge: JudgeSettings | None = None,
+) -> dict[str, Any]:
+    """Generate, score, optionally judge, and write ``responses.jsonl``, ``scored.jsonl``, ``summary.json``
+    and ``scatter.png`` under ``out_dir``. Returns the summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with build_engine(backend, model, **(engine_kwargs or {})) as engine:
+        if adapter_dir:
+            engine.add_adapter(ADAPTER_NAME, adapter_dir)
+        responses = generate_responses(engine, rows, benchmark, params, ADAPTER_NAME if adapter_dir else None)
+    gen_seconds = time.time() - started
+    write_jsonl(out / "responses.jsonl", responses)
+    scored, summary = api.score_rows(responses, benchmark, counter)
+    if judge is not None:
+        cache = judge.cache_path or str(out / "judge_cache.jsonl")
+        judge_params = SamplingParams(
+            temperature=0.0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=judge.max_new_tokens
+        )
+        with build_engine(judge.backend, judge.model, **judge.engine_kwargs) as judge_engine:
+            j = Judge(judge_engine, judge.model, rubric_for(benchmark), cache, judge.max_attempts, judge_params,
+                      max_response_chars=judge.max_response_chars)  # fmt: skip
+            scored = judge_and_summarize(scored, benchmark, j, summary)
+    summary["generation"] = {
+        "backend": backend,
+        "model": model,
+        "adapter": adapter_dir,
+        "params": asdict(params),
+        "prompts": len(rows),
+        "outputs": len(responses),
+        "generation_errors": sum(r["generation_error"] is not None for r in responses),
+        "seconds": round(gen_seconds, 2),
+    }
+    write_outputs(out, scored, summary, f"{benchmark}: {Path(model).name}{' + adapter' if adapter_dir else ''}")
+    log.info("wrote %s (n=%d, overall score %s)", out, summary["n"], summary["overall"]["score"])
+    return summary

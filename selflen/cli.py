@@ -1,0 +1,117 @@
+"""Command-line edge: validate the command before Hydra creates a run directory, set up logging, print errors
+as one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from omegaconf import OmegaConf
+
+from selflen.config import CONF_DIR, ConfigError, to_config
+
+HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--cfg", "-c",
+                          "--package", "-p", "--info", "--experimental-rerun"}
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("or_default"):
+        OmegaConf.register_new_resolver("or_default", lambda value, default: value or default)
+
+
+def task_overrides(argv: Sequence[str]) -> list[str]:
+    """The ``key=value`` overrides of a command line, without Hydra's flags and ``hydra.*`` keys.
+
+    >>> task_overrides(["-m", "model=tiny", "--cfg", "job", "hydra.run.dir=x", "loop.iterations=2"])
+    ['model=tiny', 'loop.iterations=2']
+    """
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in HYDRA_FLAGS_WITH_VALUE:
+            skip = True
+            continue
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if not key.startswith("hydra.") and key != "hydra":
+            out.append(arg)
+    return out
+
+
+def _combinations(overrides: list[str]) -> list[list[str]]:
+    """Expand sweep overrides (``model=a,b``) into the job combinations Hydra's basic sweeper would run."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [list(combo) for batch in batches for combo in batch]
+
+
+def precheck(argv: Sequence[str], config_name: str = "train") -> None:
+    """Compose and validate every job of the command; raise ``ConfigError`` (one line) on the first bad value."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
+
+    register_resolvers()
+    overrides = task_overrides(argv)
+    combos = _combinations(overrides) if ("-m" in argv or "--multirun" in argv) else [overrides]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        for combo in combos[:256]:
+            try:
+                raw = compose(config_name, overrides=combo)
+            except MissingConfigException as err:
+                raise ConfigError(_missing_option(str(err))) from None
+            except HydraException as err:
+                raise ConfigError(_first_line(err)) from None
+            raw.paths.root = "."
+            raw.paths.run_dir = "."
+            to_config(raw)
+
+
+def _first_line(err: BaseException) -> str:
+    while err is not None and not str(err).strip():
+        err = err.__cause__
+    return str(err).strip().splitlines()[0] if err is not None else "invalid configuration"
+
+
+def _missing_option(message: str) -> str:
+    """Hydra's multi-line 'Could not find' message as one line naming the group, value and the options."""
+    import re
+
+    first = message.splitlines()[0]
+    m = re.search(r"Could not (?:find|load) '([^']+)/([^'/]+)'", first)
+    if not m:
+        return first
+    group, value = m.group(1), m.group(2)
+    folder = CONF_DIR / group
+    options = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    return f"{group}={value!r} is not a known option; choose one of {', '.join(options) or '(none)'}"
+
+
+def precheck_or_exit(argv: Sequence[str]) -> None:
+    if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc") for a in argv):
+        return
+    try:
+        precheck(argv)
+    except ConfigError as err:
+        print(f"selflen: config error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def setup_logging() -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("selflen").setLevel(logging.INFO)
+
+
+def train_main() -> None:
+    """Console entry point ``selflen-train``: the same as ``python train.py``."""
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(CONF_DIR).parent / "train.py"), run_name="__main__")

@@ -1,0 +1,300 @@
+"""Typed schemas behind the YAML in ``conf/`` and the validation that runs before anything is written.
+
+Values live in YAML; these dataclasses give every key a type, a default and one line of meaning. A bad value
+stops the run with one line naming the key, the value and what is allowed (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run. ``str(err)`` is a single line meant for the user."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "HuggingFaceTB/SmolLM2-135M-Instruct"  # identity recorded in records, cards and W&B
+    source: str = "embedded"  # embedded | hub | local | tiny
+    path: str | None = None  # hub id or local folder (source hub/local)
+    dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
+    max_model_len: int = 4096  # context used by the engines
+    chat_format: str | None = None  # chatml | llama3: template given to a tiny stand-in of this model
+    system_prompt: str | None = None  # prepended as a system message when set
+    trust_remote_code: bool = False  # explicit opt-in only
+    revision: str | None = None
+
+
+@dataclass
+class BackendConfig:
+    name: str = "hf"  # hf | vllm | openai
+    device: str = "auto"  # hf: auto | cpu | cuda
+    batch_size: int = 16  # hf: rows per forward batch
+    gpu_memory_utilization: float = 0.85  # vllm
+    tensor_parallel_size: int = 1  # vllm
+    enforce_eager: bool = True  # vllm: skip graph capture/compilation (faster start)
+    max_lora_rank: int = 64  # vllm: must be >= finetune.lora.r
+    cpu_kvcache_gb: int = 2  # vllm on CPU: VLLM_CPU_KVCACHE_SPACE
+    base_url: str = "http://127.0.0.1:8000/v1"  # openai
+    api_key_env: str = "OPENAI_API_KEY"  # openai: name of the env var holding the key (never the key)
+    concurrency: int = 8  # openai: requests in flight
+    timeout_s: float = 600.0  # openai: per request
+    max_retries: int = 4  # openai: retries with exponential backoff
+
+
+@dataclass
+class LanguageConfig:
+    name: str = "en"
+    end_punct: str | None = ".!?\"')]}>`*"  # allowed last characters; null disables the rule
+    ngram_n: int = 10  # repeated n-gram window; 0 disables
+    ngram_tokenizer: str = "whitespace"  # whitespace | cjk
+    meta_words: list[str] = field(default_factory=lambda: ["revised", "revision", "response", "version", "paragraph"])
+    counter: str = "longen"  # word counter used for every length rule
+    line_joiner: str = "\n"  # joins kept lines in the Extender's outline after line removal
+    instruction_label: str = "Instruction"  # self-instruct transcript label ("指令" in zh)
+
+
+@dataclass
+class SplitConfig:
+    strategy: str = "paragraph_half"  # paragraph_half | sentence_half | word_ratio
+    ratio: float = 0.5  # word_ratio: fraction of words in the first part
+
+
+@dataclass
+class LengthConfig:
+    rounds: int = 3  # chained extension rounds
+    min_ratio: float = 1.2  # accept an extension only if words > min_ratio x original
+    keep_fraction: float = 0.6667  # fraction of the stage-1 expansion kept before continuing
+    attempts: int = 2  # tries per round before giving up on the round
+    generate_max_new_tokens: int = 1024
+    extend_max_new_tokens: int = 2048
+    instruct_max_new_tokens: int = 160
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 0.7
+    top_p: float = 0.8
+    top_k: int = 20
+    repetition_penalty: float = 1.1
+
+
+@dataclass
+class LoopConfig:
+    iterations: int = 2  # macro-iterations
+    instructions: int = 16  # new instructions requested per iteration
+    instruct_attempts: int = 10  # tries per requested instruction
+    grow_pool: bool = True  # few-shot examples also drawn from instructions accepted so far
+    judge: bool = True  # yes/no suitability judge on self-instructed prompts
+    min_instruction_words: int = 4  # accept when min <= words < max (reference: 3 < w < 500)
+    max_instruction_words: int = 500
+    dedup_threshold: float = 0.8  # near-duplicate Jaccard threshold for instructions
+    decontaminate: bool = True  # drop prompts overlapping LonGen / LongBench-Write
+    samples_per_prompt: int = 2  # Generator answers per instruction
+    generate_attempts: int = 2  # extra tries for a sample that failed the filters
+    drop_truncated: bool = True  # drop answers cut off by max_new_tokens (finish reason "length")
+    extensions_per_response: int = 1
+    length_biased: bool = True  # keep longer items with probability 1 - 2r^3
+    p_keep_line: float = 0.8  # Extender data: keep each outline line with this probability
+    max_train_examples: int | None = None
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+@dataclass
+class LoraConfig:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: str = "all-linear"
+
+
+@dataclass
+class FinetuneConfig:
+    method: str = "lora"  # lora | full
+    lineage: str = "continue"  # continue (cumulative adapter, the reference) | fresh (new adapter each iteration)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    learning_rate: float = 1e-4
+    epochs: float = 4.0
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    scheduler: str = "cosine"
+    max_length: int = 4096  # longer examples are dropped and counted, never truncated
+    group_by_length: bool = True  # length-grouped batches: little padding on skewed data
+    save_steps: int = 20  # checkpoint cadence (resume after a crash)
+    logging_steps: int = 5
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class LengthControlConfig:
+    enabled: bool = True
+    min_words: int = 2000  # pooled answers within [min_words, max_words] get constraints
+    max_words: int = 8000
+    mix: dict[str, float] = field(default_factory=lambda: {"about": 0.4, "range": 0.25, "above": 0.1, "below": 0.25})
+    rewrite: str = "llm"  # llm (base model rewrites the query, template fallback) | template
+    final_sft: bool = True
+    epochs: float = 2.0
+
+
+@dataclass
+class EvalConfig:
+    enabled: bool = True
+    benchmark: str = "longen"
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    n_per_cell: int = 1
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "wandb"  # wandb | none
+    project: str = "selflen"
+    entity: str | None = None
+    mode: str = "offline"  # offline | online | disabled
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    samples: int = 8  # rows in the sample table
+
+
+@dataclass
+class PathsConfig:
+    root: str = "."
+    run_dir: str = "."  # Hydra's output dir
+    cache_dir: str = "~/.cache/selflen"  # converted and tiny models only
+    data_dir: str | None = None  # benchmark files (LonGen, LongBench-Write); null = auto
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    length: LengthConfig = field(default_factory=LengthConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    length_control: LengthControlConfig = field(default_factory=LengthControlConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0
+    online: bool = False  # allow hub downloads and online W&B
+    redo: list[str] = field(default_factory=list)  # stages to recompute although done with another config
+    experiment: str | None = None  # name of the experiment file, for grouping
+    debug: str | None = None
+
+
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "model.source": ("embedded", "hub", "local", "tiny"),
+    "model.dtype": ("float32", "bfloat16", "float16", "auto"),
+    "model.chat_format": (None, "chatml", "llama3"),
+    "backend.name": ("hf", "vllm", "openai"),
+    "backend.device": ("auto", "cpu", "cuda"),
+    "language.ngram_tokenizer": ("whitespace", "cjk"),
+    "language.counter": ("longen", "unicode"),
+    "split.strategy": ("paragraph_half", "sentence_half", "word_ratio"),
+    "finetune.method": ("lora", "full"),
+    "finetune.lineage": ("continue", "fresh"),
+    "length_control.rewrite": ("llm", "template"),
+    "logger.name": ("wandb", "none"),
+    "logger.mode": ("offline", "online", "disabled"),
+    "eval.benchmark": ("longen", "longbench_write", "longbench_write_en"),
+}
+# key -> (low, high, low_open, high_open); None means unbounded on that side
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "split.ratio": (0, 1, True, True),
+    "length.keep_fraction": (0, 1, True, False),
+    "length.min_ratio": (1, None, False, True),
+    "length.rounds": (1, None, False, True),
+    "length.attempts": (1, None, False, True),
+    "loop.iterations": (1, None, False, True),
+    "loop.instructions": (1, None, False, True),
+    "loop.instruct_attempts": (1, None, False, True),
+    "loop.samples_per_prompt": (1, None, False, True),
+    "loop.extensions_per_response": (1, None, False, True),
+    "loop.p_keep_line": (0, 1, True, False),
+    "loop.dedup_threshold": (0, 1, True, False),
+    "loop.sampling.top_p": (0, 1, True, False),
+    "loop.sampling.temperature": (0, None, False, True),
+    "finetune.learning_rate": (0, None, True, True),
+    "finetune.epochs": (0, None, True, True),
+    "finetune.batch_size": (1, None, False, True),
+    "finetune.lora.r": (1, None, False, True),
+    "backend.gpu_memory_utilization": (0, 1, True, False),
+    "backend.batch_size": (1, None, False, True),
+    "backend.concurrency": (1, None, False, True),
+}
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _describe_range(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    left = "(" if lo_open else "["
+    right = ")" if hi_open else "]"
+    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+
+
+def check(cfg: TrainConfig) -> None:
+    """Raise ``ConfigError`` for the first value that cannot run (choices, ranges, cross-field rules)."""
+    for key, allowed in CHOICES.items():
+        value = _get(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
+    for key, (lo, hi, lo_open, hi_open) in RANGES.items():
+        value = _get(cfg, key)
+        bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
+        bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
+        if bad_lo or bad_hi:
+            raise ConfigError(f"{key}={value!r} is out of range; allowed {_describe_range(lo, hi, lo_open, hi_open)}")
+    if cfg.model.source in ("hub", "local") and not cfg.model.path:
+        raise ConfigError(f"model.path is missing for model.source={cfg.model.source}; set model.path=<hub id or folder>")
+    if cfg.model.source == "local" and not Path(cfg.model.path).expanduser().exists():
+        raise ConfigError(f"model.path={cfg.model.path!r} does not exist; point it at a model folder with config.json")
+    if cfg.loop.min_instruction_words >= cfg.loop.max_instruction_words:
+        raise ConfigError("loop.min_instruction_words must be < loop.max_instruction_words")
+    if cfg.length_control.min_words >= cfg.length_control.max_words:
+        raise ConfigError("length_control.min_words must be < length_control.max_words")
+    unknown = set(cfg.length_control.mix) - {"about", "range", "above", "below"}
+    if unknown or not any(v > 0 for v in cfg.length_control.mix.values()):
+        raise ConfigError(f"length_control.mix={dict(cfg.length_control.mix)} needs weights for about/range/above/below")
+    if cfg.backend.name == "vllm" and cfg.finetune.method == "lora" and cfg.backend.max_lora_rank < cfg.finetune.lora.r:
+        raise ConfigError(
+            f"backend.max_lora_rank={cfg.backend.max_lora_rank} < finetune.lora.r={cfg.finetune.lora.r}; raise it"
+        )
+    if cfg.finetune.method == "full" and cfg.backend.name != "hf":
+        raise ConfigError("finetune.method=full needs backend=hf (vllm/openai serve LoRA adapters, not full weights)")
+
+
+def to_config(raw: DictConfig | dict) -> TrainConfig:
+    """Merge a composed Hydra config into the typed schema and check it; errors become one-line ``ConfigError``."""
+    schema = OmegaConf.structured(TrainConfig)
+    try:
+        merged = OmegaConf.merge(schema, raw)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        msg = str(err).splitlines()[0]
+        raise ConfigError(f"{key}: {msg}") from None
+    assert isinstance(cfg, TrainConfig)
+    check(cfg)
+    return cfg
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,140 @@
+"""N-gram overlap decontamination of generated instructions against benchmark prompts (LonGen, LongBench-Write)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+__all__ = ["Decontaminator", "benchmark_prompts", "default_data_dir", "is_cjk_text", "tokenize"]
+
+# (relative path, JSON field holding the prompt) for every benchmark file we know about.
+BENCHMARK_FILES: tuple[tuple[str, str], ...] = (
+    ("longen/LonGen.jsonl", "query"),
+    ("longbench_write/longbench_write.jsonl", "prompt"),
+    ("longbench_write/longbench_write_en.jsonl", "prompt"),
+    ("longbench_write/longwrite_ruler.jsonl", "prompt"),
+)
+
+_CJK_RANGES = (
+    "\u3040-\u30ff"  # hiragana, katakana
+    "\u3400-\u4dbf"  # CJK extension A
+    "\u4e00-\u9fff"  # CJK unified ideographs
+    "\uac00-\ud7af"  # hangul syllables
+    "\uf900-\ufaff"  # CJK compatibility ideographs
+    "\U00020000-\U0002ebef"  # CJK extensions B-F
+)
+_CJK_CHAR = re.compile(f"([{_CJK_RANGES}])")
+_CJK_ONLY = re.compile(f"^[{_CJK_RANGES}]$")
+_WORD = re.compile(r"[^\W_]+")
+# Share of CJK tokens from which a text is treated as CJK (character n-grams with ``n_cjk``).
+_CJK_SHARE = 1 / 3
+
+
+def tokenize(text: str) -> list[str]:
+    """NFKC-normalise and lower-case ``text``; each CJK char and each other word is a token, punctuation dropped."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return _WORD.findall(_CJK_CHAR.sub(r" \1 ", text))
+
+
+def is_cjk_text(tokens: list[str]) -> bool:
+    """Whether a token list is mostly CJK (at least a third of its tokens are CJK characters)."""
+    if not tokens:
+        return False
+    cjk = sum(1 for tok in tokens if _CJK_ONLY.match(tok))
+    return cjk >= _CJK_SHARE * len(tokens)
+
+
+def _grams(tokens: list[str], n: int) -> Iterator[tuple[str, ...]]:
+    """Contiguous ``n``-grams of ``tokens``; a non-empty sequence shorter than ``n`` yields itself once."""
+    if len(tokens) < n:
+        if tokens:
+            yield tuple(tokens)
+        return
+    for i in range(len(tokens) - n + 1):
+        yield tuple(tokens[i : i + n])
+
+
+def benchmark_prompts(data_dir: str | Path) -> list[str]:
+    """All LonGen queries and LongBench-Write prompts found under ``data_dir`` ([] if no file exists)."""
+    root = Path(data_dir)
+    prompts: list[str] = []
+    for rel, field in BENCHMARK_FILES:
+        file = root / rel
+        if not file.is_file():
+            continue
+        with file.open(encoding="utf-8") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                line = raw.strip()
+                if not line:
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{file}:{lineno}: invalid JSON ({exc.msg})") from exc
+                value = obj.get(field) if isinstance(obj, dict) else None
+                if isinstance(value, str) and value.strip():
+                    prompts.append(value)
+    return prompts
+
+
+def default_data_dir() -> Path | None:
+    """``$SELFLEN_DATA_DIR`` if set, else ``<repo root>/../shared/data`` if it exists, else None."""
+    env = os.environ.get("SELFLEN_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    repo_root = Path(__file__).resolve().parent.parent
+    candidate = (repo_root.parent / "shared" / "data").resolve()
+    return candidate if candidate.is_dir() else None
+
+
+class Decontaminator:
+    """Set of hashed n-grams of reference texts; flags texts that share n-grams with them.
+
+    Latin-script text uses word ``n``-grams; CJK text (see :func:`is_cjk_text`) uses character ``n_cjk``-grams.
+    References are indexed under both sizes so a text is always compared at the size its own script calls for.
+    """
+
+    def __init__(self, references: Iterable[str], n: int = 8, n_cjk: int = 13) -> None:
+        if n < 1 or n_cjk < 1:
+            raise ValueError(f"n-gram sizes must be positive, got n={n}, n_cjk={n_cjk}")
+        self.n = n
+        self.n_cjk = n_cjk
+        self._hashes: set[int] = set()
+        self.num_references = 0
+        for ref in references:
+            self.add(ref)
+
+    @classmethod
+    def from_data_dir(cls, data_dir: str | Path, **kw: int) -> Decontaminator:
+        """Build from every benchmark prompt under ``data_dir`` (see :func:`benchmark_prompts`)."""
+        return cls(benchmark_prompts(data_dir), **kw)
+
+    @staticmethod
+    def _hash(n: int, gram: tuple[str, ...]) -> int:
+        return hash((n, gram))
+
+    def add(self, reference: str) -> None:
+        """Index one more reference text."""
+        tokens = tokenize(reference)
+        for size in {self.n, self.n_cjk}:
+            self._hashes.update(self._hash(size, g) for g in _grams(tokens, size))
+        self.num_references += 1
+
+    @property
+    def size(self) -> int:
+        """Number of distinct hashed n-grams indexed."""
+        return len(self._hashes)
+
+    def overlaps(self, text: str) -> int:
+        """Number of the text's n-grams (with repetition) that occur in the references."""
+        tokens = tokenize(text)
+        size = self.n_cjk if is_cjk_text(tokens) else self.n
+        return sum(1 for g in _grams(tokens, size) if self._hash(size, g) in self._hashes)
+
+    def is_contaminated(self, text: str, min_hits: int = 1) -> bool:
+        """Whether ``text`` shares at least ``min_hits`` n-grams with the references."""
+        return self.overlaps(text) >= min_hits

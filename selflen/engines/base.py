@@ -1,0 +1,116 @@
+"""The one seam everything generates through: requests in, results out, in order.
+
+A request is a chat (a list of ``{"role", "content"}`` messages), optionally with an assistant ``prefix``
+that the model must *continue* (the Extender's second stage), the name of a LoRA adapter (``None`` means
+the base model) and sampling parameters. Chat formatting always comes from the tokenizer's own template.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+FinishReason = Literal["stop", "length", "error"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Decoding settings shared by every engine (temperature 0 means greedy)."""
+
+    temperature: float = 0.7
+    top_p: float = 0.8
+    top_k: int = 20
+    repetition_penalty: float = 1.1
+    max_new_tokens: int = 512
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    n: int = 1
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+    def with_(self, **changes: object) -> SamplingParams:
+        """A copy with some fields changed (``params.with_(seed=3)``)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation request; ``prefix`` is an assistant message start to continue verbatim."""
+
+    messages: tuple[dict[str, str], ...] | list[dict[str, str]]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    prefix: str | None = None
+    adapter: str | None = None
+
+
+@dataclass
+class Completion:
+    """One sampled continuation. ``text`` excludes the prefix and any stop string."""
+
+    text: str
+    tokens: int
+    finish_reason: FinishReason
+    error: str | None = None
+
+
+@dataclass
+class Result:
+    """All ``n`` completions of one request, plus its prompt size in tokens."""
+
+    outputs: list[Completion]
+    prompt_tokens: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.outputs[0].text
+
+    @property
+    def ok(self) -> bool:
+        return all(o.finish_reason != "error" for o in self.outputs)
+
+
+def error_result(message: str, n: int = 1) -> Result:
+    """A result that records a failure instead of raising, so callers can count it."""
+    return Result(outputs=[Completion(text="", tokens=0, finish_reason="error", error=message) for _ in range(n)])
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest stop string; return the kept text and whether a stop was hit.
+
+    >>> truncate_at_stop("one\\n---two", ["---"])
+    ('one\\n', True)
+    >>> truncate_at_stop("plain", ["###"])
+    ('plain', False)
+    """
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+class Engine(abc.ABC):
+    """Generation backend. Use as a context manager so resources are always released."""
+
+    name: str = "engine"
+
+    @abc.abstractmethod
+    def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
+        """Run all requests; results come back in the same order. Failures are ``error`` results."""
+
+    @abc.abstractmethod
+    def add_adapter(self, name: str, path: str) -> None:
+        """Make a LoRA adapter folder available under ``name`` for later requests."""
+
+    def has_adapter(self, name: str) -> bool:
+        return name in getattr(self, "_adapters", {})
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release memory, processes and connections. Idempotent."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

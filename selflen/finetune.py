@@ -1,0 +1,142 @@
+"""Fine-tune one role (Generator, Extender, or the final length-following model) on chat ``messages`` data.
+
+LoRA by default (PEFT), full fine-tuning on request, through TRL's ``SFTTrainer`` with loss on the response only
+(prompt-completion format, the tokenizer's chat template). The maximum length is computed from the data: an
+example longer than the cap is dropped and counted, never silently truncated. Batches are grouped by length so
+skewed data wastes little compute on padding. Checkpoints let a killed run resume mid-training.
+Usable in-process (the pipeline) or under ``accelerate launch -m selflen.finetune``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    method: str = "lora"  # lora | full
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: str = "all-linear"
+    learning_rate: float = 1e-4
+    epochs: float = 4.0
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    scheduler: str = "cosine"
+    max_length: int = 4096
+    group_by_length: bool = True
+    save_steps: int = 20
+    logging_steps: int = 5
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 0
+
+
+def to_prompt_completion(rows: list[dict]) -> list[dict]:
+    """Split chat rows into TRL's conversational prompt/completion form (loss on the last assistant turn).
+
+    >>> to_prompt_completion([{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}])
+    [{'prompt': [{'role': 'user', 'content': 'q'}], 'completion': [{'role': 'assistant', 'content': 'a'}]}]
+    """
+    out = []
+    for row in rows:
+        msgs = row["messages"]
+        if not msgs or msgs[-1]["role"] != "assistant":
+            raise ValueError(f"row {row.get('id', '?')}: the last message must be the assistant's answer")
+        out.append({"prompt": msgs[:-1], "completion": [msgs[-1]]})
+    return out
+
+
+def token_lengths(tokenizer, rows: list[dict]) -> list[int]:  # noqa: ANN001
+    """Tokens of each full conversation under the chat template."""
+    return [len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=True)
+                ["input_ids"]) for r in rows]
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def train(model_dir: str | Path, data_path: str | Path, out_dir: str | Path, s: TrainSettings, *,
+          init_adapter: str | Path | None = None, on_log: Callable[[dict[str, float]], None] | None = None,
+          dtype: str = "float32") -> dict[str, Any]:
+    """Train and save to ``out_dir`` (an adapter folder for LoRA, a model folder for full); returns stats."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    out_dir = Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    rows = to_prompt_completion(read_rows(Path(data_path)))
+    lengths = token_lengths(tokenizer, rows)
+    keep = [i for i, n in enumerate(lengths) if n <= s.max_length]
+    stats: dict[str, Any] = {"examples": len(rows), "dropped_too_long": len(rows) - len(keep)}
+    if not keep:
+        log.warning("no trainable example in %s (all %d over max_length=%d)", data_path, len(rows), s.max_length)
+        return {**stats, "trained": False}
+    data = Dataset.from_list([rows[i] for i in keep])
+    max_len = max(lengths[i] for i in keep)
+    stats.update(max_length=max_len, tokens=sum(lengths[i] for i in keep))
+
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype, "auto")
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype)
+    peft_config = None
+    if s.method == "lora":
+        from peft import LoraConfig, PeftModel
+
+        if init_adapter:
+            model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+        else:
+            peft_config = LoraConfig(r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout,
+                                     target_modules=s.target_modules, task_type="CAUSAL_LM")
+    ckpt_dir = out_dir.parent / (out_dir.name + ".checkpoints")
+    steps_per_epoch = math.ceil(len(keep) / (s.batch_size * s.grad_accum))
+    args = SFTConfig(
+        output_dir=str(ckpt_dir), num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum, learning_rate=s.learning_rate, lr_scheduler_type=s.scheduler,
+        warmup_steps=int(s.warmup_ratio * steps_per_epoch * s.epochs), max_length=max_len,
+        completion_only_loss=True, logging_steps=s.logging_steps, save_strategy="steps", save_steps=s.save_steps,
+        save_total_limit=1, report_to="none", seed=s.seed, bf16=s.bf16, use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=s.gradient_checkpointing, disable_tqdm=False, dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if s.group_by_length else "random", packing=False,
+    )
+    losses: list[float] = []
+
+    class _Forward(TrainerCallback):
+        def on_log(self, _args, state, _control, logs=None, **_kw):  # noqa: ANN001, ANN202
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+                if on_log:
+                    on_log({"loss": float(logs["loss"]), "step": state.global_step})
+
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=[_Forward()])
+    resume = any(ckpt_dir.glob("checkpoint-*"))
+    if resume:
+        log.info("resuming training from the last checkpoint in %s", ckpt_dir)
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    tmp = out_dir.parent / (out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    stats.update(trained=True, steps=result.global_step, train_loss=round(result.training_loss, 4),
+                 first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
+                 resumed=resume)
+    return stats

