@@ -1,8 +1,8 @@
 """selflen entry point: compose the Hydra config, validate it, provision the model, run the loop, report.
 
-    python train.py                               # the whole loop on the embedded SmolLM2-135M, CPU
-    python train.py debug=smoke                   # tiny random model, every stage, about a minute
-    python train.py -m model=llama3,qwen2 backend=vllm
+python train.py                               # the whole loop on the embedded SmolLM2-135M, CPU
+python train.py debug=smoke                   # tiny random model, every stage, about a minute
+python train.py -m model=llama3,qwen2 backend=vllm
 """
 
 from __future__ import annotations

@@ -11,12 +11,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evaluation import api
 from evaluation.benchmarks import BENCHMARKS, load_benchmark, slice_rows
 from evaluation.counters import COUNTERS
 from evaluation.records import RowError, read_jsonl, write_jsonl
+
+if TYPE_CHECKING:
+    from evaluation.runner import JudgeSettings
 
 SCORE_BENCHMARKS = tuple(api.FAMILIES)
 GENERATE_BENCHMARKS = tuple(BENCHMARKS)
@@ -98,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _judge_settings(args: argparse.Namespace, default_backend: str, cache: Path) -> Any:
+def _judge_settings(args: argparse.Namespace, default_backend: str, cache: Path) -> JudgeSettings | None:
     from evaluation.runner import JudgeSettings
 
     if not args.judge_model:
@@ -184,9 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RowError as exc:
         print(f"error: {exc} (use --skip-bad to skip and count malformed rows)", file=sys.stderr)
         return 2
-    except (FileNotFoundError, KeyError) as exc:
-        message = exc.args[0] if exc.args else str(exc)
-        print(f"error: {message}", file=sys.stderr)
+    except KeyError as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc.args[0] if len(exc.args) == 1 else exc}", file=sys.stderr)
         return 2
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation import repetition, scorers
-from evaluation.benchmarks import longen_flag
+from evaluation.benchmarks import lbw_bucket, longen_flag, prompt_language
 from evaluation.counters import get_counter
 from evaluation.records import BadRow, RowError
 
@@ -31,6 +31,7 @@ __all__ = [
     "FAMILIES",
     "default_counter",
     "family",
+    "log_metrics",
     "required_words",
     "scatter_plot",
     "score_row",
@@ -131,6 +132,9 @@ def score_row(row: dict[str, Any], benchmark: str, counter: Callable[[str], int]
     elif fam == "longbench_write":
         required = _positive_number(row, "length")
         out.update(required=required, score=scorers.lbw_length_score(required, words))
+        out.setdefault("range", lbw_bucket(required))
+        if "prompt" in row:
+            out.setdefault("language", prompt_language(str(row["prompt"])))
         a, b = scorers.lifebench_window(required, "equal", float(row.get("tolerance", 0.1)))
     else:
         required, mode, (a, b) = _lifebench_spec(row)
@@ -274,6 +278,32 @@ def score_rows(
             bad.append((line, str(exc)))
     bad.sort()
     return scored, summarize(scored, benchmark, counter_name, bad)
+
+
+def log_metrics(summary: dict[str, Any], prefix: str = "eval") -> dict[str, float]:
+    """Flatten a summary into ``prefix/...`` scalars for a metrics logger (W&B): ``overall``, ``by_*`` groups,
+    ``repetition``, ``finish``, ``variance`` and ``judge`` numbers; ``None`` values are left out.
+
+    >>> log_metrics({"n": 2, "overall": {"score": 0.5, "n": 2}, "by_type": {"about": {"score": 1.0}}, "flagged": 0})
+    {'eval/n': 2.0, 'eval/flagged': 0.0, 'eval/score': 0.5, 'eval/type/about/score': 1.0}
+    """
+    out: dict[str, float] = {}
+    for key in ("n", "bad_rows", "flagged"):
+        if isinstance(summary.get(key), (int, float)):
+            out[f"{prefix}/{key}"] = float(summary[key])
+    for key, value in (summary.get("overall") or {}).items():
+        if key != "n" and isinstance(value, (int, float)):
+            out[f"{prefix}/{key}"] = float(value)
+    for group in ("by_type", "by_language", "by_bucket", "by_mode"):
+        for name, stats in (summary.get(group) or {}).items():
+            for key, value in stats.items():
+                if key != "n" and isinstance(value, (int, float)):
+                    out[f"{prefix}/{group[3:]}/{name}/{key}"] = float(value)
+    for section in ("repetition", "finish", "variance", "judge"):
+        for key, value in (summary.get(section) or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"{prefix}/{section}/{key}"] = float(value)
+    return out
 
 
 def scatter_plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:

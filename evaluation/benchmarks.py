@@ -31,6 +31,7 @@ __all__ = [
     "lbw_bucket",
     "load_benchmark",
     "longen_flag",
+    "prompt_language",
     "slice_rows",
 ]
 
@@ -131,6 +132,15 @@ def lbw_bucket(length: float) -> str:
     return "20k+"
 
 
+def prompt_language(prompt: str) -> str:
+    """``zh`` if the prompt holds any CJK ideograph, else ``en`` (how LongBench-Write rows get a language).
+
+    >>> prompt_language("写一首诗"), prompt_language("Write a poem")
+    ('zh', 'en')
+    """
+    return "zh" if _CJK.search(prompt) else "en"
+
+
 def annotate(name: str, raw_rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add ``id``, ``line``, ``benchmark``, ``language``, ``range``, ``flagged`` and ``flag_reason`` to raw rows.
 
@@ -143,7 +153,7 @@ def annotate(name: str, raw_rows: Iterable[dict[str, Any]]) -> list[dict[str, An
         row = {k: v for k, v in raw.items() if not k.startswith("_")}
         row.update(id=f"{name}-{line:04d}", line=line, benchmark=name)
         if spec.family == "longbench_write":
-            row.setdefault("language", "zh" if _CJK.search(str(row.get("prompt", ""))) else "en")
+            row.setdefault("language", prompt_language(str(row.get("prompt", ""))))
             row.setdefault("range", lbw_bucket(float(row["length"])))
         reason = longen_flag(row) if name == "longen" else None
         row["flagged"], row["flag_reason"] = reason is not None, reason

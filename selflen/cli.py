@@ -12,8 +12,20 @@ from omegaconf import OmegaConf
 
 from selflen.config import CONF_DIR, ConfigError, to_config
 
-HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--cfg", "-c",
-                          "--package", "-p", "--info", "--experimental-rerun"}
+HYDRA_FLAGS_WITH_VALUE = {
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "--experimental-rerun",
+}
 
 
 def register_resolvers() -> None:
@@ -45,8 +57,8 @@ def task_overrides(argv: Sequence[str]) -> list[str]:
 
 def _combinations(overrides: list[str]) -> list[list[str]]:
     """Expand sweep overrides (``model=a,b``) into the job combinations Hydra's basic sweeper would run."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     batches = BasicSweeper.split_arguments(parsed, None)

@@ -263,7 +263,9 @@ def check(cfg: TrainConfig) -> None:
         if bad_lo or bad_hi:
             raise ConfigError(f"{key}={value!r} is out of range; allowed {_describe_range(lo, hi, lo_open, hi_open)}")
     if cfg.model.source in ("hub", "local") and not cfg.model.path:
-        raise ConfigError(f"model.path is missing for model.source={cfg.model.source}; set model.path=<hub id or folder>")
+        raise ConfigError(
+            f"model.path is missing for model.source={cfg.model.source}; set model.path=<hub id or folder>"
+        )
     if cfg.model.source == "local" and not Path(cfg.model.path).expanduser().exists():
         raise ConfigError(f"model.path={cfg.model.path!r} does not exist; point it at a model folder with config.json")
     if cfg.loop.min_instruction_words >= cfg.loop.max_instruction_words:
@@ -272,8 +274,14 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError("length_control.min_words must be < length_control.max_words")
     unknown = set(cfg.length_control.mix) - {"about", "range", "above", "below"}
     if unknown or not any(v > 0 for v in cfg.length_control.mix.values()):
-        raise ConfigError(f"length_control.mix={dict(cfg.length_control.mix)} needs weights for about/range/above/below")
-    if cfg.backend.name == "vllm" and cfg.finetune.method == "lora" and cfg.backend.max_lora_rank < cfg.finetune.lora.r:
+        raise ConfigError(
+            f"length_control.mix={dict(cfg.length_control.mix)} needs weights for about/range/above/below"
+        )
+    if (
+        cfg.backend.name == "vllm"
+        and cfg.finetune.method == "lora"
+        and cfg.backend.max_lora_rank < cfg.finetune.lora.r
+    ):
         raise ConfigError(
             f"backend.max_lora_rank={cfg.backend.max_lora_rank} < finetune.lora.r={cfg.finetune.lora.r}; raise it"
         )

@@ -60,17 +60,26 @@ def to_prompt_completion(rows: list[dict]) -> list[dict]:
 
 def token_lengths(tokenizer, rows: list[dict]) -> list[int]:  # noqa: ANN001
     """Tokens of each full conversation under the chat template."""
-    return [len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=True)
-                ["input_ids"]) for r in rows]
+    return [
+        len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=True)["input_ids"])
+        for r in rows
+    ]
 
 
 def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def train(model_dir: str | Path, data_path: str | Path, out_dir: str | Path, s: TrainSettings, *,
-          init_adapter: str | Path | None = None, on_log: Callable[[dict[str, float]], None] | None = None,
-          dtype: str = "float32") -> dict[str, Any]:
+def train(
+    model_dir: str | Path,
+    data_path: str | Path,
+    out_dir: str | Path,
+    s: TrainSettings,
+    *,
+    init_adapter: str | Path | None = None,
+    on_log: Callable[[dict[str, float]], None] | None = None,
+    dtype: str = "float32",
+) -> dict[str, Any]:
     """Train and save to ``out_dir`` (an adapter folder for LoRA, a model folder for full); returns stats."""
     import torch
     from datasets import Dataset
@@ -101,18 +110,38 @@ def train(model_dir: str | Path, data_path: str | Path, out_dir: str | Path, s: 
         if init_adapter:
             model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
         else:
-            peft_config = LoraConfig(r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout,
-                                     target_modules=s.target_modules, task_type="CAUSAL_LM")
+            peft_config = LoraConfig(
+                r=s.r,
+                lora_alpha=s.alpha,
+                lora_dropout=s.dropout,
+                target_modules=s.target_modules,
+                task_type="CAUSAL_LM",
+            )
     ckpt_dir = out_dir.parent / (out_dir.name + ".checkpoints")
     steps_per_epoch = math.ceil(len(keep) / (s.batch_size * s.grad_accum))
     args = SFTConfig(
-        output_dir=str(ckpt_dir), num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
-        gradient_accumulation_steps=s.grad_accum, learning_rate=s.learning_rate, lr_scheduler_type=s.scheduler,
-        warmup_steps=int(s.warmup_ratio * steps_per_epoch * s.epochs), max_length=max_len,
-        completion_only_loss=True, logging_steps=s.logging_steps, save_strategy="steps", save_steps=s.save_steps,
-        save_total_limit=1, report_to="none", seed=s.seed, bf16=s.bf16, use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=s.gradient_checkpointing, disable_tqdm=False, dataloader_num_workers=0,
-        train_sampling_strategy="group_by_length" if s.group_by_length else "random", packing=False,
+        output_dir=str(ckpt_dir),
+        num_train_epochs=s.epochs,
+        per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum,
+        learning_rate=s.learning_rate,
+        lr_scheduler_type=s.scheduler,
+        warmup_steps=int(s.warmup_ratio * steps_per_epoch * s.epochs),
+        max_length=max_len,
+        completion_only_loss=True,
+        logging_steps=s.logging_steps,
+        save_strategy="steps",
+        save_steps=s.save_steps,
+        save_total_limit=1,
+        report_to="none",
+        seed=s.seed,
+        bf16=s.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=s.gradient_checkpointing,
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if s.group_by_length else "random",
+        packing=False,
     )
     losses: list[float] = []
 
@@ -123,8 +152,14 @@ def train(model_dir: str | Path, data_path: str | Path, out_dir: str | Path, s: 
                 if on_log:
                     on_log({"loss": float(logs["loss"]), "step": state.global_step})
 
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[_Forward()])
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[_Forward()],
+    )
     resume = any(ckpt_dir.glob("checkpoint-*"))
     if resume:
         log.info("resuming training from the last checkpoint in %s", ckpt_dir)
@@ -136,7 +171,12 @@ def train(model_dir: str | Path, data_path: str | Path, out_dir: str | Path, s: 
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
-    stats.update(trained=True, steps=result.global_step, train_loss=round(result.training_loss, 4),
-                 first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
-                 resumed=resume)
+    stats.update(
+        trained=True,
+        steps=result.global_step,
+        train_loss=round(result.training_loss, 4),
+        first_loss=losses[0] if losses else None,
+        last_loss=losses[-1] if losses else None,
+        resumed=resume,
+    )
     return stats

@@ -27,8 +27,15 @@ CHAT_FORMATS = {  # name -> (template file, end-of-turn token)
     "chatml": ("chatml.jinja", "<|im_end|>"),
     "llama3": ("llama3.jinja", "<|eot_id|>"),
 }
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|start_header_id|>",
-                  "<|end_header_id|>", "<|eot_id|>"]
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+]
 
 
 class ModelNotFound(RuntimeError):
@@ -144,8 +151,12 @@ def build_tiny_tokenizer(chat_format: str = "chatml", vocab_size: int = 1024):  
     )
     tok.train_from_iterator(_tiny_corpus(), trainer=trainer)
     template_file, eos = CHAT_FORMATS[chat_format]
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token="<|endoftext|>",
-                                   bos_token="<|begin_of_text|>" if chat_format == "llama3" else None)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=eos,
+        pad_token="<|endoftext|>",
+        bos_token="<|begin_of_text|>" if chat_format == "llama3" else None,
+    )
     fast.chat_template = (TEMPLATES_DIR / template_file).read_text()
     return fast
 
@@ -158,9 +169,18 @@ def make_tiny_model(out_dir: Path | str, seed: int = 0, chat_format: str = "chat
     out = Path(out_dir)
     tok = build_tiny_tokenizer(chat_format)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=64, max_position_embeddings=2048, tie_word_embeddings=True,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        vocab_size=len(tok),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=64,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
         initializer_range=0.2,  # large random weights: confident, varied logits (no ties in greedy decoding)
     )
     torch.manual_seed(seed)
@@ -194,8 +214,16 @@ def hub_model_dir(repo_id: str, online: bool, revision: str | None = None) -> Pa
     return Path(snapshot_download(repo_id, revision=revision))
 
 
-def resolve_model(source: str, path: str | None, *, cache_dir: Path | str | None = None, online: bool = False,
-                  chat_format: str | None = None, revision: str | None = None, seed: int = 0) -> Path:
+def resolve_model(
+    source: str,
+    path: str | None,
+    *,
+    cache_dir: Path | str | None = None,
+    online: bool = False,
+    chat_format: str | None = None,
+    revision: str | None = None,
+    seed: int = 0,
+) -> Path:
     """Turn a model config (source + path) into a local folder."""
     if source == "embedded":
         return embedded_model_dir(cache_dir)

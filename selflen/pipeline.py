@@ -53,18 +53,39 @@ class Loop:
     def _build_engine(self) -> Engine:
         b, m = self.cfg.backend, self.cfg.model
         if b.name == "hf":
-            return build_engine("hf", str(self.model_dir), dtype=m.dtype, device=b.device, batch_size=b.batch_size,
-                                max_model_len=m.max_model_len, trust_remote_code=m.trust_remote_code)
+            return build_engine(
+                "hf",
+                str(self.model_dir),
+                dtype=m.dtype,
+                device=b.device,
+                batch_size=b.batch_size,
+                max_model_len=m.max_model_len,
+                trust_remote_code=m.trust_remote_code,
+            )
         if b.name == "vllm":
             return build_engine(
-                "vllm", str(self.model_dir), dtype=m.dtype, max_model_len=m.max_model_len,
-                max_lora_rank=b.max_lora_rank, gpu_memory_utilization=b.gpu_memory_utilization,
-                tensor_parallel_size=b.tensor_parallel_size, enforce_eager=b.enforce_eager,
-                cpu_kvcache_gb=b.cpu_kvcache_gb, seed=self.cfg.seed, trust_remote_code=m.trust_remote_code,
+                "vllm",
+                str(self.model_dir),
+                dtype=m.dtype,
+                max_model_len=m.max_model_len,
+                max_lora_rank=b.max_lora_rank,
+                gpu_memory_utilization=b.gpu_memory_utilization,
+                tensor_parallel_size=b.tensor_parallel_size,
+                enforce_eager=b.enforce_eager,
+                cpu_kvcache_gb=b.cpu_kvcache_gb,
+                seed=self.cfg.seed,
+                trust_remote_code=m.trust_remote_code,
             )
-        return build_engine("openai", m.name if m.source == "hub" else str(self.model_dir), base_url=b.base_url,
-                            api_key_env=b.api_key_env, concurrency=b.concurrency, timeout_s=b.timeout_s,
-                            max_retries=b.max_retries, load_adapters=True)
+        return build_engine(
+            "openai",
+            m.name if m.source == "hub" else str(self.model_dir),
+            base_url=b.base_url,
+            api_key_env=b.api_key_env,
+            concurrency=b.concurrency,
+            timeout_s=b.timeout_s,
+            max_retries=b.max_retries,
+            load_adapters=True,
+        )
 
     def close_engine(self) -> None:
         """Free the engine before training (vLLM does not reliably release device memory otherwise)."""
@@ -93,8 +114,11 @@ class Loop:
         return st
 
     def finish(self, st: Stage, summary: dict[str, Any], step: int) -> dict[str, Any]:
-        manifest = st.finish(summary.get("counts", {}), summary.get("drops"),
-                             {k: v for k, v in summary.items() if k not in ("counts", "drops")})
+        manifest = st.finish(
+            summary.get("counts", {}),
+            summary.get("drops"),
+            {k: v for k, v in summary.items() if k not in ("counts", "drops")},
+        )
         self.record(st, manifest, step)
         return manifest
 
@@ -125,23 +149,46 @@ class Loop:
     # -- settings from config -----------------------------------------------------------------------
     def rules(self) -> FilterRules:
         lang = self.cfg.language
-        return FilterRules(end_punct=lang.end_punct, ngram_n=lang.ngram_n, ngram_tokenizer=lang.ngram_tokenizer,
-                           meta_words=tuple(lang.meta_words), counter=lang.counter)
+        return FilterRules(
+            end_punct=lang.end_punct,
+            ngram_n=lang.ngram_n,
+            ngram_tokenizer=lang.ngram_tokenizer,
+            meta_words=tuple(lang.meta_words),
+            counter=lang.counter,
+        )
 
     def sampling(self, max_new_tokens: int) -> SamplingParams:
         s = self.cfg.loop.sampling
-        return SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                              repetition_penalty=s.repetition_penalty, max_new_tokens=max_new_tokens)
+        return SamplingParams(
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            repetition_penalty=s.repetition_penalty,
+            max_new_tokens=max_new_tokens,
+        )
 
     def train_settings(self, epochs: float | None = None) -> TrainSettings:
         f = self.cfg.finetune
-        return TrainSettings(method=f.method, r=f.lora.r, alpha=f.lora.alpha, dropout=f.lora.dropout,
-                             target_modules=f.lora.target_modules, learning_rate=f.learning_rate,
-                             epochs=epochs or f.epochs, batch_size=f.batch_size, grad_accum=f.grad_accum,
-                             warmup_ratio=f.warmup_ratio, scheduler=f.scheduler, max_length=f.max_length,
-                             group_by_length=f.group_by_length, save_steps=f.save_steps,
-                             logging_steps=f.logging_steps, bf16=f.bf16,
-                             gradient_checkpointing=f.gradient_checkpointing, seed=self.cfg.seed)
+        return TrainSettings(
+            method=f.method,
+            r=f.lora.r,
+            alpha=f.lora.alpha,
+            dropout=f.lora.dropout,
+            target_modules=f.lora.target_modules,
+            learning_rate=f.learning_rate,
+            epochs=epochs or f.epochs,
+            batch_size=f.batch_size,
+            grad_accum=f.grad_accum,
+            warmup_ratio=f.warmup_ratio,
+            scheduler=f.scheduler,
+            max_length=f.max_length,
+            group_by_length=f.group_by_length,
+            save_steps=f.save_steps,
+            logging_steps=f.logging_steps,
+            bf16=f.bf16,
+            gradient_checkpointing=f.gradient_checkpointing,
+            seed=self.cfg.seed,
+        )
 
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
@@ -149,20 +196,33 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.run_dir).expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
-        model_dir = resolve_model(cfg.model.source, cfg.model.path, cache_dir=cfg.paths.cache_dir, online=cfg.online,
-                                  chat_format=cfg.model.chat_format, revision=cfg.model.revision, seed=cfg.seed)
+        model_dir = resolve_model(
+            cfg.model.source,
+            cfg.model.path,
+            cache_dir=cfg.paths.cache_dir,
+            online=cfg.online,
+            chat_format=cfg.model.chat_format,
+            revision=cfg.model.revision,
+            seed=cfg.seed,
+        )
         write_json(run_dir / "config.json", to_dict(cfg))
         lg = cfg.logger
-        with open_logger(lg.name, run_dir=run_dir, config=to_dict(cfg), project=lg.project, group=lg.group,
-                         tags=[*lg.tags, cfg.model.name, cfg.backend.name], mode=lg.mode, entity=lg.entity,
-                         online=cfg.online) as logger:
+        with open_logger(
+            lg.name,
+            run_dir=run_dir,
+            config=to_dict(cfg),
+            project=lg.project,
+            group=lg.group,
+            tags=[*lg.tags, cfg.model.name, cfg.backend.name],
+            mode=lg.mode,
+            entity=lg.entity,
+            online=cfg.online,
+        ) as logger:
             loop = Loop(cfg, run_dir, model_dir, logger)
             try:
                 return run_loop(loop)
             finally:
                 loop.close_engine()
-
-
 
 
 def _asdict(obj: Any) -> Any:
@@ -177,53 +237,124 @@ def iteration(loop: Loop, k: int) -> dict[str, Any]:
     seeds_text = _seed_prompts(lang.name)
     decontam = _decontaminator(cfg) if lc.decontaminate else None
     inst_s = instruct.InstructSettings(
-        count=lc.instructions, attempts=lc.instruct_attempts, language=lang.name, label=lang.instruction_label,
-        min_words=lc.min_instruction_words, max_words=lc.max_instruction_words, judge=lc.judge,
-        grow_pool=lc.grow_pool, dedup_threshold=lc.dedup_threshold, counter=lang.counter,
-        sampling=loop.sampling(length.instruct_max_new_tokens), seed=cfg.seed, iteration=k)
-    inst_st, _ = loop.run_stage(f"{d}/instruct", {**_asdict(inst_s), "decontam": decontam is not None,
-                                                  "model": str(cfg.model.name)},
-                                lambda st: instruct.run(st, loop.engine(), seeds_text, inst_s, loop.chat, decontam), k)
+        count=lc.instructions,
+        attempts=lc.instruct_attempts,
+        language=lang.name,
+        label=lang.instruction_label,
+        min_words=lc.min_instruction_words,
+        max_words=lc.max_instruction_words,
+        judge=lc.judge,
+        grow_pool=lc.grow_pool,
+        dedup_threshold=lc.dedup_threshold,
+        counter=lang.counter,
+        sampling=loop.sampling(length.instruct_max_new_tokens),
+        seed=cfg.seed,
+        iteration=k,
+    )
+    inst_st, _ = loop.run_stage(
+        f"{d}/instruct",
+        {**_asdict(inst_s), "decontam": decontam is not None, "model": str(cfg.model.name)},
+        lambda st: instruct.run(st, loop.engine(), seeds_text, inst_s, loop.chat, decontam),
+        k,
+    )
     instructions = [r for r in inst_st.records() if r["status"] == "ok"]
 
-    gen_s = generate.GenerateSettings(samples=lc.samples_per_prompt, attempts=lc.generate_attempts,
-                                      rules=loop.rules(), sampling=loop.sampling(length.generate_max_new_tokens),
-                                      adapter=None, seed=cfg.seed, drop_truncated=lc.drop_truncated)
-    gen_st, _ = loop.run_stage(f"{d}/generate", _asdict(gen_s), lambda st: generate.run(
-        st, loop.engine(), instructions, dataclasses.replace(gen_s, adapter=loop.adapter("gen", k)), loop.chat), k)
+    gen_s = generate.GenerateSettings(
+        samples=lc.samples_per_prompt,
+        attempts=lc.generate_attempts,
+        rules=loop.rules(),
+        sampling=loop.sampling(length.generate_max_new_tokens),
+        adapter=None,
+        seed=cfg.seed,
+        drop_truncated=lc.drop_truncated,
+    )
+    gen_st, _ = loop.run_stage(
+        f"{d}/generate",
+        _asdict(gen_s),
+        lambda st: generate.run(
+            st, loop.engine(), instructions, dataclasses.replace(gen_s, adapter=loop.adapter("gen", k)), loop.chat
+        ),
+        k,
+    )
     responses = [r for r in gen_st.records() if r["status"] == "ok"]
 
     ext_s = extend.ExtendSettings(
-        rounds=length.rounds, attempts=length.attempts, min_ratio=length.min_ratio,
-        keep_fraction=length.keep_fraction, split=cfg.split.strategy, split_ratio=cfg.split.ratio,
-        rules=loop.rules(), language=lang.name, sampling=loop.sampling(length.extend_max_new_tokens), adapter=None,
-        seed=cfg.seed, drop_truncated=lc.drop_truncated, chunk=max(1, cfg.backend.batch_size // 2))
-    ext_st, _ = loop.run_stage(f"{d}/extend", {**_asdict(ext_s), "n": lc.extensions_per_response}, lambda st: extend.run(
-        st, loop.engine(), responses, dataclasses.replace(ext_s, adapter=loop.adapter("ext", k)), loop.chat,
-        lc.extensions_per_response), k)
+        rounds=length.rounds,
+        attempts=length.attempts,
+        min_ratio=length.min_ratio,
+        keep_fraction=length.keep_fraction,
+        split=cfg.split.strategy,
+        split_ratio=cfg.split.ratio,
+        rules=loop.rules(),
+        language=lang.name,
+        sampling=loop.sampling(length.extend_max_new_tokens),
+        adapter=None,
+        seed=cfg.seed,
+        drop_truncated=lc.drop_truncated,
+        chunk=max(1, cfg.backend.batch_size // 2),
+    )
+    ext_st, _ = loop.run_stage(
+        f"{d}/extend",
+        {**_asdict(ext_s), "n": lc.extensions_per_response},
+        lambda st: extend.run(
+            st,
+            loop.engine(),
+            responses,
+            dataclasses.replace(ext_s, adapter=loop.adapter("ext", k)),
+            loop.chat,
+            lc.extensions_per_response,
+        ),
+        k,
+    )
     extended = [r for r in ext_st.records() if r["status"] == "ok"]
 
-    sel_st, _ = loop.run_stage(f"{d}/select", {"length_biased": lc.length_biased, "dedup": lc.dedup_threshold},
-                               lambda st: select.run(st, extended, length_biased=lc.length_biased,
-                                                     dedup_threshold=lc.dedup_threshold, seed=cfg.seed, iteration=k), k)
+    sel_st, _ = loop.run_stage(
+        f"{d}/select",
+        {"length_biased": lc.length_biased, "dedup": lc.dedup_threshold},
+        lambda st: select.run(
+            st,
+            extended,
+            length_biased=lc.length_biased,
+            dedup_threshold=lc.dedup_threshold,
+            seed=cfg.seed,
+            iteration=k,
+        ),
+        k,
+    )
     kept = [r for r in sel_st.records() if r["status"] == "ok"]
 
-    data_st, _ = loop.run_stage(f"{d}/sft_data", {"p_keep": lc.p_keep_line, "joiner": lang.line_joiner,
-                                                  "limit": lc.max_train_examples},
-                                lambda st: sft_data.run(st, kept, chat=loop.chat, p_keep=lc.p_keep_line,
-                                                        joiner=lang.line_joiner, language=lang.name, seed=cfg.seed,
-                                                        limit=lc.max_train_examples), k)
+    data_st, _ = loop.run_stage(
+        f"{d}/sft_data",
+        {"p_keep": lc.p_keep_line, "joiner": lang.line_joiner, "limit": lc.max_train_examples},
+        lambda st: sft_data.run(
+            st,
+            kept,
+            chat=loop.chat,
+            p_keep=lc.p_keep_line,
+            joiner=lang.line_joiner,
+            language=lang.name,
+            seed=cfg.seed,
+            limit=lc.max_train_examples,
+        ),
+        k,
+    )
     loop.close_engine()
     gen_data, ext_data = sft_data.paths(data_st.dir)
     for role, data in (("gen", gen_data), ("ext", ext_data)):
         finetune_stage(loop, f"{d}/finetune_{role}", role, data, k)
     _log_samples(loop, kept, k)
-    return {"generator": [r["words"] for r in responses], "extender": [r["words"] for r in extended],
-            "instructions": len(instructions), "accepted_extensions": len(extended), "kept": len(kept)}
+    return {
+        "generator": [r["words"] for r in responses],
+        "extender": [r["words"] for r in extended],
+        "instructions": len(instructions),
+        "accepted_extensions": len(extended),
+        "kept": len(kept),
+    }
 
 
-def finetune_stage(loop: Loop, rel: str, role: str, data: Path, k: int, epochs: float | None = None,
-                   init_adapter: Path | None = None) -> Path | None:
+def finetune_stage(
+    loop: Loop, rel: str, role: str, data: Path, k: int, epochs: float | None = None, init_adapter: Path | None = None
+) -> Path | None:
     """Train one role into ``<stage>/adapter`` (LoRA) or ``<stage>/model`` (full); returns that folder."""
     cfg = loop.cfg
     settings = loop.train_settings(epochs)
@@ -236,12 +367,23 @@ def finetune_stage(loop: Loop, rel: str, role: str, data: Path, k: int, epochs: 
         def on_log(m: dict) -> None:
             loop.logger.log({f"train/{role}/loss": m["loss"], f"train/{role}/step": m["step"], "iteration": k})
 
-        stats = train_role(loop.model_dir, data, st.dir / out_name, settings, init_adapter=init_adapter,
-                           on_log=on_log, dtype=cfg.model.dtype)
-        return {"counts": {"examples": stats["examples"], "dropped_too_long": stats["dropped_too_long"]},
-                "drops": {"too_long": stats["dropped_too_long"]}, "train": stats, "lineage": cfg.finetune.lineage,
-                "init_adapter": str(init_adapter) if init_adapter else None,
-                "metrics": {f"train/{role}/final_loss": stats.get("train_loss") or 0.0}}
+        stats = train_role(
+            loop.model_dir,
+            data,
+            st.dir / out_name,
+            settings,
+            init_adapter=init_adapter,
+            on_log=on_log,
+            dtype=cfg.model.dtype,
+        )
+        return {
+            "counts": {"examples": stats["examples"], "dropped_too_long": stats["dropped_too_long"]},
+            "drops": {"too_long": stats["dropped_too_long"]},
+            "train": stats,
+            "lineage": cfg.finetune.lineage,
+            "init_adapter": str(init_adapter) if init_adapter else None,
+            "metrics": {f"train/{role}/final_loss": stats.get("train_loss") or 0.0},
+        }
 
     st, manifest = loop.run_stage(rel, {**_asdict(settings), "init": str(init_adapter), "data": str(data)}, body, k)
     out = st.dir / out_name
@@ -249,11 +391,16 @@ def finetune_stage(loop: Loop, rel: str, role: str, data: Path, k: int, epochs: 
 
 
 def _log_samples(loop: Loop, kept: list[dict], k: int) -> None:
-    rows = [[k, r["instruction"], r["response"], r["extended"], r["words_before"], r["words"]]
-            for r in kept[: loop.cfg.logger.samples]]
+    rows = [
+        [k, r["instruction"], r["response"], r["extended"], r["words_before"], r["words"]]
+        for r in kept[: loop.cfg.logger.samples]
+    ]
     if rows:
-        loop.logger.log_table(f"samples/iter_{k}", ["iteration", "instruction", "answer", "extension",
-                                                    "answer_words", "extension_words"], rows)
+        loop.logger.log_table(
+            f"samples/iter_{k}",
+            ["iteration", "instruction", "answer", "extension", "answer_words", "extension_words"],
+            rows,
+        )
 
 
 def final_stages(loop: Loop) -> dict[str, Any]:
@@ -264,24 +411,59 @@ def final_stages(loop: Loop) -> dict[str, Any]:
     for k in range(1, cfg.loop.iterations + 1):
         for rec in Stage.read_records(loop.run_dir / f"iter_{k}" / "generate"):
             if rec["status"] == "ok":
-                pooled_raw.append({"id": rec["id"], "query": rec["instruction"], "answer": rec["response"],
-                                   "words": rec["words"], "source": f"iter_{k}/generate"})
+                pooled_raw.append(
+                    {
+                        "id": rec["id"],
+                        "query": rec["instruction"],
+                        "answer": rec["response"],
+                        "words": rec["words"],
+                        "source": f"iter_{k}/generate",
+                    }
+                )
         for rec in Stage.read_records(loop.run_dir / f"iter_{k}" / "extend"):
             if rec["status"] == "ok":
-                pooled_raw.append({"id": rec["id"], "query": rec["instruction"], "answer": rec["extended"],
-                                   "words": rec["words"], "source": f"iter_{k}/extend"})
+                pooled_raw.append(
+                    {
+                        "id": rec["id"],
+                        "query": rec["instruction"],
+                        "answer": rec["extended"],
+                        "words": rec["words"],
+                        "source": f"iter_{k}/extend",
+                    }
+                )
     pooled = length_control.pool(pooled_raw, lcc.min_words, lcc.max_words)
-    st, manifest = loop.run_stage("final/length_control", {**_asdict(lcc), "n": len(pooled)}, lambda s: length_control.run(
-        s, loop.engine() if lcc.rewrite == "llm" else None, pooled, chat=loop.chat, language=cfg.language.name,
-        mix=lcc.mix, rewrite=lcc.rewrite, seed=cfg.seed), cfg.loop.iterations + 1)
+    st, manifest = loop.run_stage(
+        "final/length_control",
+        {**_asdict(lcc), "n": len(pooled)},
+        lambda s: length_control.run(
+            s,
+            loop.engine() if lcc.rewrite == "llm" else None,
+            pooled,
+            chat=loop.chat,
+            language=cfg.language.name,
+            mix=lcc.mix,
+            rewrite=lcc.rewrite,
+            seed=cfg.seed,
+        ),
+        cfg.loop.iterations + 1,
+    )
     loop.close_engine()
     out = {"length_control_examples": manifest["counts"].get("examples", 0)}
     if lcc.final_sft and out["length_control_examples"]:
         last = loop.run_dir / f"iter_{cfg.loop.iterations}" / "finetune_gen" / "adapter"
         init = last if (last / "adapter_config.json").exists() and cfg.finetune.method == "lora" else None
-        folder = finetune_stage(loop, "final/finetune", "final", st.dir / length_control.LC_FILE,
-                                cfg.loop.iterations + 1, epochs=lcc.epochs, init_adapter=init)
+        folder = finetune_stage(
+            loop,
+            "final/finetune",
+            "final",
+            st.dir / length_control.LC_FILE,
+            cfg.loop.iterations + 1,
+            epochs=lcc.epochs,
+            init_adapter=init,
+        )
         out["final_model"] = str(folder) if folder else None
+        if cfg.eval.enabled and folder is not None and cfg.finetune.method == "lora":
+            _evaluate(loop, cfg.loop.iterations + 1, rel="final/evaluate", adapter_dir=folder)
     return out
 
 
@@ -296,13 +478,11 @@ def run_loop(loop: Loop) -> dict[str, Any]:
     return write_summary(loop, per_iter, final)
 
 
-def _evaluate(loop: Loop, k: int) -> None:
-    try:
-        from selflen.stages import evaluate
-    except ImportError as err:  # the evaluation package is optional for the loop itself
-        log.warning("evaluation unavailable (%s): skipping iteration %d evaluation", err, k)
-        return
-    evaluate.run_for_iteration(loop, k)
+def _evaluate(loop: Loop, k: int, rel: str | None = None, adapter_dir: Path | None = None) -> None:
+    from selflen.stages import evaluate
+
+    evaluate.run_for_iteration(loop, k, rel=rel, adapter_dir=adapter_dir)
+    loop.close_engine()
 
 
 def write_summary(loop: Loop, per_iter: dict[int, dict[str, Any]], final: dict[str, Any]) -> dict[str, Any]:
@@ -311,18 +491,36 @@ def write_summary(loop: Loop, per_iter: dict[int, dict[str, Any]], final: dict[s
     plots_dir = loop.run_dir / "plots"
     plots_dir.mkdir(exist_ok=True)
     words = {k: {"generator": v["generator"], "extender": v["extender"]} for k, v in per_iter.items()}
-    means = {role: [round(stats_.fmean(w[role]), 1) if w[role] else 0.0 for w in words.values()]
-             for role in ("generator", "extender")}
+    means = {
+        role: [round(stats_.fmean(w[role]), 1) if w[role] else 0.0 for w in words.values()]
+        for role in ("generator", "extender")
+    }
     hist = plots.length_histogram(words, plots_dir / "length_histogram.png")
     growth = plots.growth_curve(means, plots_dir / "growth.png")
     for p in (hist, growth):
         loop.logger.log_image(f"plots/{p.stem}", p)
     summary = {
-        "run_dir": str(loop.run_dir), "model": loop.cfg.model.name, "backend": loop.cfg.backend.name,
-        "iterations": {k: {"generator_mean_words": means["generator"][i], "extender_mean_words": means["extender"][i],
-                           "instructions": v["instructions"], "accepted_extensions": v["accepted_extensions"],
-                           "kept": v["kept"]} for i, (k, v) in enumerate(per_iter.items())},
-        "stage_seconds": loop.timings, "plots": [str(hist), str(growth)], **final,
+        "run_dir": str(loop.run_dir),
+        "model": loop.cfg.model.name,
+        "backend": loop.cfg.backend.name,
+        "iterations": {
+            k: {
+                "generator_mean_words": means["generator"][i],
+                "extender_mean_words": means["extender"][i],
+                "instructions": v["instructions"],
+                "accepted_extensions": v["accepted_extensions"],
+                "kept": v["kept"],
+            }
+            for i, (k, v) in enumerate(per_iter.items())
+        },
+        "stage_seconds": loop.timings,
+        "plots": [str(hist), str(growth)],
+        **final,
+        "eval": {
+            name.split("/")[0]: m.get("metrics", {}).get("eval/score")
+            for name, m in loop.manifests.items()
+            if name.endswith("/evaluate")
+        },
     }
     write_json(loop.run_dir / "summary.json", summary)
     loop.logger.summary({f"summary/iter_{k}/{m}": v for k, v in summary["iterations"].items() for m, v in v.items()})
@@ -331,14 +529,22 @@ def write_summary(loop: Loop, per_iter: dict[int, dict[str, Any]], final: dict[s
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The table printed at the end of a run."""
-    lines = [f"selflen run: {summary['model']} via {summary['backend']}",
-             f"{'iter':>4}  {'instr':>5}  {'gen words':>9}  {'ext words':>9}  {'accepted':>8}  {'kept':>4}"]
+    lines = [
+        f"selflen run: {summary['model']} via {summary['backend']}",
+        f"{'iter':>4}  {'instr':>5}  {'gen words':>9}  {'ext words':>9}  {'accepted':>8}  {'kept':>4}",
+    ]
     for k, v in summary["iterations"].items():
-        lines.append(f"{k:>4}  {v['instructions']:>5}  {v['generator_mean_words']:>9}  "
-                     f"{v['extender_mean_words']:>9}  {v['accepted_extensions']:>8}  {v['kept']:>4}")
+        lines.append(
+            f"{k:>4}  {v['instructions']:>5}  {v['generator_mean_words']:>9}  "
+            f"{v['extender_mean_words']:>9}  {v['accepted_extensions']:>8}  {v['kept']:>4}"
+        )
+    scores = {k: v for k, v in summary.get("eval", {}).items() if v is not None}
+    if scores:
+        lines.append("eval length score: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     if "length_control_examples" in summary:
-        lines.append(f"length-control examples: {summary['length_control_examples']}; "
-                     f"final model: {summary.get('final_model')}")
+        lines.append(
+            f"length-control examples: {summary['length_control_examples']}; final model: {summary.get('final_model')}"
+        )
     slow = sorted(summary["stage_seconds"].items(), key=lambda kv: -kv[1])[:5]
     lines.append("slowest stages: " + ", ".join(f"{n} {s:.0f}s" for n, s in slow))
     lines.append(f"run dir: {summary['run_dir']}")

@@ -59,8 +59,9 @@ def package_versions() -> dict[str, str]:
 
 def git_commit(root: Path | None = None) -> str | None:
     try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root or Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root or Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
         return res.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -236,16 +237,23 @@ class Stage:
         """Records of a stage folder without opening (or locking) it as a stage."""
         return read_jsonl(Path(directory) / RECORDS_NAME)
 
-    def finish(self, counts: dict[str, Any], drops: dict[str, int] | None = None,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def finish(
+        self, counts: dict[str, Any], drops: dict[str, int] | None = None, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Write ``done.json`` (the last file of a stage)."""
         if self._file is not None:
             self._file.close()
             self._file = None
         manifest = {
-            "stage": self.name, "config_hash": self.hash, "counts": counts, "drops": dict(drops or {}),
-            "seconds": round(time.time() - self.started, 3), "finished": _dt.datetime.now().isoformat(),
-            "versions": package_versions(), "git_commit": git_commit(), **(extra or {}),
+            "stage": self.name,
+            "config_hash": self.hash,
+            "counts": counts,
+            "drops": dict(drops or {}),
+            "seconds": round(time.time() - self.started, 3),
+            "finished": _dt.datetime.now().isoformat(),
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            **(extra or {}),
         }
         write_json(self.dir / DONE_NAME, manifest)
         return manifest

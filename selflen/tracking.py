@@ -63,8 +63,19 @@ class NullLogger:
 class WandbLogger(NullLogger):
     """A W&B run named and grouped from the config; the resolved config is logged with secrets redacted."""
 
-    def __init__(self, *, project: str, name: str, group: str | None, tags: Sequence[str], config: dict[str, Any],
-                 run_dir: Path, mode: str = "offline", entity: str | None = None, job_type: str = "train") -> None:
+    def __init__(
+        self,
+        *,
+        project: str,
+        name: str,
+        group: str | None,
+        tags: Sequence[str],
+        config: dict[str, Any],
+        run_dir: Path,
+        mode: str = "offline",
+        entity: str | None = None,
+        job_type: str = "train",
+    ) -> None:
         super().__init__()
         import wandb
 
@@ -73,9 +84,18 @@ class WandbLogger(NullLogger):
         run_dir.mkdir(parents=True, exist_ok=True)
         self._wandb = wandb
         self.run = wandb.init(
-            project=project, entity=entity, name=name, group=group, tags=list(tags), job_type=job_type,
-            config=redact(config), dir=str(run_dir), mode=mode, reinit="finish_previous",
-            id=_persisted_id(run_dir), resume="allow",
+            project=project,
+            entity=entity,
+            name=name,
+            group=group,
+            tags=list(tags),
+            job_type=job_type,
+            config=redact(config),
+            dir=str(run_dir),
+            mode=mode,
+            reinit="finish_previous",
+            id=_persisted_id(run_dir),
+            resume="allow",
         )
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
@@ -109,9 +129,18 @@ def _persisted_id(run_dir: Path) -> str:
 
 
 @contextlib.contextmanager
-def open_logger(name: str, *, run_dir: Path, config: dict[str, Any], project: str = "selflen", group: str | None = None,
-                tags: Sequence[str] = (), mode: str = "offline", entity: str | None = None,
-                online: bool = False) -> Iterator[NullLogger]:
+def open_logger(
+    name: str,
+    *,
+    run_dir: Path,
+    config: dict[str, Any],
+    project: str = "selflen",
+    group: str | None = None,
+    tags: Sequence[str] = (),
+    mode: str = "offline",
+    entity: str | None = None,
+    online: bool = False,
+) -> Iterator[NullLogger]:
     """Yield a logger for the run; finish it whatever happens inside the block."""
     if name == "none" or mode == "disabled":
         logger: NullLogger = NullLogger()
@@ -119,8 +148,16 @@ def open_logger(name: str, *, run_dir: Path, config: dict[str, Any], project: st
         if mode == "online" and not online:
             log.warning("logger.mode=online needs online=true; logging offline instead")
             mode = "offline"
-        logger = WandbLogger(project=project, name=run_dir.name, group=group, tags=tags, config=config,
-                             run_dir=run_dir, mode=mode, entity=entity)
+        logger = WandbLogger(
+            project=project,
+            name=run_dir.name,
+            group=group,
+            tags=tags,
+            config=config,
+            run_dir=run_dir,
+            mode=mode,
+            entity=entity,
+        )
     try:
         yield logger
     except BaseException:

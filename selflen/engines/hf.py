@@ -86,8 +86,15 @@ class HFEngine(Engine):
 
     name = "hf"
 
-    def __init__(self, model: str, dtype: str = "float32", device: str = "auto", batch_size: int = 16,
-                 max_model_len: int | None = None, trust_remote_code: bool = False) -> None:
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "float32",
+        device: str = "auto",
+        batch_size: int = 16,
+        max_model_len: int | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -177,13 +184,19 @@ class HFEngine(Engine):
         max_new = min(max_new, budget)
         batch = self.tokenizer.pad({"input_ids": [r.ids for r in chunk]}, return_tensors="pt").to(self.device)
         config = GenerationConfig(
-            max_new_tokens=max_new, do_sample=False, num_beams=1, eos_token_id=self.stop_ids,
-            pad_token_id=self.tokenizer.pad_token_id, stop_strings=list(stop) or None,
+            max_new_tokens=max_new,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            stop_strings=list(stop) or None,
         )
         sampler = RowSampler([r.params for r in chunk], [r.seed for r in chunk], self.device)
         with self._activate(chunk[0].adapter):
             out = self.model.generate(
-                **batch, generation_config=config, logits_processor=LogitsProcessorList([sampler]),
+                **batch,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([sampler]),
                 tokenizer=self.tokenizer if stop else None,
             )
         new = out[:, batch["input_ids"].shape[1] :].tolist()

@@ -29,9 +29,17 @@ RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 class OpenAIEngine(Engine):
     name = "openai"
 
-    def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 8, timeout_s: float = 600.0, max_retries: int = 4, backoff_s: float = 0.5,
-                 load_adapters: bool = False) -> None:
+    def __init__(
+        self,
+        model: str,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout_s: float = 600.0,
+        max_retries: int = 4,
+        backoff_s: float = 0.5,
+        load_adapters: bool = False,
+    ) -> None:
         self.model = model
         self.base_url = base_url.rstrip("/")
         key = os.environ.get(api_key_env, "EMPTY")
@@ -55,8 +63,12 @@ class OpenAIEngine(Engine):
         p = req.params
         messages = list(req.messages)
         body: dict = {
-            "model": req.adapter or self.model, "messages": messages, "n": p.n, "max_tokens": p.max_new_tokens,
-            "temperature": p.temperature, "top_p": p.top_p if not p.greedy else 1.0,
+            "model": req.adapter or self.model,
+            "messages": messages,
+            "n": p.n,
+            "max_tokens": p.max_new_tokens,
+            "temperature": p.temperature,
+            "top_p": p.top_p if not p.greedy else 1.0,
             "repetition_penalty": p.repetition_penalty,
         }
         if p.top_k > 0 and not p.greedy:

@@ -31,10 +31,21 @@ class VLLMEngine(Engine):
 
     name = "vllm"
 
-    def __init__(self, model: str, dtype: str = "float32", max_model_len: int = 4096, enable_lora: bool = True,
-                 max_lora_rank: int = 64, max_loras: int = 2, gpu_memory_utilization: float = 0.85,
-                 tensor_parallel_size: int = 1, enforce_eager: bool = True, cpu_kvcache_gb: int = 2,
-                 seed: int = 0, trust_remote_code: bool = False) -> None:
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "float32",
+        max_model_len: int = 4096,
+        enable_lora: bool = True,
+        max_lora_rank: int = 64,
+        max_loras: int = 2,
+        gpu_memory_utilization: float = 0.85,
+        tensor_parallel_size: int = 1,
+        enforce_eager: bool = True,
+        cpu_kvcache_gb: int = 2,
+        seed: int = 0,
+        trust_remote_code: bool = False,
+    ) -> None:
         import torch
 
         if not torch.cuda.is_available():
@@ -42,8 +53,13 @@ class VLLMEngine(Engine):
         from vllm import LLM
 
         kwargs = dict(
-            model=model, dtype=dtype, max_model_len=max_model_len, enforce_eager=enforce_eager, seed=seed,
-            tensor_parallel_size=tensor_parallel_size, trust_remote_code=trust_remote_code,
+            model=model,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            enforce_eager=enforce_eager,
+            seed=seed,
+            tensor_parallel_size=tensor_parallel_size,
+            trust_remote_code=trust_remote_code,
         )
         if torch.cuda.is_available():
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
@@ -83,26 +99,36 @@ class VLLMEngine(Engine):
     def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
         from vllm import SamplingParams as VSP
 
-        prompts, params, loras, budgets = [], [], [], []
+        prompts, params, loras = [], [], []
         for req in requests:
             ids = self.render(req)
             p = req.params
             budget = min(p.max_new_tokens, self.max_model_len - len(ids))
-            budgets.append(budget)
             prompts.append({"prompt_token_ids": ids})
-            params.append(VSP(
-                n=p.n, temperature=p.temperature, top_p=p.top_p if not p.greedy else 1.0,
-                top_k=p.top_k if (p.top_k > 0 and not p.greedy) else -1, repetition_penalty=p.repetition_penalty,
-                max_tokens=max(budget, 1), stop=list(p.stop) or None, seed=row_seed(p.seed, 0),
-            ))
+            params.append(
+                VSP(
+                    n=p.n,
+                    temperature=p.temperature,
+                    top_p=p.top_p if not p.greedy else 1.0,
+                    top_k=p.top_k if (p.top_k > 0 and not p.greedy) else -1,
+                    repetition_penalty=p.repetition_penalty,
+                    max_tokens=max(budget, 1),
+                    stop=list(p.stop) or None,
+                    seed=row_seed(p.seed, 0),
+                )
+            )
             loras.append(self._lora(req.adapter))
-        outs = self.llm.generate(prompts, params, lora_request=loras if any(loras) else None,
-                                 use_tqdm=desc is not None)
+        outs = self.llm.generate(
+            prompts, params, lora_request=loras if any(loras) else None, use_tqdm=desc is not None
+        )
         results = []
-        for req, out, budget in zip(requests, outs, budgets, strict=True):
+        for req, out in zip(requests, outs, strict=True):
             completions = []
             for o in out.outputs:
-                text, _ = truncate_at_stop(o.text, req.params.stop)
+                # decode the ids ourselves, as the hf engine does (vLLM's incremental text holds back a trailing
+                # incomplete UTF-8 sequence), then cut at the stop strings
+                full = self.tokenizer.decode(list(o.token_ids), skip_special_tokens=True)
+                text, _ = truncate_at_stop(full, req.params.stop)
                 reason = "length" if o.finish_reason == "length" else "stop"
                 completions.append(Completion(text=text, tokens=len(o.token_ids), finish_reason=reason))
             results.append(Result(completions, prompt_tokens=len(out.prompt_token_ids or [])))

@@ -47,8 +47,16 @@ class Chat:
         head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return [*head, {"role": "user", "content": user}]
 
-    def request(self, user: str, params: SamplingParams, *, seed: int, adapter: str | None = None,
-                prefix: str | None = None, n: int = 1) -> Request:
+    def request(
+        self,
+        user: str,
+        params: SamplingParams,
+        *,
+        seed: int,
+        adapter: str | None = None,
+        prefix: str | None = None,
+        n: int = 1,
+    ) -> Request:
         return Request(self.messages(user), params.with_(seed=seed, n=n), prefix=prefix or None, adapter=adapter)
 
 

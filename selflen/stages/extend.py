@@ -62,8 +62,9 @@ def combine(kept: str, continuation: str) -> str:
     return kept + continuation
 
 
-def run(stage: Stage, engine: Engine, responses: Sequence[dict], s: ExtendSettings, chat: Chat,
-        extensions: int = 1) -> dict:
+def run(
+    stage: Stage, engine: Engine, responses: Sequence[dict], s: ExtendSettings, chat: Chat, extensions: int = 1
+) -> dict:
     todo = [(r, e) for r in responses for e in range(extensions) if not stage.has(f"{r['id']}-e{e}")]
     for part in chunks(todo, s.chunk):
         items = [_Item(f"{r['id']}-e{e}", r, r["response"], r["words"], r["response"], r["words"]) for r, e in part]
@@ -73,13 +74,23 @@ def run(stage: Stage, engine: Engine, responses: Sequence[dict], s: ExtendSettin
             ok = accept_extension(it.words0, it.best_words, s.min_ratio)
             if not ok:
                 it.drops["ratio"] += 1
-            stage.append({
-                "id": it.id, "response_id": it.source["id"], "instruction_id": it.source["instruction_id"],
-                "instruction": it.source["instruction"], "response": it.original, "words_before": it.words0,
-                "extended": it.best if ok else "", "words": it.best_words if ok else it.words0,
-                "ratio": round(it.best_words / max(1, it.words0), 4), "rounds_ok": it.rounds_ok,
-                "status": "ok" if ok else "dropped", "reason": None if ok else "ratio", "drops": dict(it.drops),
-            })
+            stage.append(
+                {
+                    "id": it.id,
+                    "response_id": it.source["id"],
+                    "instruction_id": it.source["instruction_id"],
+                    "instruction": it.source["instruction"],
+                    "response": it.original,
+                    "words_before": it.words0,
+                    "extended": it.best if ok else "",
+                    "words": it.best_words if ok else it.words0,
+                    "ratio": round(it.best_words / max(1, it.words0), 4),
+                    "rounds_ok": it.rounds_ok,
+                    "status": "ok" if ok else "dropped",
+                    "reason": None if ok else "ratio",
+                    "drops": dict(it.drops),
+                }
+            )
     return summarize(stage.records())
 
 
@@ -90,15 +101,27 @@ def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings, 
         if not pending:
             return
         params1 = s.sampling
-        reqs1 = [chat.request(extend_prompt(it.source["instruction"], first_part(it.best, s.split, s.split_ratio),
-                                            s.language), params1, seed=seed_for(s.seed, it.id, rnd, attempt, 1),
-                              adapter=s.adapter) for it in pending]
-        kept = []
-        for it, res in zip(pending, engine.generate(reqs1, desc=f"extend r{rnd + 1} stage 1"), strict=True):
-            kept.append(keep_leading(res.text.strip(), s.keep_fraction) if res.ok else "")
-        reqs2 = [chat.request(extend_prompt(it.source["instruction"], it.best, s.language), s.sampling,
-                              seed=seed_for(s.seed, it.id, rnd, attempt, 2), adapter=s.adapter,
-                              prefix=_as_prefix(k)) for it, k in zip(pending, kept, strict=True)]
+        reqs1 = [
+            chat.request(
+                extend_prompt(it.source["instruction"], first_part(it.best, s.split, s.split_ratio), s.language),
+                params1,
+                seed=seed_for(s.seed, it.id, rnd, attempt, 1),
+                adapter=s.adapter,
+            )
+            for it in pending
+        ]
+        results1 = engine.generate(reqs1, desc=f"extend r{rnd + 1} stage 1")
+        kept = [keep_leading(res.text.strip(), s.keep_fraction) if res.ok else "" for res in results1]
+        reqs2 = [
+            chat.request(
+                extend_prompt(it.source["instruction"], it.best, s.language),
+                s.sampling,
+                seed=seed_for(s.seed, it.id, rnd, attempt, 2),
+                adapter=s.adapter,
+                prefix=_as_prefix(k),
+            )
+            for it, k in zip(pending, kept, strict=True)
+        ]
         still = []
         for it, k, res in zip(pending, kept, engine.generate(reqs2, desc=f"extend r{rnd + 1} stage 2"), strict=True):
             reason = _round_reason(it, k, res, s)

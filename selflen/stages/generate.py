@@ -40,8 +40,7 @@ def judge_output(res: Result, rules: FilterRules, drop_truncated: bool = True) -
 
 
 def run(stage: Stage, engine: Engine, instructions: Sequence[dict], s: GenerateSettings, chat: Chat) -> dict:
-    todo = [(inst, j) for inst in instructions for j in range(s.samples)
-            if not stage.has(f"{inst['id']}-s{j}")]
+    todo = [(inst, j) for inst in instructions for j in range(s.samples) if not stage.has(f"{inst['id']}-s{j}")]
     for start in range(0, len(todo), s.batch):
         chunk = todo[start : start + s.batch]
         pending = {f"{inst['id']}-s{j}": (inst, Counter()) for inst, j in chunk}
@@ -49,8 +48,12 @@ def run(stage: Stage, engine: Engine, instructions: Sequence[dict], s: GenerateS
             if not pending:
                 break
             ids = list(pending)
-            reqs = [chat.request(pending[i][0]["instruction"], s.sampling, seed=seed_for(s.seed, i, attempt),
-                                 adapter=s.adapter) for i in ids]
+            reqs = [
+                chat.request(
+                    pending[i][0]["instruction"], s.sampling, seed=seed_for(s.seed, i, attempt), adapter=s.adapter
+                )
+                for i in ids
+            ]
             for rid, res in zip(ids, engine.generate(reqs, desc=f"generate ({len(reqs)})"), strict=True):
                 text, reason = judge_output(res, s.rules, s.drop_truncated)
                 inst, drops = pending[rid]
@@ -64,13 +67,30 @@ def run(stage: Stage, engine: Engine, instructions: Sequence[dict], s: GenerateS
     return summarize(stage.records())
 
 
-def _record(rid: str, inst: dict, text: str, res: Result, status: str, reason: str | None, attempt: int,
-            drops: Counter, counter: str) -> dict:
+def _record(
+    rid: str,
+    inst: dict,
+    text: str,
+    res: Result,
+    status: str,
+    reason: str | None,
+    attempt: int,
+    drops: Counter,
+    counter: str,
+) -> dict:
     out = res.outputs[0]
     return {
-        "id": rid, "instruction_id": inst["id"], "instruction": inst["instruction"], "response": text,
-        "words": count_words(text, counter), "tokens": out.tokens, "finish_reason": out.finish_reason,
-        "status": status, "reason": reason, "attempts": attempt + 1, "drops": dict(drops),
+        "id": rid,
+        "instruction_id": inst["id"],
+        "instruction": inst["instruction"],
+        "response": text,
+        "words": count_words(text, counter),
+        "tokens": out.tokens,
+        "finish_reason": out.finish_reason,
+        "status": status,
+        "reason": reason,
+        "attempts": attempt + 1,
+        "drops": dict(drops),
     }
 
 
@@ -80,7 +100,10 @@ def summarize(records: list[dict]) -> dict:
         drops.update(r.get("drops", {}))
     ok = [r for r in records if r["status"] == "ok"]
     metrics = word_stats([r["words"] for r in ok], "generate")
-    metrics["generate/repetition_rate"] = round(drops.get("repeated_ngram", 0) / max(1, sum(
-        r["attempts"] for r in records)), 4)
-    metrics["generate/truncated_rate"] = round(drops.get(TRUNCATED, 0) / max(1, sum(r["attempts"] for r in records)), 4)
+    metrics["generate/repetition_rate"] = round(
+        drops.get("repeated_ngram", 0) / max(1, sum(r["attempts"] for r in records)), 4
+    )
+    metrics["generate/truncated_rate"] = round(
+        drops.get(TRUNCATED, 0) / max(1, sum(r["attempts"] for r in records)), 4
+    )
     return {"counts": {"samples": len(records), "accepted": len(ok)}, "drops": dict(drops), "metrics": metrics}

@@ -57,8 +57,7 @@ def transcript_prefix(examples: Sequence[str], label: str) -> str:
     return "\n".join(lines) + f"\n{label} {len(examples) + 1}{sep.rstrip()}"
 
 
-def screen(candidate: str, s: InstructSettings, accepted: list[str],
-           decontam: Decontaminator | None) -> str | None:
+def screen(candidate: str, s: InstructSettings, accepted: list[str], decontam: Decontaminator | None) -> str | None:
     """The drop reason of a candidate before judging, or None when it may go to the judge."""
     words = count_words(candidate, s.counter)
     if not candidate:
@@ -75,8 +74,14 @@ def screen(candidate: str, s: InstructSettings, accepted: list[str],
     return None
 
 
-def run(stage: Stage, engine: Engine, seeds: Sequence[str], s: InstructSettings, chat: Chat,
-        decontam: Decontaminator | None = None) -> dict:
+def run(
+    stage: Stage,
+    engine: Engine,
+    seeds: Sequence[str],
+    s: InstructSettings,
+    chat: Chat,
+    decontam: Decontaminator | None = None,
+) -> dict:
     """Fill ``s.count`` slots; returns counts for ``done.json``."""
     done = stage.records()
     accepted = [r["instruction"] for r in done if r["status"] == "ok"]
@@ -94,8 +99,14 @@ def run(stage: Stage, engine: Engine, seeds: Sequence[str], s: InstructSettings,
             rng = rng_for(s.seed, sid, attempt)
             examples = rng.sample(pool, 2) if len(pool) >= 2 else list(pool)
             user = prompts.render("self_instruct", s.language)
-            reqs.append(chat.request(user, params, seed=seed_for(s.seed, sid, attempt, "gen"),
-                                     prefix=transcript_prefix(examples, s.label)))
+            reqs.append(
+                chat.request(
+                    user,
+                    params,
+                    seed=seed_for(s.seed, sid, attempt, "gen"),
+                    prefix=transcript_prefix(examples, s.label),
+                )
+            )
         outs = engine.generate(reqs, desc=f"instruct try {attempt + 1}")
         candidates: dict[str, str] = {}
         for sid, res in zip(pending, outs, strict=True):
@@ -109,8 +120,15 @@ def run(stage: Stage, engine: Engine, seeds: Sequence[str], s: InstructSettings,
         for sid, cand in candidates.items():
             verdict = verdicts[sid]
             if verdict is True:
-                stage.append({"id": sid, "status": "ok", "instruction": cand, "attempts": attempt + 1,
-                              "drops": dict(drops[sid])})
+                stage.append(
+                    {
+                        "id": sid,
+                        "status": "ok",
+                        "instruction": cand,
+                        "attempts": attempt + 1,
+                        "drops": dict(drops[sid]),
+                    }
+                )
                 accepted.append(cand)
             else:
                 drops[sid]["judge_no" if verdict is False else "judge_unparsed"] += 1
@@ -120,12 +138,14 @@ def run(stage: Stage, engine: Engine, seeds: Sequence[str], s: InstructSettings,
     return summarize(stage.records())
 
 
-def _judge(engine: Engine, candidates: dict[str, str], s: InstructSettings, chat: Chat,
-           params: SamplingParams) -> dict[str, bool | None]:
+def _judge(
+    engine: Engine, candidates: dict[str, str], s: InstructSettings, chat: Chat, params: SamplingParams
+) -> dict[str, bool | None]:
     if not candidates:
         return {}
-    reqs = [chat.request(prompts.render("judge", s.language, instruction=c), params, seed=0)
-            for c in candidates.values()]
+    reqs = [
+        chat.request(prompts.render("judge", s.language, instruction=c), params, seed=0) for c in candidates.values()
+    ]
     outs = engine.generate(reqs, desc="judge")
     return {sid: parse_yes_no(o.text) if o.ok else None for sid, o in zip(candidates, outs, strict=True)}
 

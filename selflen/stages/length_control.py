@@ -29,8 +29,18 @@ def pool(records: Sequence[dict], min_words: int, max_words: int) -> list[dict]:
     return out
 
 
-def run(stage: Stage, engine: Engine | None, pooled: Sequence[dict], *, chat: Chat, language: str,
-        mix: Mapping[str, float], rewrite: str, seed: int, max_new_tokens: int = 256) -> dict:
+def run(
+    stage: Stage,
+    engine: Engine | None,
+    pooled: Sequence[dict],
+    *,
+    chat: Chat,
+    language: str,
+    mix: Mapping[str, float],
+    rewrite: str,
+    seed: int,
+    max_new_tokens: int = 256,
+) -> dict:
     todo = [r for r in pooled if not stage.has(r["id"])]
     items = []
     for r in todo:
@@ -45,14 +55,31 @@ def run(stage: Stage, engine: Engine | None, pooled: Sequence[dict], *, chat: Ch
             text = res.text.strip() if res.ok else ""
             rewritten[i] = text if accept_rewrite(text, items[i][1], query=items[i][0]["query"]) else None
     for (r, c), text in zip(items, rewritten, strict=True):
-        stage.append({"id": r["id"], "query": text or apply_template(r["query"], c), "original_query": r["query"],
-                      "answer": r["answer"], "words": r["words"], "kind": c.kind, "constraint": c.text,
-                      "window": list(c.window()), "rewrite": "llm" if text else "template", "source": r["source"]})
+        stage.append(
+            {
+                "id": r["id"],
+                "query": text or apply_template(r["query"], c),
+                "original_query": r["query"],
+                "answer": r["answer"],
+                "words": r["words"],
+                "kind": c.kind,
+                "constraint": c.text,
+                "window": list(c.window()),
+                "rewrite": "llm" if text else "template",
+                "source": r["source"],
+            }
+        )
     records = stage.records()
-    write_jsonl(stage.dir / LC_FILE, ({"id": r["id"], "messages": pair(chat, r["query"], r["answer"])}
-                                      for r in records))
+    write_jsonl(
+        stage.dir / LC_FILE, ({"id": r["id"], "messages": pair(chat, r["query"], r["answer"])} for r in records)
+    )
     kinds = Counter(r["kind"] for r in records)
     how = Counter(r["rewrite"] for r in records)
-    return {"counts": {"examples": len(records), **{f"kind_{k}": v for k, v in kinds.items()},
-                       **{f"rewrite_{k}": v for k, v in how.items()}},
-            "metrics": word_stats([r["words"] for r in records], "length_control")}
+    return {
+        "counts": {
+            "examples": len(records),
+            **{f"kind_{k}": v for k, v in kinds.items()},
+            **{f"rewrite_{k}": v for k, v in how.items()},
+        },
+        "metrics": word_stats([r["words"] for r in records], "length_control"),
+    }

@@ -13,8 +13,9 @@ from selflen.store import Stage
 from selflen.text import dedup_mask, length_biased_keep
 
 
-def run(stage: Stage, extended: Sequence[dict], *, length_biased: bool, dedup_threshold: float, seed: int,
-        iteration: int) -> dict:
+def run(
+    stage: Stage, extended: Sequence[dict], *, length_biased: bool, dedup_threshold: float, seed: int, iteration: int
+) -> dict:
     """One record per input id with ``status`` ok/dropped; deterministic for a seed."""
     items = [r for r in extended if not stage.has(r["id"])]
     if items:
@@ -25,13 +26,21 @@ def run(stage: Stage, extended: Sequence[dict], *, length_biased: bool, dedup_th
         kept_ids = {r["id"] for r, k in zip(survivors, keep, strict=True) if k}
         for r, u in zip(items, unique, strict=True):
             reason = None if r["id"] in kept_ids else ("duplicate" if not u else "length_bias")
-            stage.append({**{k: r[k] for k in ("id", "instruction", "response", "extended", "words", "words_before")},
-                          "status": "dropped" if reason else "ok", "reason": reason})
+            stage.append(
+                {
+                    **{k: r[k] for k in ("id", "instruction", "response", "extended", "words", "words_before")},
+                    "status": "dropped" if reason else "ok",
+                    "reason": reason,
+                }
+            )
     return summarize(stage.records())
 
 
 def summarize(records: list[dict]) -> dict:
     drops = Counter(r["reason"] for r in records if r["reason"])
     ok = [r for r in records if r["status"] == "ok"]
-    return {"counts": {"inputs": len(records), "kept": len(ok)}, "drops": dict(drops),
-            "metrics": word_stats([r["words"] for r in ok], "select")}
+    return {
+        "counts": {"inputs": len(records), "kept": len(ok)},
+        "drops": dict(drops),
+        "metrics": word_stats([r["words"] for r in ok], "select"),
+    }

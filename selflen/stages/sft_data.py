@@ -22,15 +22,25 @@ def pair(chat: Chat, user: str, answer: str) -> list[dict[str, str]]:
     return [*chat.messages(user), {"role": "assistant", "content": answer}]
 
 
-def run(stage: Stage, kept: Sequence[dict], *, chat: Chat, p_keep: float, joiner: str, language: str, seed: int,
-        limit: int | None = None) -> dict:
+def run(
+    stage: Stage,
+    kept: Sequence[dict],
+    *,
+    chat: Chat,
+    p_keep: float,
+    joiner: str,
+    language: str,
+    seed: int,
+    limit: int | None = None,
+) -> dict:
     rows = list(kept)[:limit] if limit else list(kept)
     gen, ext = [], []
     for r in rows:
         gen.append({"id": r["id"], "messages": pair(chat, r["instruction"], r["extended"])})
         outline = remove_lines(r["response"], p_keep, rng_for(seed, r["id"], "lines"), joiner=joiner)
-        ext.append({"id": r["id"], "messages": pair(chat, extend_prompt(r["instruction"], outline, language),
-                                                      r["extended"])})
+        ext.append(
+            {"id": r["id"], "messages": pair(chat, extend_prompt(r["instruction"], outline, language), r["extended"])}
+        )
     write_jsonl(stage.dir / GEN_FILE, gen)
     write_jsonl(stage.dir / EXT_FILE, ext)
     return {"counts": {"gen_examples": len(gen), "ext_examples": len(ext)}}

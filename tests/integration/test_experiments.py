@@ -1,0 +1,238 @@
+"""Every file in experiments/: a global delta that composes, whose header commands work, and that smoke-runs.
+
+Smoke runs use the tiny random model (``debug=smoke``) with one iteration, no length-control stage and no
+evaluation, except where the experiment itself sets one of those keys (``iterations_3`` runs three iterations):
+speed-ups are applied only to keys the experiment leaves alone, so each run exercises the experiment's change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from selflen.cli import register_resolvers
+from selflen.compare import find_runs, flatten
+from selflen.config import CONF_DIR, TrainConfig, to_config, to_dict
+
+pytestmark = pytest.mark.integration
+ROOT = CONF_DIR.parent
+EXPERIMENTS_DIR = ROOT / "experiments"
+EXPERIMENTS = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+ABLATIONS = [e for e in EXPERIMENTS if not e.startswith("sweep_")]
+SWEEPS = [e for e in EXPERIMENTS if e.startswith("sweep_")]
+COMMAND = re.compile(r"^#\s+python train\.py\s+(.*)$")
+# applied to every smoke run unless the experiment sets the key itself
+FAST = {"loop.iterations": 1, "loop.instructions": 3, "loop.samples_per_prompt": 1, "length.rounds": 1,
+        "length_control.enabled": False, "eval.enabled": False}
+# generation budgets capped even when the experiment raises them: the tiny model has a 1024-token context here
+CAPS = {"length.generate_max_new_tokens": 24, "length.extend_max_new_tokens": 48}
+
+
+def _compose(overrides: list[str], with_hydra: bool = False) -> Any:
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=with_hydra)
+
+
+def _validate(raw: Any, run_dir: Path | str = ".") -> TrainConfig:
+    raw.paths.root = "."
+    raw.paths.run_dir = str(run_dir)
+    return to_config(raw)
+
+
+def _delta(name: str) -> dict[str, Any]:
+    """Config keys (flattened, validated) that the experiment changes relative to the defaults."""
+    base = flatten(to_dict(_validate(_compose([]))))
+    with_exp = flatten(to_dict(_validate(_compose([f"experiment={name}"]))))
+    return {k: v for k, v in with_exp.items() if base.get(k) != v and k != "experiment"}
+
+
+def _header_commands(name: str) -> list[list[str]]:
+    lines = (EXPERIMENTS_DIR / f"{name}.yaml").read_text().splitlines()
+    return [shlex.split(m.group(1).split("  #")[0]) for line in lines if (m := COMMAND.match(line))]
+
+
+def _expand(args: list[str]) -> list[list[str]]:
+    """The jobs a command line starts: Hydra's basic sweeper over the arguments (glob included) and, with -m,
+    the ``hydra.sweeper.params`` of the composed config (a command-line value for the same key wins)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    multirun = "-m" in args or "--multirun" in args
+    overrides = [a for a in args if not a.startswith("-")]
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF_DIR)))
+    parser = OverridesParser.create(config_loader=loader)
+    if not multirun:
+        return [overrides]
+    params: list[str] = []
+    for first in BasicSweeper.split_arguments(parser.parse_overrides(overrides), None)[0][:1]:
+        sweep_params = _compose(first, with_hydra=True).hydra.sweeper.params or {}
+        params = [f"{k}={v}" for k, v in sweep_params.items()]
+    return BasicSweeper.split_arguments(parser.parse_overrides(params + overrides), None)[0]
+
+
+# -- composition -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_file_is_a_named_global_delta(name: str) -> None:
+    text = (EXPERIMENTS_DIR / f"{name}.yaml").read_text()
+    assert text.splitlines()[0] == "# @package _global_"
+    assert _header_commands(name), "the header must give the exact command"
+    raw = OmegaConf.load(EXPERIMENTS_DIR / f"{name}.yaml")
+    assert raw.experiment == name, "experiment: <file name> groups the runs (W&B group, compare labels)"
+    if name.startswith("sweep_"):
+        assert raw.hydra.sweeper.params, "a sweep file sets hydra.sweeper.params"
+    else:
+        assert _delta(name), "an ablation changes at least one key"
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_composes_and_validates_with_smoke(name: str) -> None:
+    cfg = _validate(_compose([f"experiment={name}", "debug=smoke"]))
+    assert cfg.experiment == name and cfg.logger.group == name and cfg.model.source == "tiny"
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_header_commands_compose(name: str) -> None:
+    for args in _header_commands(name):
+        jobs = _expand(args)
+        assert jobs, args
+        for job in jobs:
+            _validate(_compose(job))
+
+
+@pytest.mark.parametrize(("name", "jobs"), [("sweep_models", 2), ("sweep_keep_ratio", 3), ("sweep_extension", 4),
+                                            ("sweep_ablations", 8)])
+def test_sweep_grids(name: str, jobs: int) -> None:
+    combos = _expand(["-m", f"experiment={name}"])
+    assert len(combos) == jobs
+    configs = [flatten(to_dict(_validate(_compose(c)))) for c in combos]
+    assert len({json.dumps(c, sort_keys=True, default=str) for c in configs}) == jobs  # every job differs
+
+
+def test_every_sweep_file_is_covered() -> None:
+    assert set(SWEEPS) == {"sweep_models", "sweep_keep_ratio", "sweep_extension", "sweep_ablations"}
+
+
+def test_ablations_run_with_one_glob_command() -> None:
+    combos = _expand(["-m", "experiment=glob(*,exclude=sweep_*)"])
+    assert sorted(c[0].split("=", 1)[1] for c in combos) == ABLATIONS
+
+
+def test_full_finetune_refuses_vllm() -> None:
+    from selflen.config import ConfigError
+
+    with pytest.raises(ConfigError, match="finetune.method=full needs backend=hf"):
+        _validate(_compose(["experiment=full_finetune", "backend=vllm"]))
+
+
+# -- smoke runs --------------------------------------------------------------------------------------------------
+def _records(stage: Path) -> list[dict]:
+    path = stage / "records.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _done(stage: Path) -> dict:
+    return json.loads((stage / "done.json").read_text())
+
+
+def _check_iterations(run: Path, summary: dict) -> None:
+    assert sorted(summary["iterations"]) == [1, 2, 3] and (run / "iter_3" / "finetune_ext" / "done.json").exists()
+
+
+def _check_samples(run: Path, summary: dict) -> None:
+    instructions = summary["iterations"][1]["instructions"]
+    assert _done(run / "iter_1" / "generate")["counts"]["samples"] == 4 * instructions
+
+
+def _check_rounds(run: Path, summary: dict) -> None:
+    assert all(r["rounds_ok"] <= 1 for r in _records(run / "iter_1" / "extend"))
+
+
+def _check_min_ratio(run: Path, summary: dict) -> None:
+    assert all(r["ratio"] > 1.5 for r in _records(run / "iter_1" / "extend") if r["status"] == "ok")
+
+
+def _check_no_length_bias(run: Path, summary: dict) -> None:
+    assert "length_bias" not in _done(run / "iter_1" / "select")["drops"]
+
+
+def _check_no_line_removal(run: Path, summary: dict) -> None:
+    originals = {r["id"]: r["response"] for r in _records(run / "iter_1" / "select")}
+    rows = [json.loads(line) for line in (run / "iter_1" / "sft_data" / "ext_sft.jsonl").read_text().splitlines()]
+    for row in rows:
+        prompt = row["messages"][-2]["content"]
+        assert all(line in prompt for line in originals[row["id"]].splitlines()), "every outline line kept"
+
+
+def _check_lineage(run: Path, summary: dict) -> None:
+    assert all(_done(run / "iter_1" / f"finetune_{role}")["lineage"] == "fresh" for role in ("gen", "ext"))
+
+
+def _check_full(run: Path, summary: dict) -> None:
+    stage = run / "iter_1" / "finetune_gen"
+    if _done(stage)["train"].get("trained"):
+        assert (stage / "model" / "config.json").exists() and not (stage / "adapter").exists()
+
+
+def _check_config(key: str, value: Any) -> Callable[[Path, dict], None]:
+    def check(run: Path, summary: dict) -> None:
+        assert flatten(json.loads((run / "config.json").read_text()))[key] == value
+
+    return check
+
+
+CHECKS: dict[str, Callable[[Path, dict], None]] = {
+    "iterations_3": _check_iterations, "samples_4": _check_samples, "rounds_1": _check_rounds,
+    "min_ratio_1_5": _check_min_ratio, "no_length_bias": _check_no_length_bias,
+    "no_line_removal": _check_no_line_removal, "lineage_fresh": _check_lineage, "full_finetune": _check_full,
+    "keep_half": _check_config("length.keep_fraction", 0.5),
+    "split_sentence_half": _check_config("split.strategy", "sentence_half"),
+    "split_word_ratio": _check_config("split.strategy", "word_ratio"),
+    "long_targets": _check_config("experiment", "long_targets"),
+}
+
+
+def test_every_ablation_has_a_check() -> None:
+    assert set(CHECKS) == set(ABLATIONS)
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_smoke_run(name: str, tmp_path: Path) -> None:
+    from selflen.pipeline import run
+
+    changed = _delta(name)
+    overrides = [f"experiment={name}", "debug=smoke", "logger=none"]
+    overrides += [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in FAST.items() if k not in changed]
+    overrides += [f"{k}={v}" for k, v in CAPS.items()]
+    cfg = _validate(_compose(overrides), tmp_path / "run")
+    summary = run(cfg)
+    run_dir = tmp_path / "run"
+    assert (run_dir / "summary.json").exists() and (run_dir / "config.json").exists()
+    assert json.loads((run_dir / "config.json").read_text())["experiment"] == name
+    CHECKS[name](run_dir, summary)
+
+
+def test_sweep_file_runs_as_a_multirun(tmp_path: Path) -> None:
+    """``python train.py -m experiment=sweep_keep_ratio`` with a command-line list narrowing the grid to 2 jobs."""
+    fast = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in FAST.items()]
+    cmd = [sys.executable, "train.py", "-m", "experiment=sweep_keep_ratio", "length.keep_fraction=0.5,0.8",
+           "debug=smoke", "logger=none", *fast, f"hydra.sweep.dir={tmp_path}"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = find_runs(tmp_path)
+    configs = [json.loads((r / "config.json").read_text()) for r in runs]
+    assert sorted(c["length"]["keep_fraction"] for c in configs) == [0.5, 0.8]
+    assert {c["experiment"] for c in configs} == {"sweep_keep_ratio"}
+    assert all((r / "summary.json").exists() for r in runs)

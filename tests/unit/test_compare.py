@@ -1,0 +1,192 @@
+"""Run comparison from run directories alone: discovery, tables, plots, partial runs and the W&B skip."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from selflen import compare
+
+pytestmark = pytest.mark.unit
+
+
+def _jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def _stage_rows(words: list[int], status: str = "ok") -> list[dict]:
+    return [{"id": f"r{i}", "words": w, "status": status} for i, w in enumerate(words)]
+
+
+def make_run(root: Path, model: str, *, keep: float = 0.6667, iterations: int = 2, complete: bool = True,
+             evaluate: bool = True, overrides: list[str] | None = None, scale: int = 1) -> Path:
+    """A run directory shaped like the pipeline's, with words that grow each iteration."""
+    root.mkdir(parents=True)
+    config = {"model": {"name": model, "source": "tiny"}, "length": {"keep_fraction": keep, "min_ratio": 1.2},
+              "loop": {"iterations": iterations}, "experiment": "sweep_keep_ratio", "logger": {"project": "selflen"},
+              "paths": {"run_dir": str(root), "root": "."}}
+    _json(root / "config.json", config)
+    if overrides is not None:
+        (root / ".hydra").mkdir()
+        (root / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    summary_iters = {}
+    for k in range(1, iterations + 1):
+        gen = [10 * k * scale, 12 * k * scale]
+        ext = [30 * k * scale, 34 * k * scale]
+        it = root / f"iter_{k}"
+        _jsonl(it / "generate" / "records.jsonl", _stage_rows(gen) + _stage_rows([1], "dropped"))
+        _json(it / "generate" / "done.json", {"counts": {"samples": 3, "accepted": 2}})
+        _jsonl(it / "extend" / "records.jsonl", _stage_rows(ext) + _stage_rows([5], "dropped"))
+        last = not complete and k == iterations
+        if not last:
+            _json(it / "extend" / "done.json", {"counts": {"inputs": 3, "accepted": 2},
+                                                "metrics": {"extend/accept_rate": 2 / 3}})
+            _jsonl(it / "select" / "records.jsonl", _stage_rows(ext[1:]))
+            _json(it / "select" / "done.json", {"counts": {"inputs": 2, "kept": 1}})
+            # a full fine-tune's model folder has a config.json too: not a run directory
+            _json(it / "finetune_gen" / "model" / "config.json", {"architectures": ["LlamaForCausalLM"]})
+        if evaluate and not last:
+            _json(it / "evaluate" / "done.json", {"counts": {"n": 2}, "seconds": 1.0, "versions": {"x": "1"},
+                                                  "metrics": {"eval/longen/score": 40.0 + 10 * k, "eval/n": 2}})
+            _jsonl(it / "evaluate" / "longen" / "scored.jsonl",
+                   [{"required": 500, "words": 300 * k}, {"required": 1000, "words": 450 * k}, {"words": 3}])
+        summary_iters[str(k)] = {"generator_mean_words": sum(gen) / 2, "extender_mean_words": sum(ext) / 2}
+    if complete:
+        _json(root / "summary.json", {"model": model, "iterations": summary_iters})
+    return root
+
+
+@pytest.fixture()
+def sweep(tmp_path: Path) -> Path:
+    base = tmp_path / "multirun" / "2026-11-25_18-00-00"
+    make_run(base / "0_model=llama3", "meta-llama/Meta-Llama-3.1-8B-Instruct",
+             overrides=["model=llama3", "debug=smoke"])
+    make_run(base / "1_model=qwen2", "Qwen/Qwen2-7B-Instruct", keep=0.5, scale=2,
+             overrides=["model=qwen2", "debug=smoke"])
+    (base / "multirun.yaml").write_text("hydra: {}\n")
+    (base / ".submitit").mkdir()
+    return base
+
+
+def test_find_runs_prunes_inside_runs(sweep: Path) -> None:
+    found = compare.find_runs(sweep)
+    assert [p.name for p in found] == ["0_model=llama3", "1_model=qwen2"]
+    assert compare.find_runs(sweep / "0_model=llama3") == [sweep / "0_model=llama3"]
+
+
+def test_load_run_reads_words_acceptance_and_evals(sweep: Path) -> None:
+    run = compare.load_run(sweep / "0_model=llama3")
+    assert run.complete and run.status == "complete"
+    assert run.words[2] == {"generator": [20.0, 24.0], "extender": [60.0, 68.0], "selected": [68.0]}
+    assert run.acceptance[1] == {"inputs": 3, "accepted": 2, "rate": pytest.approx(2 / 3), "partial": False,
+                                 "kept": 1}
+    assert run.evals == {"1": {"eval/longen/score": 50.0}, "2": {"eval/longen/score": 60.0}}
+    assert run.scatter["2"] == [(500.0, 600.0), (1000.0, 900.0)]
+
+
+def test_labels_and_config_differences(sweep: Path) -> None:
+    runs = [compare.load_run(p) for p in compare.find_runs(sweep)]
+    compare.label_runs(runs)
+    assert [r.label for r in runs] == ["model=llama3", "model=qwen2"]
+    diffs = compare.config_differences(runs)
+    assert set(diffs) == {"model.name", "length.keep_fraction"}
+    assert diffs["length.keep_fraction"] == [0.6667, 0.5]
+
+
+def test_labels_without_hydra_overrides_use_config(tmp_path: Path) -> None:
+    a = compare.load_run(make_run(tmp_path / "a", "m"))
+    b = compare.load_run(make_run(tmp_path / "b", "m", keep=0.5))
+    compare.label_runs([a, b])
+    assert (a.label, b.label) == ("length.keep_fraction=0.6667", "length.keep_fraction=0.5")
+
+
+def test_main_writes_report_and_plots(sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    assert compare.main(["--sweep", str(sweep), "--out", str(out), "--no-wandb"]) == 0
+    text = (out / compare.REPORT_NAME).read_text()
+    for png in ("growth.png", "eval_scores.png", "required_vs_produced.png"):
+        assert (out / png).stat().st_size > 1000 and f"]({png})" in text
+    assert "| length.keep_fraction | 0.6667 | 0.5 |" in text
+    assert "| model=qwen2 | 2 | 44.0 (n=2) | 128.0 (n=2) | 136.0 (n=1) |" in text
+    assert "| model=llama3 | 1 | 3 | 2 | 0.667 | 1 |" in text
+    assert "| model=llama3 | 2 | 60.0 |" in text
+
+
+def test_default_out_is_inside_the_sweep(sweep: Path) -> None:
+    assert compare.main(["--sweep", str(sweep), "--no-wandb"]) == 0
+    assert (sweep / "comparison" / "report.md").is_file()
+    assert len(compare.find_runs(sweep)) == 2  # the comparison folder is not mistaken for a run
+
+
+def test_failed_run_reports_what_it_has(tmp_path: Path) -> None:
+    done = make_run(tmp_path / "done", "m", evaluate=False)
+    failed = make_run(tmp_path / "failed", "m", keep=0.5, complete=False, evaluate=False)
+    (failed / "run.lock").write_text("{}")
+    out = tmp_path / "cmp"
+    assert compare.main([str(done), str(failed), "--out", str(out), "--no-wandb"]) == 0
+    text = (out / "report.md").read_text()
+    assert "incomplete (last finished stage: iter_2/generate), run.lock present" in text
+    assert "| length.keep_fraction=0.5 | 2 (running) | 3 | 2 | 0.667 | — |" in text
+    assert "No evaluation results" in text and (out / "growth.png").is_file()
+    assert not (out / "eval_scores.png").exists() and not (out / "required_vs_produced.png").exists()
+
+
+def test_run_without_config_or_summary(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    _jsonl(bare / "iter_1" / "generate" / "records.jsonl", _stage_rows([7, 9]))
+    run = compare.load_run(bare)
+    assert run.config == {} and run.words[1]["generator"] == [7.0, 9.0]
+    assert run.status == "incomplete (no stage finished)"
+
+
+def test_summary_eval_block_and_fallback_means(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    _json(root / "config.json", {"model": {"name": "m"}})
+    (root / "iter_1").mkdir()
+    _json(root / "summary.json", {"iterations": {"1": {"generator_mean_words": 12.5, "extender_mean_words": 0.0}},
+                                  "eval": {"final": {"overall": {"score": 71.0}}, "longen_score": 70.0}})
+    run = compare.load_run(root)
+    assert run.words[1]["generator"] == [12.5] and run.words[1]["extender"] == []
+    assert run.evals == {"final": {"overall.score": 71.0, "longen_score": 70.0}}
+
+
+def test_main_rejects_nothing_to_compare(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert compare.main(["--sweep", str(tmp_path)]) == 2
+    assert "nothing to compare" in capsys.readouterr().err
+    assert compare.main([str(tmp_path / "missing")]) == 2
+
+
+def test_wandb_report_skipped_offline(sweep: Path, monkeypatch: pytest.MonkeyPatch,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    runs = [compare.load_run(p) for p in compare.find_runs(sweep)]
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with caplog.at_level(logging.INFO, logger="selflen.compare"):
+        assert compare.wandb_report(runs, "t", "md") is None
+    assert "W&B report skipped: WANDB_MODE is not 'online'" in caplog.text
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(sweep / "no-netrc"))
+    monkeypatch.setenv("HOME", str(sweep))
+    assert compare.wandb_online() == (False, "no W&B API key (WANDB_API_KEY or `wandb login`)")
+
+
+def test_wandb_report_without_workspaces_package(sweep: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import sys
+
+    runs = [compare.load_run(p) for p in compare.find_runs(sweep)]
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setitem(sys.modules, "wandb_workspaces", None)  # import fails as if not installed
+    with caplog.at_level(logging.INFO, logger="selflen.compare"):
+        assert compare.wandb_report(runs, "t", "md") is None
+    assert "pip install wandb-workspaces" in caplog.text

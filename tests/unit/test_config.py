@@ -1,0 +1,105 @@
+"""Config composition, typed validation and the one-line errors of the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from selflen.cli import precheck, register_resolvers, task_overrides
+from selflen.config import CONF_DIR, ConfigError, TrainConfig, to_config
+
+pytestmark = pytest.mark.unit
+ROOT = CONF_DIR.parent
+GROUPS = ["model", "backend", "language", "split", "length", "loop", "finetune", "length_control", "eval", "logger"]
+
+
+def _compose(*overrides: str) -> TrainConfig:
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        raw = compose("train", overrides=list(overrides))
+    raw.paths.root = "."
+    raw.paths.run_dir = "."
+    return to_config(raw)
+
+
+def test_default_composes_to_typed_config() -> None:
+    cfg = _compose()
+    assert cfg.model.source == "embedded" and cfg.backend.name == "hf"
+    assert cfg.length.min_ratio == 1.2 and cfg.loop.iterations == 2
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_group_option_composes(group: str) -> None:
+    for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
+        extra = ["backend=hf"] if (group, option) == ("finetune", "full") else []
+        cfg = _compose(f"{group}={option}", *extra)
+        assert isinstance(cfg, TrainConfig)
+
+
+def test_smoke_keeps_model_identity() -> None:
+    cfg = _compose("model=qwen2", "debug=smoke")
+    assert cfg.model.name == "Qwen/Qwen2-7B-Instruct" and cfg.model.source == "tiny"
+    assert cfg.model.chat_format == "chatml"
+    assert _compose("model=llama3", "debug=smoke").model.chat_format == "llama3"
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("loop.iterations=0", "loop.iterations"),
+        ("split.ratio=1.5", "split.ratio"),
+        ("split.ratio=0", "split.ratio"),
+        ("length.keep_fraction=0", "length.keep_fraction"),
+        ("loop.p_keep_line=1.2", "loop.p_keep_line"),
+        ("loop.iterations=abc", "loop.iterations"),
+        ("finetune.lineage=sideways", "finetune.lineage"),
+        ("model.source=local", "model.path"),
+    ],
+)
+def test_bad_values_name_the_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        _compose(override)
+    assert key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_group_option_lists_choices() -> None:
+    with pytest.raises(ConfigError, match=r"backend='nope' is not a known option; choose one of hf, openai, vllm"):
+        precheck(["backend=nope"])
+
+
+def test_sweep_combinations_are_all_checked() -> None:
+    precheck(["-m", "model=llama3,qwen2", "debug=smoke"])
+    with pytest.raises(ConfigError, match="loop.iterations"):
+        precheck(["-m", "loop.iterations=1,0", "debug=smoke"])
+
+
+def test_task_overrides_skip_hydra_flags() -> None:
+    assert task_overrides(["-m", "--cfg", "job", "hydra.run.dir=x", "a=1", "+b=2"]) == ["a=1", "+b=2"]
+
+
+@pytest.mark.parametrize("override", ["backend=nope", "loop.iterations=0"])
+def test_cli_exits_nonzero_with_one_line_and_no_run_dir(tmp_path: Path, override: str) -> None:
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), override], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 2
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and override.split("=")[0] in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_prints_resolved_config(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--cfg", "job", "model=tiny"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "source: tiny" in res.stdout and "min_ratio: 1.2" in res.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,86 @@
+"""The hf engine on a tiny random model: batching, seeds, stops, prefixes, finish reasons, adapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from selflen.engines import Request, SamplingParams, build_engine
+from selflen.engines.openai import OpenAIEngine
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model: Path):
+    with build_engine("hf", str(tiny_model), batch_size=4) as eng:
+        yield eng
+
+
+def chat(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_results_in_order_with_n_samples(engine) -> None:
+    reqs = [Request(chat(f"topic {i} " * (i + 1)), SamplingParams(max_new_tokens=8, seed=i, n=2)) for i in range(5)]
+    results = engine.generate(reqs)
+    assert len(results) == 5 and all(len(r.outputs) == 2 for r in results)
+    assert all(o.tokens <= 8 and o.finish_reason in ("stop", "length") for r in results for o in r.outputs)
+    assert results[0].prompt_tokens < results[4].prompt_tokens
+
+
+def test_sampling_depends_on_the_seed_not_the_batch(engine) -> None:
+    reqs = [
+        Request(chat(f"write about {w}"), SamplingParams(max_new_tokens=12, seed=7 + i))
+        for i, w in enumerate(["tea", "rivers", "a long road home", "x"])
+    ]
+    together = [r.text for r in engine.generate(reqs)]
+    alone = [engine.generate([r])[0].text for r in reqs]
+    assert together == alone
+    other_seed = engine.generate([Request(reqs[0].messages, reqs[0].params.with_(seed=999))])[0].text
+    assert other_seed != together[0]
+
+
+def test_greedy_is_deterministic_and_length_reason(engine) -> None:
+    req = Request(chat("hello"), SamplingParams(temperature=0.0, max_new_tokens=6, repetition_penalty=1.0))
+    a, b = engine.generate([req, req])
+    assert a.text == b.text
+    assert a.outputs[0].finish_reason == "length" or a.outputs[0].tokens < 6
+
+
+def test_stop_strings_cut_the_text(engine) -> None:
+    free = engine.generate([Request(chat("story"), SamplingParams(max_new_tokens=24, seed=3))])[0].text
+    assert len(free) > 4
+    stop = free[2:4]
+    cut = engine.generate([Request(chat("story"), SamplingParams(max_new_tokens=24, seed=3, stop=(stop,)))])[0]
+    assert stop not in cut.text and free.startswith(cut.text)
+    assert cut.outputs[0].finish_reason == "stop"
+
+
+def test_prefix_is_continued_not_repeated(engine) -> None:
+    params = SamplingParams(temperature=0.0, max_new_tokens=5, repetition_penalty=1.0)
+    with_prefix = engine.render(Request(chat("q"), params, prefix="The answer"))
+    without = engine.render(Request(chat("q"), params))
+    assert with_prefix[: len(without)] == without and len(with_prefix) > len(without)
+
+
+def test_adapter_changes_output_and_base_stays(engine, perturbed_adapter: Path) -> None:
+    params = SamplingParams(temperature=0.0, max_new_tokens=10, repetition_penalty=1.0)
+    base_before = engine.generate([Request(chat("tell me"), params)])[0].text
+    engine.add_adapter("p", str(perturbed_adapter))
+    with_adapter, base_after = engine.generate(
+        [Request(chat("tell me"), params, adapter="p"), Request(chat("tell me"), params)]
+    )
+    assert with_adapter.text != base_before
+    assert base_after.text == base_before
+    with pytest.raises(KeyError, match="never added"):
+        engine.generate([Request(chat("x"), params, adapter="missing")])
+
+
+def test_openai_engine_returns_counted_errors_when_the_server_is_down() -> None:
+    eng = OpenAIEngine("m", base_url="http://127.0.0.1:9/v1", max_retries=1, backoff_s=0.01, timeout_s=2)
+    res = eng.generate([Request(chat("x"), SamplingParams(max_new_tokens=4, n=2))])[0]
+    assert not res.ok and len(res.outputs) == 2 and res.outputs[0].finish_reason == "error"
+    assert eng.stats["errors"] == 1 and eng.stats["retries"] == 1
+    eng.close()
