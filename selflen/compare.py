@@ -222,20 +222,39 @@ def _acceptance(path: Path, iterations: Sequence[int]) -> dict[int, dict[str, An
 
 
 def score_metrics(obj: Any) -> dict[str, float]:
-    """Numeric score-like values of an evaluation result, whatever its nesting.
+    """Numeric score-like values of an evaluation result: its ``metrics`` when they hold scores (a stage's
+    ``done.json``), else every score at any depth (an evaluation summary).
 
-    >>> score_metrics({"metrics": {"eval/longen/score": 61.5, "eval/n": 8}, "overall": {"score": 0.6}, "seconds": 3})
-    {'eval/longen/score': 61.5, 'overall.score': 0.6}
+    >>> score_metrics({"metrics": {"eval/score": 61.5, "eval/n": 8}, "summary": {"overall": {"score": 61.5}}})
+    {'eval/score': 61.5}
+    >>> score_metrics({"overall": {"score": 0.6, "n": 3}, "score_scale": 100, "seconds": 3})
+    {'overall.score': 0.6}
     """
     if not isinstance(obj, Mapping):
         return {}
-    flat = flatten({k: v for k, v in obj.items() if k not in MANIFEST_BOOKKEEPING})
-    out = {}
-    for key, value in flat.items():
-        name = key.removeprefix("metrics.")
-        if _is_number(value) and "score" in name.lower() and not name.endswith("score_scale"):
-            out[name] = float(value)
-    return out
+    metrics = obj.get("metrics")
+    if isinstance(metrics, Mapping) and (found := _scores(flatten(metrics))):
+        return found
+    return _scores(flatten({k: v for k, v in obj.items() if k not in MANIFEST_BOOKKEEPING}))
+
+
+def _scores(flat: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in flat.items()
+            if _is_number(v) and "score" in k.lower() and not k.endswith("score_scale")}
+
+
+def _point_name(key: Any) -> str:
+    """Evaluation points are ``1``..``K`` and ``final``; ``iter_2`` is accepted for ``2``.
+
+    >>> _point_name("iter_2"), _point_name(3), _point_name("final")
+    ('2', '3', 'final')
+    """
+    return str(key).removeprefix("iter_")
+
+
+def _latest(points: Iterable[str]) -> str:
+    """The last evaluation point: ``final``, else the highest iteration."""
+    return max(points, key=lambda p: (p == "final", int(p) if p.isdigit() else 0))
 
 
 def _eval_points(path: Path, iterations: Sequence[int]) -> list[tuple[str, Path]]:
@@ -245,28 +264,29 @@ def _eval_points(path: Path, iterations: Sequence[int]) -> list[tuple[str, Path]
 
 
 def _evals(path: Path, iterations: Sequence[int], summary: Mapping[str, Any] | None) -> dict[str, dict[str, float]]:
-    """Scores per evaluation point: ``evaluate/done.json`` (and any ``*summary*.json`` there), then
-    ``summary.json["eval"]``; absent evaluation gives ``{}``."""
+    """Scores per evaluation point: ``evaluate/done.json`` metrics, else any ``*summary*.json`` in that folder;
+    then ``summary.json["eval"]``. Absent evaluation gives ``{}``."""
     out: dict[str, dict[str, float]] = {}
     for name, folder in _eval_points(path, iterations):
         metrics = score_metrics(_read_json(folder / "done.json"))
-        for extra in sorted(folder.rglob("*summary*.json")):
+        for extra in [] if metrics else sorted(folder.rglob("*summary*.json")):
             prefix = extra.parent.relative_to(folder).as_posix()
             found = score_metrics(_read_json(extra))
-            metrics.update({(f"{prefix}/{k}" if prefix != "." else k): v for k, v in found.items()
-                            if k not in metrics})
+            metrics.update({(f"{prefix}/{k}" if prefix != "." else k): v for k, v in found.items()})
         if metrics:
             out[name] = metrics
     block = (summary or {}).get("eval")
-    if isinstance(block, Mapping):
-        nested = {str(k): v for k, v in block.items() if isinstance(v, Mapping)}
-        for name, value in nested.items():
-            out.setdefault(name, {}).update(score_metrics(value) or {
-                k: float(v) for k, v in flatten(value).items() if _is_number(v)})
-        top = {k: float(v) for k, v in block.items() if _is_number(v)}
-        if top:
-            out.setdefault("final", {}).update(top)
-    return {k: v for k, v in out.items() if v}
+    if isinstance(block, Mapping):  # {point: overall score} or {point: {metric: value}}; the folders win
+        for key, value in block.items():
+            point = _point_name(key)
+            if point in out:
+                continue
+            if _is_number(value):
+                out[point] = {"eval/score": float(value)}
+            elif isinstance(value, Mapping):
+                out[point] = score_metrics(value) or {k: float(v) for k, v in flatten(value).items() if _is_number(v)}
+    ordered = sorted(out, key=lambda p: (p == "final", int(p) if p.isdigit() else 0))
+    return {k: out[k] for k in ordered if out[k]}
 
 
 def _scatter(path: Path, iterations: Sequence[int]) -> dict[str, list[tuple[float, float]]]:
@@ -381,20 +401,37 @@ def render_report(runs: Sequence[Run], plots: Mapping[str, Path], title: str, no
         ["run", "iteration", "extended", "accepted", "accept rate", "kept by selection"],
         [[r.label, f"{k}{' (running)' if a.get('partial') else ''}", a.get("inputs"), a.get("accepted"),
           _fmt(a.get("rate")), a.get("kept")] for r in runs for k, a in r.acceptance.items()]) + "\n")
-    metrics = sorted({m for r in runs for scores in r.evals.values() for m in scores})
-    if metrics:
-        parts.append("## Evaluation\n\n" + md_table(
-            ["run", "evaluated", *metrics],
-            [[r.label, point, *[_fmt(scores.get(m)) for m in metrics]] for r in runs
-             for point, scores in r.evals.items()]) + "\n")
-    else:
-        parts.append("## Evaluation\n\n_No evaluation results in these runs (`iter_<k>/evaluate/`, "
-                     "`final/evaluate/` or `summary.json` key `eval`)._\n")
+    parts.append(_eval_section(runs))
     if plots:
         parts.append("## Plots\n\n" + "\n\n".join(f"![{cap}]({p.name})" for cap, p in plots.items()) + "\n")
     if notes:
         parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     return "\n".join(parts)
+
+
+def _depth(metric: str) -> int:
+    return metric.count("/") + metric.count(".")
+
+
+def _eval_section(runs: Sequence[Run]) -> str:
+    """The headline scores at every evaluation point, then the breakdown (by type, bucket, language...) at each
+    run's latest evaluation."""
+    metrics = sorted({m for r in runs for scores in r.evals.values() for m in scores}, key=lambda m: (_depth(m), m))
+    if not metrics:
+        return ("## Evaluation\n\n_No evaluation results in these runs (`iter_<k>/evaluate/`, `final/evaluate/` "
+                "or `summary.json` key `eval`)._\n")
+    top = [m for m in metrics if _depth(m) == _depth(metrics[0])]
+    text = "## Evaluation\n\n" + md_table(
+        ["run", "evaluated after", *top],
+        [[r.label, point, *[_fmt(scores.get(m)) for m in top]] for r in runs for point, scores in r.evals.items()])
+    rest = [m for m in metrics if m not in top]
+    evaluated = [r for r in runs if r.evals]
+    if rest:
+        latest = [r.evals[_latest(r.evals)] for r in evaluated]
+        text += ("\n\n### Breakdown at each run's latest evaluation\n\n" + md_table(
+            ["score", *[f"{r.label} ({_latest(r.evals)})" for r in evaluated]],
+            [[m, *[_fmt(scores.get(m)) for scores in latest]] for m in rest]))
+    return text + "\n"
 
 
 # -- plots -----------------------------------------------------------------------------------------------------
@@ -427,7 +464,8 @@ def plot_evals(runs: Sequence[Run], path: Path) -> Path | None:
     for r in runs:
         for m in {m for scores in r.evals.values() for m in scores}:
             counts[m] = counts.get(m, 0) + 1
-    metrics = sorted(counts, key=lambda m: (-counts[m], m))[:MAX_EVAL_PANELS]
+    # the scores most runs have, the most general first (eval/score before eval/type/about/score)
+    metrics = sorted(counts, key=lambda m: (-counts[m], m.count("/") + m.count("."), m))[:MAX_EVAL_PANELS]
     if not metrics:
         return None
     points = sorted({p for r in runs for p in r.evals}, key=lambda p: (p == "final", int(p) if p.isdigit() else 0))
@@ -450,7 +488,7 @@ def plot_scatter(runs: Sequence[Run], path: Path) -> Path | None:
     series = []
     for run in runs:
         if run.scatter:
-            point = max(run.scatter, key=lambda p: (p == "final", int(p) if p.isdigit() else 0))
+            point = _latest(run.scatter)
             series.append((run, point, run.scatter[point]))
     if not series:
         return None

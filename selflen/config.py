@@ -143,6 +143,7 @@ class LengthControlConfig:
     max_words: int = 8000
     mix: dict[str, float] = field(default_factory=lambda: {"about": 0.4, "range": 0.25, "above": 0.1, "below": 0.25})
     rewrite: str = "llm"  # llm (base model rewrites the query, template fallback) | template
+    rewrite_max_new_tokens: int = 256
     final_sft: bool = True
     epochs: float = 2.0
 

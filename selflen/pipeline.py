@@ -444,6 +444,7 @@ def final_stages(loop: Loop) -> dict[str, Any]:
             mix=lcc.mix,
             rewrite=lcc.rewrite,
             seed=cfg.seed,
+            max_new_tokens=lcc.rewrite_max_new_tokens,
         ),
         cfg.loop.iterations + 1,
     )

@@ -57,11 +57,14 @@ def make_run(root: Path, model: str, *, keep: float = 0.6667, iterations: int = 
         if evaluate and not last:
             _json(it / "evaluate" / "done.json", {"counts": {"n": 2}, "seconds": 1.0, "versions": {"x": "1"},
                                                   "metrics": {"eval/longen/score": 40.0 + 10 * k, "eval/n": 2}})
+            _json(it / "evaluate" / "summary.json", {"overall": {"score": 99.0}})  # done.json's metrics win
             _jsonl(it / "evaluate" / "longen" / "scored.jsonl",
                    [{"required": 500, "words": 300 * k}, {"required": 1000, "words": 450 * k}, {"words": 3}])
         summary_iters[str(k)] = {"generator_mean_words": sum(gen) / 2, "extender_mean_words": sum(ext) / 2}
     if complete:
-        _json(root / "summary.json", {"model": model, "iterations": summary_iters})
+        # the pipeline's summary holds each point's overall score; the evaluate folders take precedence
+        _json(root / "summary.json", {"model": model, "iterations": summary_iters,
+                                      **({"eval": {"iter_1": 1.0}} if evaluate else {})})
     return root
 
 
@@ -153,10 +156,18 @@ def test_summary_eval_block_and_fallback_means(tmp_path: Path) -> None:
     _json(root / "config.json", {"model": {"name": "m"}})
     (root / "iter_1").mkdir()
     _json(root / "summary.json", {"iterations": {"1": {"generator_mean_words": 12.5, "extender_mean_words": 0.0}},
-                                  "eval": {"final": {"overall": {"score": 71.0}}, "longen_score": 70.0}})
+                                  "eval": {"final": {"overall": {"score": 71.0}}, "iter_1": 40.0}})
     run = compare.load_run(root)
     assert run.words[1]["generator"] == [12.5] and run.words[1]["extender"] == []
-    assert run.evals == {"final": {"overall.score": 71.0, "longen_score": 70.0}}
+    assert run.evals == {"1": {"eval/score": 40.0}, "final": {"overall.score": 71.0}}
+
+
+def test_eval_summary_file_without_done(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    _json(root / "config.json", {"model": {"name": "m"}})
+    _json(root / "iter_1" / "evaluate" / "longen" / "summary.json",
+          {"overall": {"score": 55.0, "mean_words": 300}, "score_scale": 100, "by_type": {"about": {"score": 50.0}}})
+    assert compare.load_run(root).evals == {"1": {"longen/overall.score": 55.0, "longen/by_type.about.score": 50.0}}
 
 
 def test_main_rejects_nothing_to_compare(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

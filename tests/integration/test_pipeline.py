@@ -1,0 +1,139 @@
+"""The whole loop on the tiny model: smoke run contents, kill-and-resume, adapter use across iterations."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from selflen.config import CONF_DIR
+
+pytestmark = pytest.mark.integration
+ROOT = CONF_DIR.parent
+SMOKE = ["debug=smoke", "logger=none", "eval.languages=[en]"]
+STAGES = ["instruct", "generate", "extend", "select", "sft_data", "finetune_gen", "finetune_ext", "evaluate"]
+
+
+def train(run_dir: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, str(ROOT / "train.py"), *SMOKE, f"hydra.run.dir={run_dir}", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 600) -> None:  # noqa: ANN001
+    """SIGKILL the run (its whole process group) the moment ``ready()`` holds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if ready():
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return
+        if proc.poll() is not None:
+            pytest.fail("the run ended before the kill point was reached")
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail("kill point not reached in time")
+
+
+def stage_ids(run_dir: Path) -> dict[str, list[str]]:
+    out = {}
+    for path in sorted(run_dir.glob("**/records.jsonl")):
+        ids = [json.loads(line)["id"] for line in path.read_text().splitlines()]
+        out[str(path.parent.relative_to(run_dir))] = ids
+    return out
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    out = finish(train(run_dir))
+    assert "words" in out and str(run_dir) in out  # the printed summary
+    return run_dir
+
+
+def test_smoke_run_writes_every_stage(smoke_run: Path) -> None:
+    data = Path(os.environ.get("SELFLEN_DATA_DIR", ROOT.parent / "shared" / "data"))
+    for k in (1, 2):
+        for stage in STAGES:
+            if stage == "evaluate" and not data.exists():
+                continue
+            assert (smoke_run / f"iter_{k}" / stage / "done.json").exists(), f"iter_{k}/{stage}"
+        for role in ("gen", "ext"):
+            assert (smoke_run / f"iter_{k}" / f"finetune_{role}" / "adapter" / "adapter_config.json").exists()
+        assert (smoke_run / f"iter_{k}" / "sft_data" / "gen_sft.jsonl").exists()
+    for name in ("length_control", "finetune"):
+        assert (smoke_run / "final" / name / "done.json").exists()
+    assert (smoke_run / "final" / "finetune" / "adapter" / "adapter_config.json").exists()
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    assert set(summary["iterations"]) == {"1", "2"}
+    for plot in summary["plots"]:
+        assert Path(plot).stat().st_size > 1000
+    lineage = json.loads((smoke_run / "iter_2" / "finetune_gen" / "done.json").read_text())
+    assert lineage["init_adapter"].endswith("iter_1/finetune_gen/adapter")  # the reference's cumulative adapter
+
+
+def test_second_run_on_a_finished_dir_is_a_no_op(smoke_run: Path) -> None:
+    before = {p: p.stat().st_mtime for p in smoke_run.glob("**/done.json")}
+    out = finish(train(smoke_run))
+    assert "already done" in out
+    assert {p: p.stat().st_mtime for p in smoke_run.glob("**/done.json")} == before
+
+
+def test_killed_mid_extend_and_mid_finetune_resumes_to_the_same_records(smoke_run: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    extend = run_dir / "iter_1" / "extend"
+    proc = train(run_dir)
+    kill_when(proc, lambda: (extend / "records.jsonl").exists() and (extend / "records.jsonl").stat().st_size > 0
+              and not (extend / "done.json").exists())
+    assert not (extend / "done.json").exists()
+    ft = run_dir / "iter_1" / "finetune_ext"
+    proc = train(run_dir)
+    kill_when(proc, lambda: (ft / "config_hash").exists() and not (ft / "done.json").exists())
+    assert not (ft / "done.json").exists()
+    finish(train(run_dir))
+    resumed, clean = stage_ids(run_dir), stage_ids(smoke_run)
+    assert resumed.keys() == clean.keys()
+    for stage, ids in clean.items():
+        assert len(resumed[stage]) == len(set(resumed[stage])), f"duplicates in {stage}"
+        assert sorted(resumed[stage]) == sorted(ids), stage
+
+
+def test_next_iteration_generates_with_the_previous_adapter(tiny_model: Path, perturbed_adapter: Path,
+                                                            tmp_path: Path) -> None:
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+
+    from selflen.cli import register_resolvers
+    from selflen.config import to_config
+    from selflen.pipeline import Loop
+    from selflen.tracking import NullLogger
+
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        raw = compose("train", overrides=[*SMOKE, f"paths.run_dir={tmp_path}", "paths.root=."])
+    cfg = to_config(raw)
+    loop = Loop(cfg, tmp_path, tiny_model, NullLogger())
+    assert loop.adapter("gen", 1) is None and loop.adapter("gen", 2) is None  # nothing trained yet
+    shutil.copytree(perturbed_adapter, tmp_path / "iter_1" / "finetune_gen" / "adapter")
+    name = loop.adapter("gen", 2)
+    assert name == "gen1"
+    from selflen.engines import Request, SamplingParams
+
+    req = [Request([{"role": "user", "content": "Write a report."}], SamplingParams(temperature=0, max_new_tokens=12))]
+    base = loop.engine().generate(req)[0].text
+    tuned = loop.engine().generate([Request(req[0].messages, req[0].params, adapter=name)])[0].text
+    loop.close_engine()
+    assert base != tuned

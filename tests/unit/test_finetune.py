@@ -1,0 +1,71 @@
+"""Fine-tuning one role: LoRA changes only the adapter, loss only on answers, over-long rows dropped and counted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from selflen.finetune import TrainSettings, to_prompt_completion, train
+
+pytestmark = pytest.mark.unit
+FAST = TrainSettings(epochs=2, batch_size=2, learning_rate=5e-3, save_steps=1000, logging_steps=1, max_length=256)
+
+
+def _data(path: Path, n: int = 6, long_rows: int = 0) -> Path:
+    rows = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"Write about topic {i}."},
+                                         {"role": "assistant", "content": "A long answer. " * (3 + i)}]}
+            for i in range(n)]
+    rows += [{"id": f"long{i}", "messages": [{"role": "user", "content": "x"},
+                                             {"role": "assistant", "content": "word " * 2000}]}
+             for i in range(long_rows)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _digest(folder: Path) -> str:
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.glob("*.safetensors")))).hexdigest()
+
+
+def _lora_b(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {k: v for k, v in load_file(str(folder / "adapter_model.safetensors")).items() if "lora_B" in k}
+
+
+def test_prompt_completion_split_rejects_rows_without_an_answer() -> None:
+    with pytest.raises(ValueError, match="row bad"):
+        to_prompt_completion([{"id": "bad", "messages": [{"role": "user", "content": "q"}]}])
+
+
+def test_lora_trains_adapter_and_leaves_base_untouched(tiny_model: Path, tmp_path: Path) -> None:
+    base_before = _digest(tiny_model)
+    stats = train(tiny_model, _data(tmp_path / "d.jsonl", long_rows=2), tmp_path / "adapter", FAST)
+    assert stats["trained"] and stats["dropped_too_long"] == 2 and stats["examples"] == 8
+    assert stats["max_length"] <= FAST.max_length and stats["steps"] == 6
+    assert _digest(tiny_model) == base_before  # base weights unchanged
+    b = _lora_b(tmp_path / "adapter")
+    assert b and any(float(t.abs().max()) > 0 for t in b.values())  # LoRA B starts at zero: it was trained
+    assert not (tmp_path / "adapter.checkpoints").exists()
+
+
+def test_continue_lineage_starts_from_the_previous_adapter(tiny_model: Path, tmp_path: Path) -> None:
+    data = _data(tmp_path / "d.jsonl")
+    first = tmp_path / "a1"
+    train(tiny_model, data, first, FAST)
+    second = tmp_path / "a2"
+    stats = train(tiny_model, data, second, FAST, init_adapter=first)
+    assert stats["trained"]
+    b1, b2 = _lora_b(first), _lora_b(second)
+    assert b1.keys() == b2.keys()
+    assert any(not (b1[k] == b2[k]).all() for k in b1)  # trained further, from a non-zero start
+    fresh = _lora_b(tmp_path / "fresh") if train(tiny_model, data, tmp_path / "fresh", FAST)["trained"] else {}
+    assert any(not (fresh[k] == b2[k]).all() for k in fresh)
+
+
+def test_all_rows_too_long_trains_nothing(tiny_model: Path, tmp_path: Path) -> None:
+    stats = train(tiny_model, _data(tmp_path / "d.jsonl", n=0, long_rows=2), tmp_path / "adapter", FAST)
+    assert stats == {"examples": 2, "dropped_too_long": 2, "trained": False}
+    assert not (tmp_path / "adapter").exists()
