@@ -20,7 +20,12 @@ produced are counted and must equal ``B * max_new_tokens``; the script fails oth
 
 Timing: one warm-up per side and batch size, then ``--repeats`` alternating runs (bare first on even repeats,
 engine first on odd ones); tokens/s uses the fastest run of each side (the least disturbed one on a shared CPU)
-and all raw times are kept in the JSON. Everything runs in one process so ratios inside one run are fair.
+and all raw times are kept in the JSON. Everything runs in one process so ratios inside one run are fair. Each run
+also records the CPU seconds of this process and its children (vLLM's engine core and workers): on a machine shared
+with other jobs the wall-clock ratio mostly measures how much CPU each side happened to get, while the CPU-time
+ratio (fewest CPU seconds of each side) measures the work each side does. Under CPU contention, run with
+``OMP_WAIT_POLICY=PASSIVE``: with the default spinning OpenMP barriers two torch threads on two busy cores run
+several times slower than one.
 
 Compute floor: the median GFLOP/s of a fp32 ``torch.mm`` (2048 x 2048, ``--threads`` torch threads) divided by
 ``2 * params`` FLOP per generated token gives the tokens/s the CPU could reach if generation were pure matmul at that
@@ -65,7 +70,7 @@ class Sampling:
 
 @dataclass
 class Row:
-    """One (engine, batch size) comparison."""
+    """One (engine, batch size) comparison: wall and CPU seconds (this process and its children) of every run."""
 
     engine: str
     batch: int
@@ -73,6 +78,8 @@ class Row:
     tokens: int
     bare_s: list[float] = field(default_factory=list)
     engine_s: list[float] = field(default_factory=list)
+    bare_cpu_s: list[float] = field(default_factory=list)
+    engine_cpu_s: list[float] = field(default_factory=list)
 
     @property
     def bare_tps(self) -> float:
@@ -86,15 +93,35 @@ class Row:
     def ratio(self) -> float:
         return self.engine_tps / self.bare_tps
 
+    @property
+    def cpu_ratio(self) -> float:
+        return min(self.bare_cpu_s) / min(self.engine_cpu_s)
+
     def as_dict(self, floor_tps: float) -> dict[str, Any]:
         return {
             **asdict(self),
             "bare_tokens_per_s": round(self.bare_tps, 3),
             "engine_tokens_per_s": round(self.engine_tps, 3),
             "engine_over_bare": round(self.ratio, 4),
+            "engine_over_bare_cpu_time": round(self.cpu_ratio, 4),
             "bare_pct_of_floor": round(100 * self.bare_tps / floor_tps, 3),
             "engine_pct_of_floor": round(100 * self.engine_tps / floor_tps, 3),
         }
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and all its children (vLLM's engine core and workers)."""
+    import psutil
+
+    total = 0.0
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:  # a child that just exited
+            pass
+    return total
 
 
 def matmul_gflops(n: int = 2048, runs: int = 9) -> tuple[float, list[float]]:
@@ -130,10 +157,11 @@ def requests(batch: int, new_tokens: int, s: Sampling) -> list[Any]:
     return [Request([{"role": "user", "content": p}], params[i]) for i, p in enumerate(prompts(batch))]
 
 
-def timed(fn: Callable[[], int]) -> tuple[float, int]:
-    t0 = time.perf_counter()
+def timed(fn: Callable[[], int]) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, tokens) of one call."""
+    c0, t0 = cpu_seconds(), time.perf_counter()
     tokens = fn()
-    return time.perf_counter() - t0, tokens
+    return time.perf_counter() - t0, cpu_seconds() - c0, tokens
 
 
 def compare(engine_name: str, batch: int, new_tokens: int, repeats: int, bare: Callable[[int], int],
@@ -146,12 +174,13 @@ def compare(engine_name: str, batch: int, new_tokens: int, repeats: int, bare: C
     for r in range(repeats):
         sides = [("bare", bare), ("engine", engine)]
         for side, fn in sides if r % 2 == 0 else sides[::-1]:
-            seconds, produced = timed(lambda fn=fn: fn(new_tokens))
+            seconds, cpu, produced = timed(lambda fn=fn: fn(new_tokens))
             if produced != expected:
                 raise RuntimeError(f"{engine_name} {side} B={batch}: produced {produced} tokens, expected {expected}")
             (row.bare_s if side == "bare" else row.engine_s).append(round(seconds, 4))
-            print(f"  {engine_name:4s} B={batch:<3d} {side:6s} {seconds:8.2f} s  {produced / seconds:8.2f} tok/s",
-                  flush=True)
+            (row.bare_cpu_s if side == "bare" else row.engine_cpu_s).append(round(cpu, 3))
+            print(f"  {engine_name:4s} B={batch:<3d} {side:6s} {seconds:8.2f} s  {produced / seconds:8.2f} tok/s  "
+                  f"(CPU {cpu:7.2f} s)", flush=True)
     return row
 
 
@@ -241,12 +270,14 @@ def bench_vllm(model_dir: str, batch_sizes: Sequence[int], new_tokens: int, repe
 
 def table(rows: Sequence[Row], floor_tps: float) -> str:
     lines = [
-        "| engine | batch | tokens | bare tok/s | engine tok/s | engine/bare | bare % floor | engine % floor |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| engine | batch | tokens | bare tok/s | engine tok/s | engine/bare (wall) | engine/bare (CPU time) | "
+        "bare % floor | engine % floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(f"| {r.engine} | {r.batch} | {r.tokens} | {r.bare_tps:.1f} | {r.engine_tps:.1f} | "
-                     f"{r.ratio:.3f} | {100 * r.bare_tps / floor_tps:.1f}% | {100 * r.engine_tps / floor_tps:.1f}% |")
+                     f"{r.ratio:.3f} | {r.cpu_ratio:.3f} | {100 * r.bare_tps / floor_tps:.1f}% | "
+                     f"{100 * r.engine_tps / floor_tps:.1f}% |")
     return "\n".join(lines)
 
 

@@ -57,10 +57,13 @@ def task_overrides(argv: Sequence[str]) -> list[str]:
 
 def _combinations(overrides: list[str]) -> list[list[str]]:
     """Expand sweep overrides (``model=a,b``) into the job combinations Hydra's basic sweeper would run."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra._internal.utils import create_config_search_path
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF_DIR)))  # for glob(*) sweeps
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
     batches = BasicSweeper.split_arguments(parsed, None)
     return [list(combo) for batch in batches for combo in batch]
 

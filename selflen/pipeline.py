@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from selflen import plots
+from selflen import cards, plots
 from selflen.config import TrainConfig, to_dict
 from selflen.engines import Engine, SamplingParams, build_engine
 from selflen.finetune import TrainSettings
@@ -39,23 +39,24 @@ class Loop:
         self.model_dir = model_dir
         self.logger = logger
         self.chat = Chat(cfg.model.system_prompt)
-        self._engine: Engine | None = None
+        self._engines: dict[str, Engine] = {}  # one per model folder (a full fine-tune makes a new folder)
         self.redo_from_here = False
         self.timings: dict[str, float] = {}
         self.manifests: dict[str, dict] = {}
 
     # -- engine lifetime ----------------------------------------------------------------------------
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = self._build_engine()
-        return self._engine
+    def engine(self, model_dir: Path | None = None) -> Engine:
+        key = str(model_dir or self.model_dir)
+        if key not in self._engines:
+            self._engines[key] = self._build_engine(Path(key))
+        return self._engines[key]
 
-    def _build_engine(self) -> Engine:
+    def _build_engine(self, model_dir: Path) -> Engine:
         b, m = self.cfg.backend, self.cfg.model
         if b.name == "hf":
             return build_engine(
                 "hf",
-                str(self.model_dir),
+                str(model_dir),
                 dtype=m.dtype,
                 device=b.device,
                 batch_size=b.batch_size,
@@ -65,7 +66,7 @@ class Loop:
         if b.name == "vllm":
             return build_engine(
                 "vllm",
-                str(self.model_dir),
+                str(model_dir),
                 dtype=m.dtype,
                 max_model_len=m.max_model_len,
                 max_lora_rank=b.max_lora_rank,
@@ -78,7 +79,7 @@ class Loop:
             )
         return build_engine(
             "openai",
-            m.name if m.source == "hub" else str(self.model_dir),
+            m.name if m.source == "hub" else str(model_dir),
             base_url=b.base_url,
             api_key_env=b.api_key_env,
             concurrency=b.concurrency,
@@ -88,10 +89,25 @@ class Loop:
         )
 
     def close_engine(self) -> None:
-        """Free the engine before training (vLLM does not reliably release device memory otherwise)."""
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+        """Free the engines before training (vLLM does not reliably release device memory otherwise)."""
+        while self._engines:
+            self._engines.popitem()[1].close()
+
+    def trained(self, role: str, k: int) -> Path | None:
+        """The folder that ``finetune_<role>`` of iteration ``k`` produced: a LoRA adapter or a full model."""
+        stage = self.run_dir / ("final/finetune" if role == "final" else f"iter_{k}/finetune_{role}")
+        if (stage / "adapter" / "adapter_config.json").exists():
+            return stage / "adapter"
+        if (stage / "model" / "config.json").exists():
+            return stage / "model"
+        return None
+
+    def role_model(self, role: str, k: int) -> tuple[Engine, str | None]:
+        """The engine and adapter name that play ``role`` in iteration ``k`` (the base model in iteration 1)."""
+        folder = self.trained(role, k - 1) if k > 1 else None
+        if folder is not None and folder.name == "model":
+            return self.engine(folder), None
+        return self.engine(), self.adapter(role, k)
 
     def adapter(self, role: str, k: int) -> str | None:
         """Adapter name for ``role`` in iteration ``k`` (iteration 1 uses the base model), loaded on demand."""
@@ -225,6 +241,61 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                 loop.close_engine()
 
 
+def model_info(loop: Loop) -> dict[str, Any]:
+    """The model's identity for cards: id, source, revision and a hash of the loaded folder's config.json."""
+    m = loop.cfg.model
+    return cards.describe_model(m.name, loop.model_dir, source=m.source, revision=m.revision)
+
+
+def write_data_card(loop: Loop, folder: Path, title: str, stages: list[str], point: int | str) -> None:
+    """README card of a data folder, from the config and the manifests of the stages that produced it."""
+    cfg = loop.cfg
+    manifests = {s: loop.manifests.get(s, {}) for s in stages}
+    counts = {f"{s}/{c}": n for s, m in manifests.items() for c, n in m.get("counts", {}).items()}
+    drops = {f"{s}/{r}": n for s, m in manifests.items() for r, n in m.get("drops", {}).items()}
+    sampling = {
+        **_asdict(cfg.loop.sampling),
+        "instruct_max_new_tokens": cfg.length.instruct_max_new_tokens,
+        "generate_max_new_tokens": cfg.length.generate_max_new_tokens,
+        "extend_max_new_tokens": cfg.length.extend_max_new_tokens,
+        "samples_per_prompt": cfg.loop.samples_per_prompt,
+        "seed": cfg.seed,
+        "backend": cfg.backend.name,
+    }
+    filters = {
+        **_asdict(loop.rules()),
+        "judge": cfg.loop.judge,
+        "decontaminate": cfg.loop.decontaminate,
+        "drop_truncated": cfg.loop.drop_truncated,
+        "dedup_threshold": cfg.loop.dedup_threshold,
+        "split": cfg.split.strategy,
+        "split_ratio": cfg.split.ratio,
+        "rounds": cfg.length.rounds,
+        "keep_fraction": cfg.length.keep_fraction,
+        "min_ratio": cfg.length.min_ratio,
+        "length_biased": cfg.loop.length_biased,
+        "p_keep_line": cfg.loop.p_keep_line,
+    }
+    cards.write_data_card(
+        folder,
+        title=title,
+        model=model_info(loop),
+        seeds=cards.describe_seeds(cfg.language.name),
+        sampling=sampling,
+        filters=filters,
+        counts=counts,
+        drops=drops,
+        licence_note=cards.default_licence_note(cfg.model.name),
+        extra={
+            "iteration": point,
+            "run_dir": str(loop.run_dir),
+            "experiment": cfg.experiment,
+            "debug": cfg.debug,
+            "git_commit": manifests[stages[-1]].get("git_commit"),
+        },
+    )
+
+
 def _asdict(obj: Any) -> Any:
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
 
@@ -271,8 +342,11 @@ def iteration(loop: Loop, k: int) -> dict[str, Any]:
     gen_st, _ = loop.run_stage(
         f"{d}/generate",
         _asdict(gen_s),
-        lambda st: generate.run(
-            st, loop.engine(), instructions, dataclasses.replace(gen_s, adapter=loop.adapter("gen", k)), loop.chat
+        lambda st: _with_role(
+            loop,
+            "gen",
+            k,
+            lambda eng, name: generate.run(st, eng, instructions, dataclasses.replace(gen_s, adapter=name), loop.chat),
         ),
         k,
     )
@@ -296,13 +370,13 @@ def iteration(loop: Loop, k: int) -> dict[str, Any]:
     ext_st, _ = loop.run_stage(
         f"{d}/extend",
         {**_asdict(ext_s), "n": lc.extensions_per_response},
-        lambda st: extend.run(
-            st,
-            loop.engine(),
-            responses,
-            dataclasses.replace(ext_s, adapter=loop.adapter("ext", k)),
-            loop.chat,
-            lc.extensions_per_response,
+        lambda st: _with_role(
+            loop,
+            "ext",
+            k,
+            lambda eng, name: extend.run(
+                st, eng, responses, dataclasses.replace(ext_s, adapter=name), loop.chat, lc.extensions_per_response
+            ),
         ),
         k,
     )
@@ -338,6 +412,13 @@ def iteration(loop: Loop, k: int) -> dict[str, Any]:
         ),
         k,
     )
+    write_data_card(
+        loop,
+        data_st.dir,
+        f"selflen iteration {k} SFT data ({cfg.model.name})",
+        [f"{d}/{s}" for s in ("instruct", "generate", "extend", "select", "sft_data")],
+        k,
+    )
     loop.close_engine()
     gen_data, ext_data = sft_data.paths(data_st.dir)
     for role, data in (("gen", gen_data), ("ext", ext_data)):
@@ -352,15 +433,32 @@ def iteration(loop: Loop, k: int) -> dict[str, Any]:
     }
 
 
+def _with_role(loop: Loop, role: str, k: int, body):  # noqa: ANN001, ANN202
+    """Call ``body(engine, adapter_name)`` with the model that plays ``role`` in iteration ``k``."""
+    engine, name = loop.role_model(role, k)
+    return body(engine, name)
+
+
 def finetune_stage(
-    loop: Loop, rel: str, role: str, data: Path, k: int, epochs: float | None = None, init_adapter: Path | None = None
+    loop: Loop,
+    rel: str,
+    role: str,
+    data: Path,
+    k: int,
+    epochs: float | None = None,
+    init_adapter: Path | None = None,
+    base_dir: Path | None = None,
 ) -> Path | None:
     """Train one role into ``<stage>/adapter`` (LoRA) or ``<stage>/model`` (full); returns that folder."""
     cfg = loop.cfg
     settings = loop.train_settings(epochs)
-    prev = loop.run_dir / f"iter_{k - 1}" / f"finetune_{role}" / "adapter"
-    if init_adapter is None and cfg.finetune.lineage == "continue" and (prev / "adapter_config.json").exists():
-        init_adapter = prev
+    prev = loop.trained(role, k - 1) if role != "final" else None
+    base_dir = base_dir or loop.model_dir
+    if cfg.finetune.lineage == "continue" and prev is not None:
+        if prev.name == "adapter" and init_adapter is None:
+            init_adapter = prev  # the reference's cumulative adapter
+        elif prev.name == "model":
+            base_dir = prev  # full fine-tuning continues from the previous iteration's weights
     out_name = "adapter" if settings.method == "lora" else "model"
 
     def body(st: Stage) -> dict:
@@ -368,7 +466,7 @@ def finetune_stage(
             loop.logger.log({f"train/{role}/loss": m["loss"], f"train/{role}/step": m["step"], "iteration": k})
 
         stats = train_role(
-            loop.model_dir,
+            base_dir,
             data,
             st.dir / out_name,
             settings,
@@ -385,9 +483,25 @@ def finetune_stage(
             "metrics": {f"train/{role}/final_loss": stats.get("train_loss") or 0.0},
         }
 
-    st, manifest = loop.run_stage(rel, {**_asdict(settings), "init": str(init_adapter), "data": str(data)}, body, k)
+    settings_key = {**_asdict(settings), "init": str(init_adapter), "base": str(base_dir), "data": str(data)}
+    st, manifest = loop.run_stage(rel, settings_key, body, k)
     out = st.dir / out_name
-    return out if manifest.get("train", {}).get("trained") else None
+    trained = bool(manifest.get("train", {}).get("trained"))
+    if trained and out.exists():
+        cards.write_adapter_card(
+            out,
+            base_model=model_info(loop),
+            role=role,
+            iteration="final" if role == "final" else k,
+            lineage=cfg.finetune.lineage,
+            train_stats=manifest["train"],
+            data_path=data,
+            method=settings.method,
+            settings=_asdict(settings),
+            init_adapter=init_adapter,
+            extra={"run_dir": str(loop.run_dir), "stage": rel, "experiment": cfg.experiment, "debug": cfg.debug},
+        )
+    return out if trained else None
 
 
 def _log_samples(loop: Loop, kept: list[dict], k: int) -> None:
@@ -448,11 +562,15 @@ def final_stages(loop: Loop) -> dict[str, Any]:
         ),
         cfg.loop.iterations + 1,
     )
+    write_data_card(
+        loop, st.dir, f"selflen length-control SFT data ({cfg.model.name})", ["final/length_control"], "final"
+    )
     loop.close_engine()
     out = {"length_control_examples": manifest["counts"].get("examples", 0)}
     if lcc.final_sft and out["length_control_examples"]:
-        last = loop.run_dir / f"iter_{cfg.loop.iterations}" / "finetune_gen" / "adapter"
-        init = last if (last / "adapter_config.json").exists() and cfg.finetune.method == "lora" else None
+        last = loop.trained("gen", cfg.loop.iterations)  # the final SFT starts from the last Generator
+        init = last if last is not None and last.name == "adapter" else None
+        base = last if last is not None and last.name == "model" else None
         folder = finetune_stage(
             loop,
             "final/finetune",
@@ -461,9 +579,10 @@ def final_stages(loop: Loop) -> dict[str, Any]:
             cfg.loop.iterations + 1,
             epochs=lcc.epochs,
             init_adapter=init,
+            base_dir=base,
         )
         out["final_model"] = str(folder) if folder else None
-        if cfg.eval.enabled and folder is not None and cfg.finetune.method == "lora":
+        if cfg.eval.enabled and folder is not None:
             _evaluate(loop, cfg.loop.iterations + 1, rel="final/evaluate", adapter_dir=folder)
     return out
 

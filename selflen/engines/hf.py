@@ -1,8 +1,9 @@
 """transformers engine: batched, length-sorted, left-padded generation with per-row seeded sampling.
 
-Sampling happens in a logits processor with one ``torch.Generator`` per row, and ``generate`` runs greedy over
-its output. So a row's text depends on its own seed only, not on which other rows share its batch — a resumed
-stage reproduces the records an uninterrupted run would have written. PEFT adapters are loaded once and
+Sampling happens in a vectorised logits processor whose random draws are keyed by each row's own seed, and
+``generate`` runs greedy over its output. So a row's text depends on its own seed only, not on which other rows
+share its batch (exactly in float32; bf16 kernels may round batched rows differently) — a resumed stage
+reproduces the records an uninterrupted run would have written. PEFT adapters are loaded once and
 switched per batch by name.
 """
 
@@ -31,44 +32,70 @@ def row_seed(seed: int | None, index: int) -> int:
     return (base * 1_000_003 + index) % (2**63 - 1)
 
 
-class RowSampler(LogitsProcessor):
-    """Per-row repetition penalty, temperature, top-k, top-p and a seeded draw; returns a one-hot mask.
+def _i64(value: int) -> int:
+    """An unsigned 64-bit constant as the signed int64 with the same bits (torch has no uint64 arithmetic)."""
+    return value - 2**64 if value >= 2**63 else value
 
-    Rows with temperature 0 stay greedy (only the repetition penalty is applied), matching vLLM's semantics.
+
+GOLDEN, MIX1, MIX2 = _i64(0x9E3779B97F4A7C15), _i64(0xBF58476D1CE4E5B9), _i64(0x94D049BB133111EB)
+
+
+class RowSampler(LogitsProcessor):
+    """Vectorised per-row repetition penalty, temperature, top-k, top-p and a seeded draw (Gumbel-max).
+
+    The Gumbel noise of row ``r`` at generation step ``t`` for token ``v`` is a hash of (seed_r, t, v), so a row's
+    draw depends on its own seed only — not on the other rows of the batch — and the whole batch is sampled with
+    a handful of tensor ops (no per-row Python loop, no host syncs). Rows with temperature 0 stay greedy (only
+    the repetition penalty applies), matching vLLM's semantics. The processor returns a one-hot mask, so
+    ``generate`` in greedy mode picks exactly the sampled token.
     """
 
-    def __init__(self, params: Sequence[SamplingParams], seeds: Sequence[int], device: torch.device) -> None:
-        self.temps = torch.tensor([p.temperature for p in params], device=device)
-        self.top_p = torch.tensor([p.top_p for p in params], device=device)
-        self.top_k = [p.top_k for p in params]
-        self.penalty = torch.tensor([p.repetition_penalty for p in params], device=device)
-        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-        self.sampled = self.temps > 0
+    def __init__(
+        self, params: Sequence[SamplingParams], seeds: Sequence[int], device: torch.device, prompt_width: int
+    ) -> None:
+        self.prompt_width = prompt_width
+        self.use_penalty = any(p.repetition_penalty != 1.0 for p in params)
+        self.any_sampled = any(not p.greedy for p in params)
+        self.penalty = torch.tensor([p.repetition_penalty for p in params], device=device)[:, None]
+        self.sampled = torch.tensor([not p.greedy for p in params], device=device)[:, None]
+        self.temps = torch.tensor([p.temperature if not p.greedy else 1.0 for p in params], device=device)[:, None]
+        self.kmax = max(p.top_k for p in params)
+        # per-row k (rows without top-k use kmax and are not masked); built once: no host->device copy per step
+        self.k_index = torch.tensor([(p.top_k if p.top_k > 0 else self.kmax) - 1 for p in params], device=device)
+        self.k_limited = torch.tensor([p.top_k > 0 for p in params], device=device)[:, None]
+        self.top_p = torch.tensor([p.top_p for p in params], device=device)[:, None]
+        self.use_top_p = any(p.top_p < 1.0 for p in params)
+        self.seeds = torch.tensor([s % (2**62) for s in seeds], dtype=torch.int64, device=device)[:, None]
+
+    def _gumbel(self, step: int, vocab: int, device: torch.device) -> torch.Tensor:
+        idx = torch.arange(vocab, dtype=torch.int64, device=device)[None, :]
+        x = self.seeds * GOLDEN + _i64(((step + 1) * MIX1) % 2**64) + idx * MIX2
+        for mult in (MIX1, MIX2):
+            x = (x ^ (x >> 31)) * mult  # int64 arithmetic wraps: a splitmix-style integer hash
+        u = ((x >> 40) & 0xFFFFFF).to(torch.float32).add_(0.5).div_(2**24)  # uniform in (0, 1)
+        return -torch.log(-torch.log(u))
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         scores = scores.float()
-        if bool((self.penalty != 1.0).any()):
+        if self.use_penalty:
             seen = torch.gather(scores, 1, input_ids)
-            pen = self.penalty[:, None]
-            scores = scores.scatter(1, input_ids, torch.where(seen < 0, seen * pen, seen / pen))
-        if not bool(self.sampled.any()):
+            scores = scores.scatter(1, input_ids, torch.where(seen < 0, seen * self.penalty, seen / self.penalty))
+        if not self.any_sampled:
             return scores
-        out = scores.clone()
-        for i in torch.nonzero(self.sampled).flatten().tolist():
-            logits = scores[i] / self.temps[i]
-            k = self.top_k[i]
-            if 0 < k < logits.numel():
-                kth = torch.topk(logits, k).values[-1]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            if float(self.top_p[i]) < 1.0:
-                sorted_logits, order = torch.sort(logits, descending=True)
-                cum = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
-                drop = cum - torch.softmax(sorted_logits, dim=-1) > self.top_p[i]  # keep the token crossing p
-                logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
-            token = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=self.generators[i])
-            out[i] = float("-inf")
-            out[i, token] = 0.0
-        return out
+        logits = scores / self.temps
+        if self.kmax > 0:
+            top = torch.topk(logits, min(self.kmax, logits.shape[-1]), dim=-1).values
+            kth = top.gather(1, self.k_index.clamp(max=top.shape[-1] - 1)[:, None])
+            logits = logits.masked_fill(self.k_limited & (logits < kth), float("-inf"))
+        if self.use_top_p:
+            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+            probs = torch.softmax(sorted_logits, dim=-1)
+            drop_sorted = (probs.cumsum(-1) - probs) > self.top_p  # keep the token that crosses p
+            logits = logits.masked_fill(torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted), float("-inf"))
+        noise = self._gumbel(input_ids.shape[1] - self.prompt_width, logits.shape[-1], logits.device)
+        choice = torch.argmax(logits + noise, dim=-1, keepdim=True)
+        one_hot = torch.full_like(scores, float("-inf")).scatter(1, choice, 0.0)
+        return torch.where(self.sampled, one_hot, scores)
 
 
 @dataclass
@@ -191,7 +218,9 @@ class HFEngine(Engine):
             pad_token_id=self.tokenizer.pad_token_id,
             stop_strings=list(stop) or None,
         )
-        sampler = RowSampler([r.params for r in chunk], [r.seed for r in chunk], self.device)
+        sampler = RowSampler(
+            [r.params for r in chunk], [r.seed for r in chunk], self.device, batch["input_ids"].shape[1]
+        )
         with self._activate(chunk[0].adapter):
             out = self.model.generate(
                 **batch,

@@ -23,10 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def run_for_iteration(loop: Loop, k: int, rel: str | None = None, adapter_dir: Path | None = None) -> None:
-    """Evaluate the Generator of iteration ``k`` (its adapter from ``finetune_gen``, or ``adapter_dir``)."""
+    """Evaluate the Generator of iteration ``k`` (what ``finetune_gen`` produced, or ``adapter_dir``): a LoRA
+    adapter is served on the base model's engine, a fully fine-tuned model folder gets an engine of its own."""
     cfg = loop.cfg.eval
     rel = rel or f"iter_{k}/evaluate"
-    adapter_dir = adapter_dir or loop.run_dir / f"iter_{k}" / "finetune_gen" / "adapter"
+    adapter_dir = adapter_dir or loop.trained("gen", k) or loop.run_dir / f"iter_{k}" / "finetune_gen" / "adapter"
     data_dir = Path(loop.cfg.paths.data_dir).expanduser() if loop.cfg.paths.data_dir else None
     try:
         rows = load_benchmark(cfg.benchmark, data_dir=data_dir, online=loop.cfg.online)
@@ -53,11 +54,13 @@ def run_for_iteration(loop: Loop, k: int, rel: str | None = None, adapter_dir: P
     }
 
     def body(st) -> dict:  # noqa: ANN001
-        name = None
+        name, engine = None, loop.engine()
         if (adapter_dir / "adapter_config.json").exists():
             name = f"eval_{rel.replace('/', '_')}"
-            loop.engine().add_adapter(name, str(adapter_dir))
-        responses = generate_responses(loop.engine(), rows, cfg.benchmark, params, adapter=name)
+            engine.add_adapter(name, str(adapter_dir))
+        elif (adapter_dir / "config.json").exists():
+            engine = loop.engine(adapter_dir)
+        responses = generate_responses(engine, rows, cfg.benchmark, params, adapter=name)
         scored, summary = score_rows(responses, cfg.benchmark)
         write_jsonl(st.dir / "scored.jsonl", scored)
         write_json(st.dir / "summary.json", summary)

@@ -53,7 +53,7 @@ def _validate(raw: Any, run_dir: Path | str = ".") -> TrainConfig:
 def _delta(name: str) -> dict[str, Any]:
     """Config keys (flattened, validated) that the experiment changes relative to the defaults."""
     base = flatten(to_dict(_validate(_compose([]))))
-    with_exp = flatten(to_dict(_validate(_compose([f"experiment={name}"]))))
+    with_exp = flatten(to_dict(_validate(_compose([f"+experiment={name}"]))))
     return {k: v for k, v in with_exp.items() if base.get(k) != v and k != "experiment"}
 
 
@@ -99,7 +99,7 @@ def test_file_is_a_named_global_delta(name: str) -> None:
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_composes_and_validates_with_smoke(name: str) -> None:
-    cfg = _validate(_compose([f"experiment={name}", "debug=smoke"]))
+    cfg = _validate(_compose([f"+experiment={name}", "debug=smoke"]))
     assert cfg.experiment == name and cfg.logger.group == name and cfg.model.source == "tiny"
 
 
@@ -115,7 +115,7 @@ def test_header_commands_compose(name: str) -> None:
 @pytest.mark.parametrize(("name", "jobs"), [("sweep_models", 2), ("sweep_keep_ratio", 3), ("sweep_extension", 4),
                                             ("sweep_ablations", 8)])
 def test_sweep_grids(name: str, jobs: int) -> None:
-    combos = _expand(["-m", f"experiment={name}"])
+    combos = _expand(["-m", f"+experiment={name}"])
     assert len(combos) == jobs
     configs = [flatten(to_dict(_validate(_compose(c)))) for c in combos]
     assert len({json.dumps(c, sort_keys=True, default=str) for c in configs}) == jobs  # every job differs
@@ -126,7 +126,7 @@ def test_every_sweep_file_is_covered() -> None:
 
 
 def test_ablations_run_with_one_glob_command() -> None:
-    combos = _expand(["-m", "experiment=glob(*,exclude=sweep_*)"])
+    combos = _expand(["-m", "+experiment=glob(*,exclude=sweep_*)"])
     assert sorted(c[0].split("=", 1)[1] for c in combos) == ABLATIONS
 
 
@@ -134,7 +134,7 @@ def test_full_finetune_refuses_vllm() -> None:
     from selflen.config import ConfigError
 
     with pytest.raises(ConfigError, match="finetune.method=full needs backend=hf"):
-        _validate(_compose(["experiment=full_finetune", "backend=vllm"]))
+        _validate(_compose(["+experiment=full_finetune", "backend=vllm"]))
 
 
 # -- smoke runs --------------------------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def test_smoke_run(name: str, tmp_path: Path) -> None:
     from selflen.pipeline import run
 
     changed = _delta(name)
-    overrides = [f"experiment={name}", "debug=smoke", "logger=none"]
+    overrides = [f"+experiment={name}", "debug=smoke", "logger=none"]
     overrides += [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in FAST.items() if k not in changed]
     overrides += [f"{k}={v}" for k, v in CAPS.items()]
     cfg = _validate(_compose(overrides), tmp_path / "run")
@@ -225,9 +225,9 @@ def test_smoke_run(name: str, tmp_path: Path) -> None:
 
 
 def test_sweep_file_runs_as_a_multirun(tmp_path: Path) -> None:
-    """``python train.py -m experiment=sweep_keep_ratio`` with a command-line list narrowing the grid to 2 jobs."""
+    """``python train.py -m +experiment=sweep_keep_ratio`` with a command-line list narrowing the grid to 2 jobs."""
     fast = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in FAST.items()]
-    cmd = [sys.executable, "train.py", "-m", "experiment=sweep_keep_ratio", "length.keep_fraction=0.5,0.8",
+    cmd = [sys.executable, "train.py", "-m", "+experiment=sweep_keep_ratio", "length.keep_fraction=0.5,0.8",
            "debug=smoke", "logger=none", *fast, f"hydra.sweep.dir={tmp_path}"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -84,3 +84,27 @@ def test_openai_engine_returns_counted_errors_when_the_server_is_down() -> None:
     assert not res.ok and len(res.outputs) == 2 and res.outputs[0].finish_reason == "error"
     assert eng.stats["errors"] == 1 and eng.stats["retries"] == 1
     eng.close()
+
+
+def test_row_sampler_draws_from_the_filtered_softmax() -> None:
+    import torch
+
+    from selflen.engines.hf import RowSampler
+
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    n = 20000
+    ids = torch.zeros((n, 3), dtype=torch.long)
+
+    def draw(**kw: float) -> torch.Tensor:
+        params = [SamplingParams(repetition_penalty=1.0, **kw)] * n
+        out = RowSampler(params, list(range(n)), torch.device("cpu"), prompt_width=2)(ids, logits.repeat(n, 1))
+        return torch.bincount(out.argmax(-1), minlength=4).float() / n
+
+    free = draw(temperature=1.0, top_k=0, top_p=1.0)
+    assert torch.allclose(free, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.015)
+    top2 = draw(temperature=1.0, top_k=2, top_p=1.0)
+    assert top2[2:].sum() == 0 and abs(float(top2[0]) - 0.625) < 0.015
+    nucleus = draw(temperature=1.0, top_k=0, top_p=0.7)  # keeps 0.5 and 0.3 (the token crossing p)
+    assert nucleus[2:].sum() == 0 and abs(float(nucleus[0]) - 0.625) < 0.015
+    greedy = draw(temperature=0.0)
+    assert greedy[0] == 1.0
