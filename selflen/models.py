@@ -176,7 +176,7 @@ def make_tiny_model(out_dir: Path | str, seed: int = 0, chat_format: str = "chat
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=64,
-        max_position_embeddings=2048,
+        max_position_embeddings=4096,
         tie_word_embeddings=True,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
@@ -194,7 +194,7 @@ def make_tiny_model(out_dir: Path | str, seed: int = 0, chat_format: str = "chat
 def tiny_model_dir(cache_dir: Path | str | None = None, seed: int = 0, chat_format: str = "chatml") -> Path:
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     corpus = "\x00".join(_tiny_corpus())
-    key = hashlib.sha256(f"tiny-v2-{seed}-{chat_format}-{corpus}".encode()).hexdigest()[:10]
+    key = hashlib.sha256(f"tiny-v3-{seed}-{chat_format}-{corpus}".encode()).hexdigest()[:10]
     return _provision(cache / f"tiny-{chat_format}-{key}", lambda d: make_tiny_model(d, seed, chat_format))
 
 

@@ -66,14 +66,23 @@ class RowSampler(LogitsProcessor):
         self.top_p = torch.tensor([p.top_p for p in params], device=device)[:, None]
         self.use_top_p = any(p.top_p < 1.0 for p in params)
         self.seeds = torch.tensor([s % (2**62) for s in seeds], dtype=torch.int64, device=device)[:, None]
+        # every sampled row limited to its top k: the draw only needs those k candidates (same token either way,
+        # since the noise is keyed by token id)
+        self.all_top_k = self.kmax > 0 and all(p.top_k > 0 for p in params if not p.greedy)
+        self.positions = torch.arange(max(self.kmax, 1), device=device)[None, :]
 
-    def _gumbel(self, step: int, vocab: int, device: torch.device) -> torch.Tensor:
-        idx = torch.arange(vocab, dtype=torch.int64, device=device)[None, :]
-        x = self.seeds * GOLDEN + _i64(((step + 1) * MIX1) % 2**64) + idx * MIX2
+    def _gumbel(self, step: int, token_ids: torch.Tensor) -> torch.Tensor:
+        """Gumbel noise for the given token ids of each row (``token_ids``: rows x n, int64)."""
+        x = self.seeds * GOLDEN + _i64(((step + 1) * MIX1) % 2**64) + token_ids * MIX2
         for mult in (MIX1, MIX2):
             x = (x ^ (x >> 31)) * mult  # int64 arithmetic wraps: a splitmix-style integer hash
         u = ((x >> 40) & 0xFFFFFF).to(torch.float32).add_(0.5).div_(2**24)  # uniform in (0, 1)
         return -torch.log(-torch.log(u))
+
+    def _top_p(self, sorted_logits: torch.Tensor) -> torch.Tensor:
+        """Mask (in sorted order) of the tokens outside the nucleus; the token that crosses p is kept."""
+        probs = torch.softmax(sorted_logits, dim=-1)
+        return (probs.cumsum(-1) - probs) > self.top_p
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         scores = scores.float()
@@ -83,17 +92,27 @@ class RowSampler(LogitsProcessor):
         if not self.any_sampled:
             return scores
         logits = scores / self.temps
-        if self.kmax > 0:
-            top = torch.topk(logits, min(self.kmax, logits.shape[-1]), dim=-1).values
-            kth = top.gather(1, self.k_index.clamp(max=top.shape[-1] - 1)[:, None])
-            logits = logits.masked_fill(self.k_limited & (logits < kth), float("-inf"))
-        if self.use_top_p:
-            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-            probs = torch.softmax(sorted_logits, dim=-1)
-            drop_sorted = (probs.cumsum(-1) - probs) > self.top_p  # keep the token that crosses p
-            logits = logits.masked_fill(torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted), float("-inf"))
-        noise = self._gumbel(input_ids.shape[1] - self.prompt_width, logits.shape[-1], logits.device)
-        choice = torch.argmax(logits + noise, dim=-1, keepdim=True)
+        step = input_ids.shape[1] - self.prompt_width
+        if self.all_top_k:
+            # work on the k best candidates only: top-p and noise over k values instead of the whole vocabulary
+            vals, ids = torch.topk(logits, min(self.kmax, logits.shape[-1]), dim=-1)  # sorted, descending
+            vals = vals.masked_fill(self.positions[:, : vals.shape[-1]] > self.k_index[:, None], float("-inf"))
+            if self.use_top_p:
+                vals = vals.masked_fill(self._top_p(vals), float("-inf"))
+            choice = ids.gather(1, torch.argmax(vals + self._gumbel(step, ids), dim=-1, keepdim=True))
+        else:
+            if self.kmax > 0:
+                top = torch.topk(logits, min(self.kmax, logits.shape[-1]), dim=-1).values
+                kth = top.gather(1, self.k_index.clamp(max=top.shape[-1] - 1)[:, None])
+                logits = logits.masked_fill(self.k_limited & (logits < kth), float("-inf"))
+            if self.use_top_p:
+                sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+                drop_sorted = self._top_p(sorted_logits)
+                logits = logits.masked_fill(
+                    torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted), float("-inf")
+                )
+            vocab = torch.arange(logits.shape[-1], dtype=torch.int64, device=logits.device)[None, :]
+            choice = torch.argmax(logits + self._gumbel(step, vocab), dim=-1, keepdim=True)
         one_hot = torch.full_like(scores, float("-inf")).scatter(1, choice, 0.0)
         return torch.where(self.sampled, one_hot, scores)
 

@@ -108,3 +108,19 @@ def test_row_sampler_draws_from_the_filtered_softmax() -> None:
     assert nucleus[2:].sum() == 0 and abs(float(nucleus[0]) - 0.625) < 0.015
     greedy = draw(temperature=0.0)
     assert greedy[0] == 1.0
+
+
+def test_top_k_fast_path_draws_the_same_tokens_as_the_full_vocabulary_path() -> None:
+    import torch
+
+    from selflen.engines.hf import RowSampler
+
+    torch.manual_seed(0)
+    scores = torch.randn(64, 300) * 3
+    ids = torch.randint(0, 300, (64, 5))
+    params = [SamplingParams(temperature=0.8, top_k=12, top_p=0.9, repetition_penalty=1.1)] * 64
+    fast = RowSampler(params, list(range(64)), torch.device("cpu"), prompt_width=3)
+    slow = RowSampler(params, list(range(64)), torch.device("cpu"), prompt_width=3)
+    slow.all_top_k = False
+    assert fast.all_top_k
+    assert torch.equal(fast(ids, scores.clone()).argmax(-1), slow(ids, scores.clone()).argmax(-1))
