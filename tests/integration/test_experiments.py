@@ -28,7 +28,8 @@ pytestmark = pytest.mark.integration
 ROOT = CONF_DIR.parent
 EXPERIMENTS_DIR = ROOT / "experiments"
 EXPERIMENTS = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
-ABLATIONS = [e for e in EXPERIMENTS if not e.startswith("sweep_")]
+SCALES = ["paper_scale"]  # not an ablation: the reference's full scale, smoke-run with its counts capped
+ABLATIONS = [e for e in EXPERIMENTS if not e.startswith("sweep_") and e not in SCALES]
 SWEEPS = [e for e in EXPERIMENTS if e.startswith("sweep_")]
 COMMAND = re.compile(r"^#\s+python train\.py\s+(.*)$")
 # applied to every smoke run unless the experiment sets the key itself
@@ -126,7 +127,7 @@ def test_every_sweep_file_is_covered() -> None:
 
 
 def test_ablations_run_with_one_glob_command() -> None:
-    combos = _expand(["-m", "+experiment=glob(*,exclude=sweep_*)"])
+    combos = _expand(["-m", "+experiment=glob(*,exclude=[sweep_*,paper_scale])"])
     assert sorted(c[0].split("=", 1)[1] for c in combos) == ABLATIONS
 
 
@@ -236,3 +237,18 @@ def test_sweep_file_runs_as_a_multirun(tmp_path: Path) -> None:
     assert sorted(c["length"]["keep_fraction"] for c in configs) == [0.5, 0.8]
     assert {c["experiment"] for c in configs} == {"sweep_keep_ratio"}
     assert all((r / "summary.json").exists() for r in runs)
+
+
+@pytest.mark.parametrize("name", SCALES)
+def test_scale_experiment_smoke_run_with_capped_counts(name: str, tmp_path: Path) -> None:
+    from selflen.pipeline import run
+
+    caps = {**FAST, **CAPS, "finetune.max_length": 1024, "finetune.bf16": "false", "finetune.batch_size": 2,
+            "finetune.gradient_checkpointing": "false", "length.instruct_max_new_tokens": 24,
+            "length.attempts": 1, "loop.generate_attempts": 0}
+    overrides = [f"+experiment={name}", "debug=smoke", "logger=none"]
+    overrides += [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in caps.items()]
+    cfg = _validate(_compose(overrides), tmp_path / "run")
+    summary = run(cfg)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["experiment"] == name
+    assert summary["iterations"] and (tmp_path / "run" / "iter_1" / "finetune_gen" / "done.json").exists()
