@@ -54,6 +54,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+ENV_KEYS = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
+            "HF_HUB_OFFLINE")  # recorded in the JSON
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "generate.json"
 
 
@@ -362,7 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "generate",
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {**machine(), "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg()},
+        "machine": {**machine(), "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(),
+                    "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ}},
         "model": model_dir,
         "params": params,
         "sampling": asdict(s),

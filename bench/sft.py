@@ -52,6 +52,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+ENV_KEYS = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
+            "HF_HUB_OFFLINE")  # recorded in the JSON
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sft.json"
 STRATEGIES = ("random", "group_by_length", "sorted")
 Batches = list[list[int]]
@@ -449,7 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "python": platform.python_version(), "loadavg_at_start": load_start,
-                    "loadavg_at_end": os.getloadavg()},
+                    "loadavg_at_end": os.getloadavg(),
+                    "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ}},
         "model": model_dir,
         "data": str(args.data) if args.data else {"synthetic": True, "rows": args.rows, "median": args.median,
                                                    "sigma": args.sigma, "min_len": args.min_len,
