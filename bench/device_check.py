@@ -42,12 +42,16 @@ def engine_checks(tiny: Path, adapter: Path) -> dict:
     g1 = eng.generate([Request(_chat("hello"), greedy)])[0].text
     g2 = eng.generate([Request(_chat("hello"), greedy)])[0].text
     eng.add_adapter("p", str(adapter))
-    with_adapter, base_after = eng.generate([Request(_chat("hello"), greedy, adapter="p"),
-                                             Request(_chat("hello"), greedy)])
+    with_adapter, base_after = eng.generate(
+        [Request(_chat("hello"), greedy, adapter="p"), Request(_chat("hello"), greedy)]
+    )
     out = {
-        "device": str(eng.model.device), "dtype": str(next(eng.model.parameters()).dtype),
-        "batch_invariant_sampling": together == alone, "greedy_deterministic": g1 == g2,
-        "adapter_changes_output": with_adapter.text != g1, "base_unchanged_after_adapter": base_after.text == g1,
+        "device": str(eng.model.device),
+        "dtype": str(next(eng.model.parameters()).dtype),
+        "batch_invariant_sampling": together == alone,
+        "greedy_deterministic": g1 == g2,
+        "adapter_changes_output": with_adapter.text != g1,
+        "base_unchanged_after_adapter": base_after.text == g1,
     }
     eng.close()
     return out
@@ -62,9 +66,18 @@ def throughput(tmp: Path, batch_sizes: list[int], new_tokens: int) -> list[dict]
     from selflen.models import build_tiny_tokenizer
 
     tok = build_tiny_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
-                      num_attention_heads=16, num_key_value_heads=8, head_dim=64, max_position_embeddings=2048,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=1024,
+        intermediate_size=2816,
+        num_hidden_layers=8,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=64,
+        max_position_embeddings=2048,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     folder = tmp / "mid"
     LlamaForCausalLM(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -74,8 +87,9 @@ def throughput(tmp: Path, batch_sizes: list[int], new_tokens: int) -> list[dict]
     rows = []
     for bs in batch_sizes:
         prompts = [_chat(f"Write essay number {i} about the history of bridges.") for i in range(bs)]
-        params = SamplingParams(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.0,
-                                max_new_tokens=new_tokens, seed=1)
+        params = SamplingParams(
+            temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.0, max_new_tokens=new_tokens, seed=1
+        )
         reqs = [Request(p, params) for p in prompts]
         eng.generate(reqs)  # warm-up with the same batch shape (the CUDA caching allocator fills up)
         sync()
@@ -85,8 +99,15 @@ def throughput(tmp: Path, batch_sizes: list[int], new_tokens: int) -> list[dict]
         t_eng = time.perf_counter() - t
         enc = tok.apply_chat_template(prompts, add_generation_prompt=True, tokenize=False)
         batch = tok(enc, add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt").to(DEVICE)
-        kw = dict(do_sample=True, temperature=0.7, top_p=0.8, top_k=20, max_new_tokens=new_tokens,
-                  min_new_tokens=new_tokens, pad_token_id=tok.pad_token_id)
+        kw = dict(
+            do_sample=True,
+            temperature=0.7,
+            top_p=0.8,
+            top_k=20,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            pad_token_id=tok.pad_token_id,
+        )
         bare.generate(**batch, **kw)  # warm-up
         sync()
         t = time.perf_counter()
@@ -94,16 +115,29 @@ def throughput(tmp: Path, batch_sizes: list[int], new_tokens: int) -> list[dict]
         sync()
         t_bare = time.perf_counter() - t
         toks = bs * new_tokens
-        rows.append({"batch": bs, "engine_tok_s": round(toks / t_eng, 1), "bare_tok_s": round(toks / t_bare, 1),
-                     "ratio": round(t_bare / t_eng, 3)})
+        rows.append(
+            {
+                "batch": bs,
+                "engine_tok_s": round(toks / t_eng, 1),
+                "bare_tok_s": round(toks / t_bare, 1),
+                "ratio": round(t_bare / t_eng, 3),
+            }
+        )
     eng.close()
     return rows
 
 
 def finetune_checks(tiny: Path, tmp: Path) -> dict:
-    rows = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"Write about {i}."},
-                                         {"role": "assistant", "content": "Long answer. " * (5 + 3 * i)}]}
-            for i in range(8)]
+    rows = [
+        {
+            "id": f"r{i}",
+            "messages": [
+                {"role": "user", "content": f"Write about {i}."},
+                {"role": "assistant", "content": "Long answer. " * (5 + 3 * i)},
+            ],
+        }
+        for i in range(8)
+    ]
     data = tmp / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out: dict = {}
@@ -111,12 +145,28 @@ def finetune_checks(tiny: Path, tmp: Path) -> dict:
         from selflen.finetune import TrainSettings, train
 
         t = time.perf_counter()
-        stats = train(tiny, data, tmp / "adapter", TrainSettings(epochs=1, batch_size=4, bf16=DEVICE == "cuda",
-                                                               logging_steps=1, save_steps=1000))
+        stats = train(
+            tiny,
+            data,
+            tmp / "adapter",
+            TrainSettings(epochs=1, batch_size=4, bf16=DEVICE == "cuda", logging_steps=1, save_steps=1000),
+        )
         out["trl_lora"] = {**stats, "seconds": round(time.perf_counter() - t, 2)}
         t = time.perf_counter()
-        stats = train(tiny, data, tmp / "full", TrainSettings(method="full", epochs=1, batch_size=4, bf16=DEVICE == "cuda",
-                                                            logging_steps=1, save_steps=1000, learning_rate=1e-5))
+        stats = train(
+            tiny,
+            data,
+            tmp / "full",
+            TrainSettings(
+                method="full",
+                epochs=1,
+                batch_size=4,
+                bf16=DEVICE == "cuda",
+                logging_steps=1,
+                save_steps=1000,
+                learning_rate=1e-5,
+            ),
+        )
         out["trl_full"] = {**stats, "seconds": round(time.perf_counter() - t, 2)}
     except ImportError as err:
         out["trl_error"] = f"{type(err).__name__}: {err}"
@@ -142,25 +192,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         tiny = make_tiny_model(tmp / "tiny")
-        peft = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny)),
-                              LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"]))
+        peft = get_peft_model(
+            AutoModelForCausalLM.from_pretrained(str(tiny)),
+            LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"]),
+        )
         torch.manual_seed(1)
         with torch.no_grad():
             for name, p in peft.named_parameters():
                 if "lora_B" in name:
                     p.normal_(0, 0.5)
         peft.save_pretrained(str(tmp / "perturbed"))
-        for name, fn in (("engine", lambda: engine_checks(tiny, tmp / "perturbed")),
-                         ("throughput", lambda: throughput(tmp, [int(b) for b in args.batches.split(",")],
-                                                           args.new_tokens)),
-                         ("finetune", lambda: finetune_checks(tiny, tmp))):
+        for name, fn in (
+            ("engine", lambda: engine_checks(tiny, tmp / "perturbed")),
+            ("throughput", lambda: throughput(tmp, [int(b) for b in args.batches.split(",")], args.new_tokens)),
+            ("finetune", lambda: finetune_checks(tiny, tmp)),
+        ):
             t = time.perf_counter()
             try:
                 result[name] = fn()
             except Exception:
                 result[name] = {"error": traceback.format_exc()[-2000:]}
-            print(name, round(time.perf_counter() - t, 1), "s:", json.dumps(result[name], default=str)[:800],
-                  flush=True)
+            print(
+                name, round(time.perf_counter() - t, 1), "s:", json.dumps(result[name], default=str)[:800], flush=True
+            )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=str))
 

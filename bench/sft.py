@@ -3,10 +3,11 @@
 The fine-tune stage (``selflen.finetune.train``) pads every batch to its longest example, so how examples are put
 into batches decides how much compute goes to padding. On the same data this script compares
 
-* ``random``          — naive: a random permutation cut into batches (``TrainSettings(group_by_length=False)``);
-* ``group_by_length`` — what ``selflen.finetune`` uses: transformers' ``LengthGroupedSampler`` (random megabatches
+* ``random``          — naive: a random permutation cut into batches (``TrainSettings(batching="random")``);
+* ``group_by_length`` — transformers' ``LengthGroupedSampler`` (``batching="group_by_length"``; random megabatches
                         of ``min(N // (4 * batch), 50) * batch`` examples, each sorted by length, then cut);
-* ``sorted``          — all examples sorted by length, cut into batches, batch order shuffled (minimal padding);
+* ``sorted``          — all examples sorted by length, cut into batches, batch order shuffled (minimal padding):
+                        ``selflen.finetune``'s default, ``batching="bucketed"``;
 
 and reports, for each, the real-token fraction (non-padding tokens / tokens processed, i.e. the sum of the
 attention masks over their numel) and the measured training tokens/s.
@@ -52,8 +53,13 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ENV_KEYS = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
-            "HF_HUB_OFFLINE")  # recorded in the JSON
+ENV_KEYS = (
+    "OMP_WAIT_POLICY",
+    "OMP_NUM_THREADS",
+    "VLLM_CPU_KVCACHE_SPACE",
+    "VLLM_CPU_OMP_THREADS_BIND",
+    "HF_HUB_OFFLINE",
+)  # recorded in the JSON
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sft.json"
 STRATEGIES = ("random", "group_by_length", "sorted")
 Batches = list[list[int]]
@@ -81,8 +87,15 @@ def synthetic_rows(tokenizer: Any, n: int, seed: int, median: float, sigma: floa
         length = min(hi, max(lo, round(rng.lognormvariate(math.log(median), sigma))))
         start = rng.randrange(0, len(stream) - length)
         answer = tokenizer.decode(stream[start : start + length], skip_special_tokens=True).strip()
-        rows.append({"id": f"synthetic-{i}", "messages": [{"role": "user", "content": rng.choice(prompts)},
-                                                          {"role": "assistant", "content": answer}]})
+        rows.append(
+            {
+                "id": f"synthetic-{i}",
+                "messages": [
+                    {"role": "user", "content": rng.choice(prompts)},
+                    {"role": "assistant", "content": answer},
+                ],
+            }
+        )
     return rows
 
 
@@ -118,8 +131,9 @@ def order_sorted(lengths: Sequence[int], batch: int, gen: Any) -> list[int]:
     return [i for b in shuffled + rest for i in b]
 
 
-def make_order(strategy: str, lengths: Sequence[int], batch: int, gen: Any, mega_batch_mult: int | None = None
-               ) -> list[int]:
+def make_order(
+    strategy: str, lengths: Sequence[int], batch: int, gen: Any, mega_batch_mult: int | None = None
+) -> list[int]:
     if strategy == "random":
         return order_random(lengths, gen)
     if strategy == "group_by_length":
@@ -143,8 +157,9 @@ def real_fraction(batches: Batches, lengths: Sequence[int]) -> float:
     return real / total
 
 
-def simulate(strategy: str, lengths: Sequence[int], batch: int, epochs: int, seed: int,
-             mega_batch_mult: int | None = None) -> dict[str, float]:
+def simulate(
+    strategy: str, lengths: Sequence[int], batch: int, epochs: int, seed: int, mega_batch_mult: int | None = None
+) -> dict[str, float]:
     """Real-token fraction of ``epochs`` independently shuffled epochs: mean, min, max."""
     import torch
 
@@ -198,8 +213,7 @@ class Probe:
         self.epoch_batches = chunk(order, self.batch)
         full = [b for b in self.epoch_batches if len(b) == self.batch] or self.epoch_batches
         by_size = sorted(full, key=lambda b: padded(b, lengths)[1])
-        picks = [by_size[min(len(by_size) - 1, int((q + 0.5) / self.steps * len(by_size)))]
-                 for q in range(self.steps)]
+        picks = [by_size[min(len(by_size) - 1, int((q + 0.5) / self.steps * len(by_size)))] for q in range(self.steps)]
         self.chosen = [by_size[0], *picks]  # the smallest batch warms up (optimizer state, allocator)
         return [i for b in self.chosen for i in b]
 
@@ -260,8 +274,14 @@ def train_once(strategy: str, model_dir: str, data_path: Path, batch: int, steps
     from selflen import finetune
 
     probe = Probe(strategy, batch, steps, seed)
-    settings = finetune.TrainSettings(batch_size=batch, epochs=1, group_by_length=strategy == "group_by_length",
-                                      save_steps=10_000, logging_steps=10_000, seed=seed)
+    settings = finetune.TrainSettings(
+        batch_size=batch,
+        epochs=1,
+        batching={"random": "random", "sorted": "bucketed"}.get(strategy, strategy),
+        save_steps=10_000,
+        logging_steps=10_000,
+        seed=seed,
+    )
     original = trl.SFTTrainer
     trl.SFTTrainer = instrumented_trainer(probe)  # train() imports it at call time; restored below
     try:
@@ -305,46 +325,66 @@ def summarize(probes: list[Probe]) -> dict[str, Any]:
 
 # -- reporting ----------------------------------------------------------------------------------------------------
 def fraction_table(rows: list[dict[str, Any]], goal: float) -> str:
-    lines = ["| strategy | batch | megabatch | real-token fraction (mean) | min | max | goal |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| strategy | batch | megabatch | real-token fraction (mean) | min | max | goal |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         ok = "yes" if r["mean"] >= goal else f"no ({100 * (goal - r['mean']):.1f} pts short)"
-        lines.append(f"| {r['strategy']} | {r['batch']} | {r['megabatch']} | {r['mean']:.3f} | {r['min']:.3f} | "
-                     f"{r['max']:.3f} | {ok} |")
+        lines.append(
+            f"| {r['strategy']} | {r['batch']} | {r['megabatch']} | {r['mean']:.3f} | {r['min']:.3f} | "
+            f"{r['max']:.3f} | {ok} |"
+        )
     return "\n".join(lines)
 
 
 def rows_table(rows: list[dict[str, Any]], strategies: Sequence[str]) -> str:
-    lines = ["| examples | batch | default megabatch | " + " | ".join(strategies) + " | multiplier for goal |",
-             "|---:|---:|---:|" + "---:|" * len(strategies) + "---:|"]
+    lines = [
+        "| examples | batch | default megabatch | " + " | ".join(strategies) + " | multiplier for goal |",
+        "|---:|---:|---:|" + "---:|" * len(strategies) + "---:|",
+    ]
     for r in rows:
         need = r["mult_for_goal"] or "-"
-        lines.append(f"| {r['rows']} | {r['batch']} | {r['default_mult']} x {r['batch']} | "
-                     + " | ".join(f"{r[s]:.3f}" for s in strategies) + f" | {need} |")
+        lines.append(
+            f"| {r['rows']} | {r['batch']} | {r['default_mult']} x {r['batch']} | "
+            + " | ".join(f"{r[s]:.3f}" for s in strategies)
+            + f" | {need} |"
+        )
     return "\n".join(lines)
 
 
 def speed_table(rows: list[dict[str, Any]]) -> str:
     """Measured processed tokens/s on the timed batches; real tokens/s = that x the epoch's real-token fraction."""
     base = next((r for r in rows if r["strategy"] == "random"), None)
-    lines = ["| strategy | epoch real-token fraction | timed batches (size x padded len) | processed tok/s | "
-             "processed tok per CPU-s | real tok/s (epoch) | vs random | real tok/s (timed batches) | est. epoch |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| strategy | epoch real-token fraction | timed batches (size x padded len) | processed tok/s | "
+        "processed tok per CPU-s | real tok/s (epoch) | vs random | real tok/s (timed batches) | est. epoch |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         rel = f"{r['projected_real_tokens_per_s'] / base['projected_real_tokens_per_s']:.2f}x" if base else "-"
         shapes = ", ".join(f"{b}x{n}" for b, n in r["batch_shapes"])
-        lines.append(f"| {r['strategy']} | {r['epoch_real_fraction']:.3f} | {shapes} | "
-                     f"{r['processed_tokens_per_s']:.0f} | {r['processed_tokens_per_cpu_s']:.0f} | "
-                     f"{r['projected_real_tokens_per_s']:.0f} | {rel} | {r['real_tokens_per_s']:.0f} | "
-                     f"{r['epoch_estimate_s'] / 60:.1f} min |")
+        lines.append(
+            f"| {r['strategy']} | {r['epoch_real_fraction']:.3f} | {shapes} | "
+            f"{r['processed_tokens_per_s']:.0f} | {r['processed_tokens_per_cpu_s']:.0f} | "
+            f"{r['projected_real_tokens_per_s']:.0f} | {rel} | {r['real_tokens_per_s']:.0f} | "
+            f"{r['epoch_estimate_s'] / 60:.1f} min |"
+        )
     return "\n".join(lines)
 
 
 def length_summary(lengths: Sequence[int]) -> dict[str, float]:
     s = sorted(lengths)
     q = lambda p: s[min(len(s) - 1, int(p * len(s)))]
-    return {"n": len(s), "min": s[0], "p10": q(0.1), "median": q(0.5), "mean": round(statistics.fmean(s), 1),
-            "p90": q(0.9), "max": s[-1]}
+    return {
+        "n": len(s),
+        "min": s[0],
+        "p10": q(0.1),
+        "median": q(0.5),
+        "mean": round(statistics.fmean(s), 1),
+        "p90": q(0.9),
+        "max": s[-1],
+    }
 
 
 def resolve(model: str) -> str:
@@ -360,8 +400,9 @@ def resolve(model: str) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default="embedded", help="embedded (SmolLM2-135M, default), tiny, or a model folder")
-    ap.add_argument("--data", type=Path, default=None, help="a gen_sft.jsonl (chat `messages` rows) instead of "
-                    "the synthetic set")
+    ap.add_argument(
+        "--data", type=Path, default=None, help="a gen_sft.jsonl (chat `messages` rows) instead of the synthetic set"
+    )
     ap.add_argument("--rows", type=int, default=1000, help="synthetic examples (default 1000)")
     ap.add_argument("--median", type=float, default=250, help="median answer tokens (log-normal)")
     ap.add_argument("--sigma", type=float, default=0.9, help="log-normal sigma of answer tokens")
@@ -369,13 +410,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-len", type=int, default=1500)
     ap.add_argument("--batch-size", type=int, default=4, help="per-device batch (selflen's default 4)")
     ap.add_argument("--sweep-batch-sizes", default="2,4,8,16", help="batch sizes for the padding sweep")
-    ap.add_argument("--sweep-rows", default="30,100,300,1000,3000",
-                    help="data-set sizes for the length-grouping sweep (resampled from the data's lengths)")
+    ap.add_argument(
+        "--sweep-rows",
+        default="30,100,300,1000,3000",
+        help="data-set sizes for the length-grouping sweep (resampled from the data's lengths)",
+    )
     ap.add_argument("--sim-epochs", type=int, default=20, help="shuffles averaged per padding figure")
     ap.add_argument("--goal", type=float, default=0.95)
     ap.add_argument("--steps", type=int, default=4, help="timed training steps per strategy (+1 warm-up)")
-    ap.add_argument("--rounds", type=int, default=2, help="times each strategy's batches are trained; the fastest "
-                    "time per batch counts")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="times each strategy's batches are trained; the fastest time per batch counts",
+    )
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--no-train", action="store_true", help="padding analysis only")
     ap.add_argument("--threads", type=int, default=2)
@@ -400,8 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.data:
             data_path, rows = args.data, read_rows(args.data)
         else:
-            rows = synthetic_rows(tokenizer, args.rows, args.seed, args.median, args.sigma, args.min_len,
-                                  args.max_len)
+            rows = synthetic_rows(tokenizer, args.rows, args.seed, args.median, args.sigma, args.min_len, args.max_len)
             data_path = Path(tmp) / "gen_sft.jsonl"
             data_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         lengths = token_lengths(tokenizer, to_prompt_completion(rows))
@@ -418,16 +465,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fractions.append({"strategy": strategy, "batch": batch, "megabatch": mega, **sim})
         needed = megabatch_needed(lengths, args.batch_size, args.goal, args.sim_epochs, args.seed)
         print("\n" + fraction_table(fractions, args.goal), flush=True)
-        print(f"\nlength grouping at batch {args.batch_size} on these {len(lengths)} examples reaches {args.goal} "
-              f"with a megabatch multiplier of {needed or 'none (not even one megabatch of everything)'}", flush=True)
+        print(
+            f"\nlength grouping at batch {args.batch_size} on these {len(lengths)} examples reaches {args.goal} "
+            f"with a megabatch multiplier of {needed or 'none (not even one megabatch of everything)'}",
+            flush=True,
+        )
         by_rows = []
         for n in [int(x) for x in args.sweep_rows.split(",") if x]:
             sub = resample(lengths, n, args.seed)
-            by_rows.append({"rows": n, "batch": args.batch_size, "default_mult": default_mult(n, args.batch_size),
-                            **{s: simulate(s, sub, args.batch_size, args.sim_epochs, args.seed)["mean"]
-                               for s in strategies},
-                            "mult_for_goal": megabatch_needed(sub, args.batch_size, args.goal, args.sim_epochs,
-                                                              args.seed)})
+            by_rows.append(
+                {
+                    "rows": n,
+                    "batch": args.batch_size,
+                    "default_mult": default_mult(n, args.batch_size),
+                    **{s: simulate(s, sub, args.batch_size, args.sim_epochs, args.seed)["mean"] for s in strategies},
+                    "mult_for_goal": megabatch_needed(sub, args.batch_size, args.goal, args.sim_epochs, args.seed),
+                }
+            )
         print("\n" + rows_table(by_rows, strategies), flush=True)
 
         speeds = []
@@ -435,8 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             probes: dict[str, list[Probe]] = {s: [] for s in strategies}
             for rnd in range(args.rounds):  # strategies interleaved, so a load change hits them all alike
                 for strategy in strategies:
-                    print(f"\nround {rnd + 1}/{args.rounds}, {strategy}: selflen.finetune.train on 1 warm-up + "
-                          f"{args.steps} timed batches", flush=True)
+                    print(
+                        f"\nround {rnd + 1}/{args.rounds}, {strategy}: selflen.finetune.train on 1 warm-up + "
+                        f"{args.steps} timed batches",
+                        flush=True,
+                    )
                     probe = train_once(strategy, model_dir, data_path, args.batch_size, args.steps, args.seed)
                     probes[strategy].append(probe)
                     print(f"  step times {[round(t, 2) for t in probe.step_s]} s", flush=True)
@@ -449,14 +506,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "sft",
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
-                    "python": platform.python_version(), "loadavg_at_start": load_start,
-                    "loadavg_at_end": os.getloadavg(),
-                    "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ}},
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "loadavg_at_start": load_start,
+            "loadavg_at_end": os.getloadavg(),
+            "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+        },
         "model": model_dir,
-        "data": str(args.data) if args.data else {"synthetic": True, "rows": args.rows, "median": args.median,
-                                                   "sigma": args.sigma, "min_len": args.min_len,
-                                                   "max_len": args.max_len, "seed": args.seed},
+        "data": str(args.data)
+        if args.data
+        else {
+            "synthetic": True,
+            "rows": args.rows,
+            "median": args.median,
+            "sigma": args.sigma,
+            "min_len": args.min_len,
+            "max_len": args.max_len,
+            "seed": args.seed,
+        },
         "lengths": summary,
         "batch_size": args.batch_size,
         "goal": args.goal,

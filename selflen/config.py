@@ -129,7 +129,7 @@ class FinetuneConfig:
     warmup_ratio: float = 0.1
     scheduler: str = "cosine"
     max_length: int = 4096  # longer examples are dropped and counted, never truncated
-    group_by_length: bool = True  # length-grouped batches: little padding on skewed data
+    batching: str = "bucketed"  # bucketed (sorted batches, shuffled order) | group_by_length | random
     save_steps: int = 20  # checkpoint cadence (resume after a crash)
     logging_steps: int = 5
     bf16: bool = False
@@ -208,6 +208,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "split.strategy": ("paragraph_half", "sentence_half", "word_ratio"),
     "finetune.method": ("lora", "full"),
     "finetune.lineage": ("continue", "fresh"),
+    "finetune.batching": ("bucketed", "group_by_length", "random"),
     "length_control.rewrite": ("llm", "template"),
     "logger.name": ("wandb", "none"),
     "logger.mode": ("offline", "online", "disabled"),

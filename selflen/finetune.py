@@ -3,7 +3,9 @@
 LoRA by default (PEFT), full fine-tuning on request, through TRL's ``SFTTrainer`` with loss on the response only
 (prompt-completion format, the tokenizer's chat template). The maximum length is computed from the data: an
 example longer than the cap is dropped and counted, never silently truncated. Batches are grouped by length so
-skewed data wastes little compute on padding. Checkpoints let a killed run resume mid-training.
+skewed data wastes little compute on padding
+(``bucketed``: sorted-by-length batches in a shuffled order; BENCHMARKS.md has the real-token fractions).
+Checkpoints let a killed run resume mid-training.
 Usable in-process (the pipeline) or under ``accelerate launch -m selflen.finetune``.
 """
 
@@ -35,7 +37,7 @@ class TrainSettings:
     warmup_ratio: float = 0.1
     scheduler: str = "cosine"
     max_length: int = 4096
-    group_by_length: bool = True
+    batching: str = "bucketed"  # bucketed | group_by_length | random
     save_steps: int = 20
     logging_steps: int = 5
     bf16: bool = False
@@ -64,6 +66,50 @@ def token_lengths(tokenizer, rows: list[dict]) -> list[int]:  # noqa: ANN001
         len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=True)["input_ids"])
         for r in rows
     ]
+
+
+def bucketed_order(lengths: list[int], batch: int, seed: int, epoch: int) -> list[int]:
+    """Indices sorted by length, cut into batches, the batch order shuffled per epoch (padding-light, not ordered).
+
+    >>> bucketed_order([5, 1, 9, 2], batch=2, seed=0, epoch=0) in ([1, 3, 0, 2], [0, 2, 1, 3])
+    True
+    """
+    import random as _random
+
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+    _random.Random(seed * 1_000_003 + epoch).shuffle(batches)
+    return [i for b in batches for i in b]
+
+
+class _BucketSampler:
+    """A sampler whose every ``batch`` consecutive indices are one length bucket; a new batch order per epoch."""
+
+    def __init__(self, lengths: list[int], batch: int, seed: int) -> None:
+        self.lengths, self.batch, self.seed, self.epoch = lengths, batch, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):  # noqa: ANN204
+        order = bucketed_order(self.lengths, self.batch, self.seed, self.epoch)
+        self.epoch += 1
+        return iter(order)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+def _bucketed(base: type, batch: int, seed: int) -> type:
+    """``base`` (an SFTTrainer class) with the bucketed train sampler."""
+
+    class BucketedTrainer(base):
+        def _get_train_sampler(self, train_dataset=None):  # noqa: ANN001, ANN202
+            data = train_dataset if train_dataset is not None else self.train_dataset
+            lengths = [len(ids) for ids in data["input_ids"]]
+            return _BucketSampler(lengths, batch, seed)
+
+    return BucketedTrainer
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -140,7 +186,7 @@ def train(
         gradient_checkpointing=s.gradient_checkpointing,
         disable_tqdm=False,
         dataloader_num_workers=0,
-        train_sampling_strategy="group_by_length" if s.group_by_length else "random",
+        train_sampling_strategy="group_by_length" if s.batching == "group_by_length" else "random",
         packing=False,
     )
     losses: list[float] = []
@@ -152,7 +198,8 @@ def train(
                 if on_log:
                     on_log({"loss": float(logs["loss"]), "step": state.global_step})
 
-    trainer = SFTTrainer(
+    trainer_cls = _bucketed(SFTTrainer, s.batch_size, s.seed) if s.batching == "bucketed" else SFTTrainer
+    trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=data,

@@ -198,7 +198,7 @@ class Loop:
             warmup_ratio=f.warmup_ratio,
             scheduler=f.scheduler,
             max_length=f.max_length,
-            group_by_length=f.group_by_length,
+            batching=f.batching,
             save_steps=f.save_steps,
             logging_steps=f.logging_steps,
             bf16=f.bf16,

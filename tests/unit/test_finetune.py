@@ -69,3 +69,15 @@ def test_all_rows_too_long_trains_nothing(tiny_model: Path, tmp_path: Path) -> N
     stats = train(tiny_model, _data(tmp_path / "d.jsonl", n=0, long_rows=2), tmp_path / "adapter", FAST)
     assert stats == {"examples": 2, "dropped_too_long": 2, "trained": False}
     assert not (tmp_path / "adapter").exists()
+
+
+def test_bucketed_batches_are_length_buckets_in_shuffled_order() -> None:
+    from selflen.finetune import bucketed_order
+
+    lengths = [50, 3, 700, 12, 9, 400, 8, 60]
+    order = bucketed_order(lengths, batch=2, seed=1, epoch=0)
+    assert sorted(order) == list(range(8))
+    batches = [sorted(order[i : i + 2]) for i in range(0, 8, 2)]
+    by_length = sorted(range(8), key=lambda i: lengths[i])
+    assert sorted(batches) == sorted(sorted(by_length[i : i + 2]) for i in range(0, 8, 2))
+    assert bucketed_order(lengths, 2, 1, 0) == order and bucketed_order(lengths, 2, 1, 1) != order
