@@ -54,8 +54,13 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ENV_KEYS = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
-            "HF_HUB_OFFLINE")  # recorded in the JSON
+ENV_KEYS = (
+    "OMP_WAIT_POLICY",
+    "OMP_NUM_THREADS",
+    "VLLM_CPU_KVCACHE_SPACE",
+    "VLLM_CPU_OMP_THREADS_BIND",
+    "HF_HUB_OFFLINE",
+)  # recorded in the JSON
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "generate.json"
 
 
@@ -153,9 +158,17 @@ def prompts(count: int) -> list[str]:
 def requests(batch: int, new_tokens: int, s: Sampling) -> list[Any]:
     from selflen.engines.base import Request, SamplingParams
 
-    params = [SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                             repetition_penalty=s.repetition_penalty, max_new_tokens=new_tokens, seed=s.seed + i)
-              for i in range(batch)]
+    params = [
+        SamplingParams(
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            repetition_penalty=s.repetition_penalty,
+            max_new_tokens=new_tokens,
+            seed=s.seed + i,
+        )
+        for i in range(batch)
+    ]
     return [Request([{"role": "user", "content": p}], params[i]) for i, p in enumerate(prompts(batch))]
 
 
@@ -166,8 +179,14 @@ def timed(fn: Callable[[], int]) -> tuple[float, float, int]:
     return time.perf_counter() - t0, cpu_seconds() - c0, tokens
 
 
-def compare(engine_name: str, batch: int, new_tokens: int, repeats: int, bare: Callable[[int], int],
-            engine: Callable[[int], int]) -> Row:
+def compare(
+    engine_name: str,
+    batch: int,
+    new_tokens: int,
+    repeats: int,
+    bare: Callable[[int], int],
+    engine: Callable[[int], int],
+) -> Row:
     """Warm both sides up, then alternate them ``repeats`` times; both must produce ``batch * new_tokens`` tokens."""
     expected = batch * new_tokens
     bare(min(4, new_tokens))
@@ -181,8 +200,11 @@ def compare(engine_name: str, batch: int, new_tokens: int, repeats: int, bare: C
                 raise RuntimeError(f"{engine_name} {side} B={batch}: produced {produced} tokens, expected {expected}")
             (row.bare_s if side == "bare" else row.engine_s).append(round(seconds, 4))
             (row.bare_cpu_s if side == "bare" else row.engine_cpu_s).append(round(cpu, 3))
-            print(f"  {engine_name:4s} B={batch:<3d} {side:6s} {seconds:8.2f} s  {produced / seconds:8.2f} tok/s  "
-                  f"(CPU {cpu:7.2f} s)", flush=True)
+            print(
+                f"  {engine_name:4s} B={batch:<3d} {side:6s} {seconds:8.2f} s  {produced / seconds:8.2f} tok/s  "
+                f"(CPU {cpu:7.2f} s)",
+                flush=True,
+            )
     return row
 
 
@@ -215,9 +237,16 @@ def bare_hf(model: Any, tok: Any, ids: list[list[int]], n: int, s: Sampling, sto
     from transformers import GenerationConfig
 
     config = GenerationConfig(
-        do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-        repetition_penalty=s.repetition_penalty, max_new_tokens=n, min_new_tokens=n, num_beams=1,
-        eos_token_id=stop_ids, pad_token_id=tok.pad_token_id,
+        do_sample=True,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        repetition_penalty=s.repetition_penalty,
+        max_new_tokens=n,
+        min_new_tokens=n,
+        num_beams=1,
+        eos_token_id=stop_ids,
+        pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(s.seed)
     with torch.no_grad():
@@ -228,8 +257,9 @@ def bare_hf(model: Any, tok: Any, ids: list[list[int]], n: int, s: Sampling, sto
     return int(new.numel())
 
 
-def bench_vllm(model_dir: str, batch_sizes: Sequence[int], new_tokens: int, repeats: int, s: Sampling,
-               enable_lora: bool) -> tuple[list[Row], float]:
+def bench_vllm(
+    model_dir: str, batch_sizes: Sequence[int], new_tokens: int, repeats: int, s: Sampling, enable_lora: bool
+) -> tuple[list[Row], float]:
     from vllm import SamplingParams as VSP
 
     from selflen.engines.hf import row_seed
@@ -258,9 +288,19 @@ def bench_vllm(model_dir: str, batch_sizes: Sequence[int], new_tokens: int, repe
                 return sum(o.tokens for r in results for o in r.outputs)
 
             def run_bare(n: int, reqs: list[Any] = reqs, prompts_: list[Any] = prompts_) -> int:
-                params = [VSP(n=1, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                              repetition_penalty=s.repetition_penalty, max_tokens=n, ignore_eos=True,
-                              seed=row_seed(r.params.seed, 0)) for r in reqs]
+                params = [
+                    VSP(
+                        n=1,
+                        temperature=s.temperature,
+                        top_p=s.top_p,
+                        top_k=s.top_k,
+                        repetition_penalty=s.repetition_penalty,
+                        max_tokens=n,
+                        ignore_eos=True,
+                        seed=row_seed(r.params.seed, 0),
+                    )
+                    for r in reqs
+                ]
                 outs = bare_generate(prompts_, params, use_tqdm=False)
                 return sum(len(o.token_ids) for out in outs for o in out.outputs)
 
@@ -277,9 +317,11 @@ def table(rows: Sequence[Row], floor_tps: float) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r.engine} | {r.batch} | {r.tokens} | {r.bare_tps:.1f} | {r.engine_tps:.1f} | "
-                     f"{r.ratio:.3f} | {r.cpu_ratio:.3f} | {100 * r.bare_tps / floor_tps:.1f}% | "
-                     f"{100 * r.engine_tps / floor_tps:.1f}% |")
+        lines.append(
+            f"| {r.engine} | {r.batch} | {r.tokens} | {r.bare_tps:.1f} | {r.engine_tps:.1f} | "
+            f"{r.ratio:.3f} | {r.cpu_ratio:.3f} | {100 * r.bare_tps / floor_tps:.1f}% | "
+            f"{100 * r.engine_tps / floor_tps:.1f}% |"
+        )
     return "\n".join(lines)
 
 
@@ -296,7 +338,10 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     info: dict[str, Any] = {
-        "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "transformers": transformers.__version__,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
         "python": platform.python_version(),
     }
     try:
@@ -340,32 +385,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     s = Sampling(args.temperature, args.top_p, args.top_k, args.repetition_penalty, args.seed)
     with torch.device("meta"):
-        params = sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
-                     .parameters())  # tied embeddings counted once: the LM head is the one matmul they take part in
+        params = sum(
+            p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)).parameters()
+        )  # tied embeddings counted once: the LM head is the one matmul they take part in
     rate, rates = matmul_gflops()
     floor_tps = rate * 1e9 / (2 * params)
-    print(f"model {model_dir}: {params / 1e6:.1f} M params; fp32 matmul {rate:.1f} GFLOP/s with {args.threads} "
-          f"threads -> compute floor {floor_tps:.1f} tok/s", flush=True)
+    print(
+        f"model {model_dir}: {params / 1e6:.1f} M params; fp32 matmul {rate:.1f} GFLOP/s with {args.threads} "
+        f"threads -> compute floor {floor_tps:.1f} tok/s",
+        flush=True,
+    )
     t_start = time.perf_counter()
     rows: list[Row] = []
     vllm_start_s = None
     if not args.skip_hf:
         rows += bench_hf(model_dir, batch_sizes, args.max_new_tokens, args.repeats, s)
     if not args.skip_vllm:
-        vrows, vllm_start_s = bench_vllm(model_dir, batch_sizes, args.max_new_tokens, args.repeats, s,
-                                         enable_lora=not args.vllm_no_lora)
+        vrows, vllm_start_s = bench_vllm(
+            model_dir, batch_sizes, args.max_new_tokens, args.repeats, s, enable_lora=not args.vllm_no_lora
+        )
         rows += vrows
     rate_end, _ = matmul_gflops()
     print()
     print(table(rows, floor_tps))
-    print(f"\nfloor {floor_tps:.1f} tok/s = {rate:.1f} GFLOP/s / (2 x {params / 1e6:.1f} M params); matmul at the end "
-          f"{rate_end:.1f} GFLOP/s; total {time.perf_counter() - t_start:.0f} s")
+    print(
+        f"\nfloor {floor_tps:.1f} tok/s = {rate:.1f} GFLOP/s / (2 x {params / 1e6:.1f} M params); matmul at the end "
+        f"{rate_end:.1f} GFLOP/s; total {time.perf_counter() - t_start:.0f} s"
+    )
     result = {
         "benchmark": "generate",
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {**machine(), "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(),
-                    "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ}},
+        "machine": {
+            **machine(),
+            "loadavg_at_start": load_start,
+            "loadavg_at_end": os.getloadavg(),
+            "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+        },
         "model": model_dir,
         "params": params,
         "sampling": asdict(s),

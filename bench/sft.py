@@ -6,14 +6,18 @@ into batches decides how much compute goes to padding. On the same data this scr
 * ``random``          — naive: a random permutation cut into batches (``TrainSettings(batching="random")``);
 * ``group_by_length`` — transformers' ``LengthGroupedSampler`` (``batching="group_by_length"``; random megabatches
                         of ``min(N // (4 * batch), 50) * batch`` examples, each sorted by length, then cut);
-* ``sorted``          — all examples sorted by length, cut into batches, batch order shuffled (minimal padding):
-                        ``selflen.finetune``'s default, ``batching="bucketed"``;
+* ``bucketed``        — ``selflen.finetune``'s default (``batching="bucketed"``): its own ``bucketed_order``, all
+                        examples sorted by length, cut into batches, the batch order shuffled per epoch;
+* ``sorted``          — the same idea as a reference, except that the short remainder batch (when the batch size
+                        does not divide the data) stays last, so the DataLoader's cuts keep falling on bucket
+                        boundaries;
 
 and reports, for each, the real-token fraction (non-padding tokens / tokens processed, i.e. the sum of the
 attention masks over their numel) and the measured training tokens/s.
 
 Padding: every strategy's batches are rebuilt with the very samplers the Trainer uses (``RandomSampler``-style
-``torch.randperm``, ``transformers.trainer_pt_utils.get_length_grouped_indices``) on the lengths the Trainer sees,
+``torch.randperm``, ``transformers.trainer_pt_utils.get_length_grouped_indices``, ``selflen.finetune.bucketed_order``)
+on the lengths the Trainer sees, cut every ``batch`` indices as the DataLoader cuts them,
 averaged over ``--sim-epochs`` shuffles; a sweep over batch sizes and megabatch multipliers shows what reaches the
 goal. Throughput: ``selflen.finetune.train`` itself runs (LoRA, its own TRL ``SFTTrainer``, collator and
 optimizer) once per strategy, with a benchmark-only ``SFTTrainer`` subclass swapped in for the call that (1) records
@@ -61,7 +65,7 @@ ENV_KEYS = (
     "HF_HUB_OFFLINE",
 )  # recorded in the JSON
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sft.json"
-STRATEGIES = ("random", "group_by_length", "sorted")
+STRATEGIES = ("random", "group_by_length", "bucketed", "sorted")
 Batches = list[list[int]]
 
 
@@ -131,6 +135,15 @@ def order_sorted(lengths: Sequence[int], batch: int, gen: Any) -> list[int]:
     return [i for b in shuffled + rest for i in b]
 
 
+def order_bucketed(lengths: Sequence[int], batch: int, gen: Any) -> list[int]:
+    """``selflen.finetune.bucketed_order`` (the fine-tune stage's default sampler), one epoch per draw of ``gen``."""
+    import torch
+
+    from selflen.finetune import bucketed_order
+
+    return bucketed_order(list(lengths), batch, seed=int(torch.randint(0, 2**31, (1,), generator=gen)), epoch=0)
+
+
 def make_order(
     strategy: str, lengths: Sequence[int], batch: int, gen: Any, mega_batch_mult: int | None = None
 ) -> list[int]:
@@ -138,6 +151,8 @@ def make_order(
         return order_random(lengths, gen)
     if strategy == "group_by_length":
         return order_grouped(lengths, batch, gen, mega_batch_mult)
+    if strategy == "bucketed":
+        return order_bucketed(lengths, batch, gen)
     if strategy == "sorted":
         return order_sorted(lengths, batch, gen)
     raise ValueError(f"unknown strategy {strategy!r}")
@@ -249,15 +264,19 @@ def instrumented_trainer(probe: Probe) -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.add_callback(Timer())
+            # wrap the most derived sampler (selflen may subclass this class, e.g. for its bucketed sampler)
+            inner = self._get_train_sampler
 
-        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-            dataset = train_dataset if train_dataset is not None else self.train_dataset
-            lengths = [len(ids) for ids in dataset["input_ids"]]
-            if probe.strategy == "sorted":
-                order = order_sorted(lengths, probe.batch, torch.Generator().manual_seed(probe.seed))
-            else:  # the Trainer's own choice: RandomSampler or LengthGroupedSampler, from the settings
-                order = list(iter(super()._get_train_sampler(train_dataset)))
-            return ListSampler(probe.choose(order, lengths))
+            def sampler(train_dataset: Any = None) -> Any:
+                dataset = train_dataset if train_dataset is not None else self.train_dataset
+                lengths = [len(ids) for ids in dataset["input_ids"]]
+                if probe.strategy == "sorted":
+                    order = order_sorted(lengths, probe.batch, torch.Generator().manual_seed(probe.seed))
+                else:  # what selflen/the Trainer would draw: random, LengthGroupedSampler or bucketed
+                    order = list(iter(inner(train_dataset)))
+                return ListSampler(probe.choose(order, lengths))
+
+            self._get_train_sampler = sampler  # type: ignore[method-assign]
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
             mask = inputs["attention_mask"]
@@ -277,7 +296,7 @@ def train_once(strategy: str, model_dir: str, data_path: Path, batch: int, steps
     settings = finetune.TrainSettings(
         batch_size=batch,
         epochs=1,
-        batching={"random": "random", "sorted": "bucketed"}.get(strategy, strategy),
+        batching={"sorted": "random"}.get(strategy, strategy),  # "sorted": the probe replaces the sampler
         save_steps=10_000,
         logging_steps=10_000,
         seed=seed,

@@ -73,13 +73,17 @@ def bucketed_order(lengths: list[int], batch: int, seed: int, epoch: int) -> lis
 
     >>> bucketed_order([5, 1, 9, 2], batch=2, seed=0, epoch=0) in ([1, 3, 0, 2], [0, 2, 1, 3])
     True
+    >>> bucketed_order([5, 1, 9, 2, 7], batch=2, seed=0, epoch=0)[-1]  # the remainder (longest) stays last
+    2
     """
     import random as _random
 
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+    # only full batches are shuffled; the short remainder stays last, or every later batch would straddle buckets
+    full = len(order) - len(order) % batch
+    batches = [order[i : i + batch] for i in range(0, full, batch)]
     _random.Random(seed * 1_000_003 + epoch).shuffle(batches)
-    return [i for b in batches for i in b]
+    return [i for b in batches for i in b] + order[full:]
 
 
 class _BucketSampler:

@@ -81,3 +81,14 @@ def test_bucketed_batches_are_length_buckets_in_shuffled_order() -> None:
     by_length = sorted(range(8), key=lambda i: lengths[i])
     assert sorted(batches) == sorted(sorted(by_length[i : i + 2]) for i in range(0, 8, 2))
     assert bucketed_order(lengths, 2, 1, 0) == order and bucketed_order(lengths, 2, 1, 1) != order
+
+
+def test_bucketed_remainder_stays_last_so_batches_stay_buckets() -> None:
+    from selflen.finetune import bucketed_order
+
+    lengths = [3, 90, 5, 40, 7, 60, 1]  # 7 rows, batch 2: one short remainder batch
+    order = bucketed_order(lengths, batch=2, seed=3, epoch=0)
+    by_length = sorted(range(7), key=lambda i: lengths[i])
+    buckets = {frozenset(by_length[i : i + 2]) for i in range(0, 6, 2)}
+    assert {frozenset(order[i : i + 2]) for i in range(0, 6, 2)} == buckets
+    assert order[-1] == by_length[-1]
