@@ -104,6 +104,7 @@ class LoopConfig:
     drop_truncated: bool = True  # drop answers cut off by max_new_tokens (finish reason "length")
     extensions_per_response: int = 1
     length_biased: bool = True  # keep longer items with probability 1 - 2r^3
+    length_bias_min_items: int = 10  # below this many items the rank rule is skipped (with n=1 it drops everything)
     p_keep_line: float = 0.8  # Extender data: keep each outline line with this probability
     max_train_examples: int | None = None
     sampling: SamplingConfig = field(default_factory=SamplingConfig)

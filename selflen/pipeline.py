@@ -384,7 +384,7 @@ def iteration(loop: Loop, k: int) -> dict[str, Any]:
 
     sel_st, _ = loop.run_stage(
         f"{d}/select",
-        {"length_biased": lc.length_biased, "dedup": lc.dedup_threshold},
+        {"length_biased": lc.length_biased, "dedup": lc.dedup_threshold, "min_items": lc.length_bias_min_items},
         lambda st: select.run(
             st,
             extended,
@@ -392,6 +392,7 @@ def iteration(loop: Loop, k: int) -> dict[str, Any]:
             dedup_threshold=lc.dedup_threshold,
             seed=cfg.seed,
             iteration=k,
+            min_items=lc.length_bias_min_items,
         ),
         k,
     )

@@ -14,15 +14,27 @@ from selflen.text import dedup_mask, length_biased_keep
 
 
 def run(
-    stage: Stage, extended: Sequence[dict], *, length_biased: bool, dedup_threshold: float, seed: int, iteration: int
+    stage: Stage,
+    extended: Sequence[dict],
+    *,
+    length_biased: bool,
+    dedup_threshold: float,
+    seed: int,
+    iteration: int,
+    min_items: int = 10,
 ) -> dict:
-    """One record per input id with ``status`` ok/dropped; deterministic for a seed."""
+    """One record per input id with ``status`` ok/dropped; deterministic for a seed.
+
+    The rank rule needs a population: it always drops the shortest ~21 %, so with one item it drops that item.
+    Below ``min_items`` survivors it is skipped (recorded in ``done.json``).
+    """
     items = [r for r in extended if not stage.has(r["id"])]
     if items:
         unique = dedup_mask([r["extended"] for r in items], threshold=dedup_threshold)
         survivors = [r for r, u in zip(items, unique, strict=True) if u]
         rng = random.Random(seed_for(seed, iteration, "select"))
-        keep = length_biased_keep([r["words"] for r in survivors], rng) if length_biased else [True] * len(survivors)
+        use_rule = length_biased and len(survivors) >= min_items
+        keep = length_biased_keep([r["words"] for r in survivors], rng) if use_rule else [True] * len(survivors)
         kept_ids = {r["id"] for r, k in zip(survivors, keep, strict=True) if k}
         for r, u in zip(items, unique, strict=True):
             reason = None if r["id"] in kept_ids else ("duplicate" if not u else "length_bias")
