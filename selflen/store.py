@@ -126,6 +126,86 @@ class RunLock:
         self.release()
 
 
+Point = int | str  # an iteration number (0 = the base model, 1..K) or "final"
+ROLES = ("gen", "ext")  # the two roles of the loop; "final" names the length-following model
+
+
+class RunLayout:
+    """Where everything of one run lives; the pipeline, the evaluate stage and the reports all use it.
+
+    ``iter_<k>/<stage>/`` for iteration ``k`` (``iter_0`` holds the base model's evaluation), ``final/<stage>/`` after
+    the loop; a trained role is ``<finetune stage>/adapter`` (LoRA) or ``<finetune stage>/model`` (full weights).
+
+    >>> lay = RunLayout(Path("/runs/a"))
+    >>> lay.rel(lay.stage(2, "extend"))
+    'iter_2/extend'
+    >>> lay.rel(lay.finetune_dir("final", 3)), lay.rel(lay.stage("final", "evaluate"))
+    ('final/finetune', 'final/evaluate')
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    @staticmethod
+    def point_dir_name(point: Point) -> str:
+        return "final" if point == "final" else f"iter_{int(point)}"
+
+    def stage(self, point: Point, name: str) -> Path:
+        """The folder of stage ``name`` at ``point`` (an iteration number or ``"final"``)."""
+        return self.root / self.point_dir_name(point) / name
+
+    def finetune_dir(self, role: str, k: Point) -> Path:
+        """The finetune stage folder of ``role`` (``gen``, ``ext`` or ``final``) in iteration ``k``."""
+        return self.stage("final", "finetune") if role == "final" else self.stage(k, f"finetune_{role}")
+
+    def trained(self, role: str, k: Point) -> Path | None:
+        """What ``finetune_<role>`` of iteration ``k`` produced: a LoRA adapter or a full model folder, else None."""
+        if role != "final" and int(k) < 1:
+            return None
+        stage = self.finetune_dir(role, k)
+        if (stage / "adapter" / "adapter_config.json").exists():
+            return stage / "adapter"
+        if (stage / "model" / "config.json").exists():
+            return stage / "model"
+        return None
+
+    def iterations(self) -> list[int]:
+        """The loop iterations present on disk (``iter_1``, ``iter_2``, ...; ``iter_0`` is the base evaluation)."""
+        found = []
+        for p in self.root.glob("iter_*"):
+            suffix = p.name.removeprefix("iter_")
+            if p.is_dir() and suffix.isdigit() and int(suffix) > 0:
+                found.append(int(suffix))
+        return sorted(found)
+
+    def eval_points(self) -> list[Point]:
+        """Evaluation points with a folder on disk, in order: 0 (base), 1..K, "final"."""
+        points: list[Point] = [k for k in [0, *self.iterations()] if self.stage(k, "evaluate").is_dir()]
+        if self.stage("final", "evaluate").is_dir():
+            points.append("final")
+        return points
+
+    def rel(self, path: Path | str) -> str:
+        """``path`` relative to the run directory (posix), for hashes, manifests and cards."""
+        path = Path(path)
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+
 def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     """All complete records of a JSON-lines file. A torn last line is skipped (and cut off if ``repair``)."""
     path = Path(path)
