@@ -124,9 +124,29 @@ def setup_logging() -> None:
     logging.getLogger("selflen").setLevel(logging.INFO)
 
 
-def train_main() -> None:
-    """Console entry point ``selflen-train``: the same as ``python train.py``."""
-    import runpy
-    from pathlib import Path
+def main() -> None:
+    """``python train.py`` and the console entry point ``selflen-train``: validate the command, then let Hydra
+    compose the config shipped inside the package (``selflen/conf``) and run the loop."""
+    import hydra
+    from omegaconf import DictConfig
 
-    runpy.run_path(str(Path(CONF_DIR).parent / "train.py"), run_name="__main__")
+    register_resolvers()
+    precheck_or_exit(sys.argv[1:])
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+    def _job(raw: DictConfig) -> float:
+        from selflen.pipeline import run
+        from selflen.report.summary import format_summary
+
+        setup_logging()
+        cfg = to_config(raw)
+        summary = run(cfg)
+        print(format_summary(summary))
+        return float(summary.get("objective") or 0.0)  # a sweeper can optimise this
+
+    _job()
+
+
+def train_main() -> None:
+    """Console entry point ``selflen-train``."""
+    main()

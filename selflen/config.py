@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package
 
 
 class ConfigError(ValueError):
@@ -59,7 +59,7 @@ class LanguageConfig:
     ngram_tokenizer: str = "whitespace"  # whitespace | cjk
     meta_words: list[str] = field(default_factory=lambda: ["revised", "revision", "response", "version", "paragraph"])
     counter: str = "longen"  # word counter used for every length rule
-    line_joiner: str = "\n"  # joins kept lines in the Extender's outline after line removal
+    line_joiner: str = "\n"  # joins kept lines in the Extender's outline after line removal (reference zh: "\n\n")
     instruction_label: str = "Instruction"  # self-instruct transcript label ("指令" in zh)
 
 
@@ -70,44 +70,65 @@ class SplitConfig:
 
 
 @dataclass
-class LengthConfig:
-    rounds: int = 3  # chained extension rounds
-    min_ratio: float = 1.2  # accept an extension only if words > min_ratio x original
-    keep_fraction: float = 0.6667  # fraction of the stage-1 expansion kept before continuing
-    attempts: int = 2  # tries per round before giving up on the round
-    generate_max_new_tokens: int = 1024
-    extend_max_new_tokens: int = 2048
-    instruct_max_new_tokens: int = 160
-
-
-@dataclass
 class SamplingConfig:
+    """Decoding shared by every generating stage (the reference uses one setting for all calls)."""
+
     temperature: float = 0.7
     top_p: float = 0.8
     top_k: int = 20
     repetition_penalty: float = 1.1
+    stop: list[str] = field(default_factory=lambda: ["\n\n---", "\n\n\n", "\n---", "---"])  # the reference's
 
 
 @dataclass
-class LoopConfig:
-    iterations: int = 2  # macro-iterations
-    instructions: int = 16  # new instructions requested per iteration
-    instruct_attempts: int = 10  # tries per requested instruction
-    grow_pool: bool = True  # few-shot examples also drawn from instructions accepted so far
+class InstructConfig:
+    count: int = 16  # new instructions requested per iteration
+    attempts: int = 10  # tries per requested instruction
+    pool: str = "growing"  # growing (seeds + accepted so far; Qwen reference) | seeds (LLaMA reference)
+    pool_reset: int | None = None  # growing pool: reset to the seeds every N slots (Qwen reference: 500)
     judge: bool = True  # yes/no suitability judge on self-instructed prompts
-    min_instruction_words: int = 4  # accept when min <= words < max (reference: 3 < w < 500)
-    max_instruction_words: int = 500
+    judge_temperature: float = 0.7  # the reference samples the judge with the shared decoding
+    judge_min_words: int = 2000  # the judge asks whether the instruction suits a text of more than N words
+    min_words: int = 4  # accept when min <= words < max (reference: 3 < w < 500)
+    max_words: int = 500
     dedup_threshold: float = 0.8  # near-duplicate Jaccard threshold for instructions
     decontaminate: bool = True  # drop prompts overlapping LonGen / LongBench-Write
-    samples_per_prompt: int = 2  # Generator answers per instruction
-    generate_attempts: int = 2  # extra tries for a sample that failed the filters
+    max_new_tokens: int = 160
+
+
+@dataclass
+class GenerateConfig:
+    samples: int = 2  # Generator answers per instruction
+    attempts: int = 2  # extra tries for a sample that failed the filters
     drop_truncated: bool = True  # drop answers cut off by max_new_tokens (finish reason "length")
-    extensions_per_response: int = 1
+    length_biased: bool = True  # the reference also applies drop_short to the Generator's answers
+    max_new_tokens: int = 1024
+
+
+@dataclass
+class ExtendConfig:
+    extensions: int = 2  # independent extensions per answer (reference: 2)
+    rounds: int = 3  # chained extension rounds
+    attempts: int = 2  # tries per round before giving up on the round
+    min_ratio: float = 1.2  # accept an extension only if words > min_ratio x original (strictly greater)
+    keep_fraction: float = 0.6667  # fraction of the stage-1 expansion kept before continuing
+    prefix_separator: str = ""  # between the kept stage-1 text and the continuation ("" = the reference's A + B)
+    drop_truncated: bool = True
+    max_new_tokens: int = 2048
+
+
+@dataclass
+class SelectConfig:
     length_biased: bool = True  # keep longer items with probability 1 - 2r^3
-    length_bias_min_items: int = 10  # below this many items the rank rule is skipped (with n=1 it drops everything)
+    length_unit: str = "chars"  # chars (the reference's len(str)) | words
+    min_items: int = 10  # below this many items the rank rule is skipped (with n=1 it drops everything)
+    dedup_threshold: float = 0.8
+
+
+@dataclass
+class SftDataConfig:
     p_keep_line: float = 0.8  # Extender data: keep each outline line with this probability
-    max_train_examples: int | None = None
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    max_examples: int | None = None
 
 
 @dataclass
@@ -140,6 +161,7 @@ class FinetuneConfig:
 @dataclass
 class LengthControlConfig:
     enabled: bool = True
+    collect: int = 0  # final collection round: fresh instructions answered by the last Generator (reference 5000)
     min_words: int = 2000  # pooled answers within [min_words, max_words] get constraints
     max_words: int = 8000
     mix: dict[str, float] = field(default_factory=lambda: {"about": 0.4, "range": 0.25, "above": 0.1, "below": 0.25})
@@ -150,13 +172,15 @@ class LengthControlConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvaluateConfig:
     enabled: bool = True
+    base: bool = True  # evaluate the base model as iteration 0, so every run measures its own growth
     benchmark: str = "longen"
     languages: list[str] = field(default_factory=lambda: ["en"])
     n_per_cell: int = 1
     max_new_tokens: int = 1024
     temperature: float = 0.0
+    repetition_penalty: float = 1.1
 
 
 @dataclass
@@ -184,13 +208,18 @@ class TrainConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     language: LanguageConfig = field(default_factory=LanguageConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
-    length: LengthConfig = field(default_factory=LengthConfig)
-    loop: LoopConfig = field(default_factory=LoopConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    instruct: InstructConfig = field(default_factory=InstructConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    extend: ExtendConfig = field(default_factory=ExtendConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    sft_data: SftDataConfig = field(default_factory=SftDataConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     length_control: LengthControlConfig = field(default_factory=LengthControlConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    iterations: int = 2  # macro-iterations (groups iterations/one, two, three)
     seed: int = 0
     online: bool = False  # allow hub downloads and online W&B
     redo: list[str] = field(default_factory=list)  # stages to recompute although done with another config
@@ -207,34 +236,40 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "language.ngram_tokenizer": ("whitespace", "cjk"),
     "language.counter": ("longen", "unicode"),
     "split.strategy": ("paragraph_half", "sentence_half", "word_ratio"),
+    "instruct.pool": ("growing", "seeds"),
+    "select.length_unit": ("chars", "words"),
     "finetune.method": ("lora", "full"),
     "finetune.lineage": ("continue", "fresh"),
     "finetune.batching": ("bucketed", "group_by_length", "random"),
     "length_control.rewrite": ("llm", "template"),
     "logger.name": ("wandb", "none"),
     "logger.mode": ("offline", "online", "disabled"),
-    "eval.benchmark": ("longen", "longbench_write", "longbench_write_en"),
+    "evaluate.benchmark": ("longen", "longbench_write", "longbench_write_en"),
 }
 # key -> (low, high, low_open, high_open); None means unbounded on that side
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "iterations": (1, None, False, True),
     "split.ratio": (0, 1, True, True),
-    "length.keep_fraction": (0, 1, True, False),
-    "length.min_ratio": (1, None, False, True),
-    "length.rounds": (1, None, False, True),
-    "length.attempts": (1, None, False, True),
-    "loop.iterations": (1, None, False, True),
-    "loop.instructions": (1, None, False, True),
-    "loop.instruct_attempts": (1, None, False, True),
-    "loop.samples_per_prompt": (1, None, False, True),
-    "loop.extensions_per_response": (1, None, False, True),
-    "loop.p_keep_line": (0, 1, True, False),
-    "loop.dedup_threshold": (0, 1, True, False),
-    "loop.sampling.top_p": (0, 1, True, False),
-    "loop.sampling.temperature": (0, None, False, True),
+    "sampling.top_p": (0, 1, True, False),
+    "sampling.temperature": (0, None, False, True),
+    "instruct.count": (1, None, False, True),
+    "instruct.attempts": (1, None, False, True),
+    "instruct.dedup_threshold": (0, 1, True, False),
+    "generate.samples": (1, None, False, True),
+    "generate.attempts": (0, None, False, True),
+    "extend.extensions": (1, None, False, True),
+    "extend.rounds": (1, None, False, True),
+    "extend.attempts": (1, None, False, True),
+    "extend.min_ratio": (1, None, False, True),
+    "extend.keep_fraction": (0, 1, True, False),
+    "select.dedup_threshold": (0, 1, True, False),
+    "sft_data.p_keep_line": (0, 1, True, False),
     "finetune.learning_rate": (0, None, True, True),
     "finetune.epochs": (0, None, True, True),
     "finetune.batch_size": (1, None, False, True),
     "finetune.lora.r": (1, None, False, True),
+    "length_control.collect": (0, None, False, True),
+    "evaluate.max_new_tokens": (1, None, False, True),
     "backend.gpu_memory_utilization": (0, 1, True, False),
     "backend.batch_size": (1, None, False, True),
     "backend.concurrency": (1, None, False, True),
@@ -271,8 +306,8 @@ def check(cfg: TrainConfig) -> None:
         )
     if cfg.model.source == "local" and not Path(cfg.model.path).expanduser().exists():
         raise ConfigError(f"model.path={cfg.model.path!r} does not exist; point it at a model folder with config.json")
-    if cfg.loop.min_instruction_words >= cfg.loop.max_instruction_words:
-        raise ConfigError("loop.min_instruction_words must be < loop.max_instruction_words")
+    if cfg.instruct.min_words >= cfg.instruct.max_words:
+        raise ConfigError("instruct.min_words must be < instruct.max_words")
     if cfg.length_control.min_words >= cfg.length_control.max_words:
         raise ConfigError("length_control.min_words must be < length_control.max_words")
     unknown = set(cfg.length_control.mix) - {"about", "range", "above", "below"}

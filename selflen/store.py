@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -250,6 +251,12 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or None when the file does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
 def write_json(path: Path, obj: Any) -> None:
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -266,6 +273,7 @@ class Stage:
         self.hash = cfg_hash
         self.records_path = self.dir / RECORDS_NAME
         self.started = time.time()
+        self.redone = False  # True when an earlier output of another config was cleared (downstream must redo too)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._check_hash(redo)
         self._ids = {r["id"] for r in read_jsonl(self.records_path, repair=True)}
@@ -285,6 +293,9 @@ class Stage:
             for p in self.dir.iterdir():
                 if p.is_file():
                     p.unlink()
+                else:
+                    shutil.rmtree(p)
+            self.redone = True
         marker.write_text(self.hash)
 
     @property

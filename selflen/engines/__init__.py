@@ -1,14 +1,36 @@
-"""Generation engines behind one interface (see ``base``). ``build_engine`` picks one by name."""
+"""Generation engines behind one interface (see ``base``).
+
+``build_engine`` picks one by name; ``engine_from_config`` builds the configured backend for a model folder;
+``EnginePool`` owns the engines of one run (one per model folder) and registers adapters under run-unique names.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from selflen.engines.base import Completion, Engine, Request, Result, SamplingParams, error_result
+from selflen.engines.base import BoundEngine, Completion, Engine, Request, Result, SamplingParams, error_result
+
+if TYPE_CHECKING:
+    from selflen.config import BackendConfig, ModelConfig
 
 BACKENDS = ("hf", "vllm", "openai")
+log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "Completion", "Engine", "Request", "Result", "SamplingParams", "build_engine", "error_result"]
+__all__ = [
+    "BACKENDS",
+    "BoundEngine",
+    "Completion",
+    "Engine",
+    "EnginePool",
+    "Request",
+    "Result",
+    "SamplingParams",
+    "build_engine",
+    "engine_from_config",
+    "error_result",
+]
 
 
 def build_engine(backend: str, model: str, **kwargs: Any) -> Engine:
@@ -26,3 +48,81 @@ def build_engine(backend: str, model: str, **kwargs: Any) -> Engine:
 
         return OpenAIEngine(model, **kwargs)
     raise ValueError(f"backend={backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
+
+
+def engine_from_config(backend: BackendConfig, model: ModelConfig, model_dir: Path, seed: int = 0) -> Engine:
+    """The configured backend serving the model folder ``model_dir`` (the base model or a fully trained one)."""
+    if backend.name == "hf":
+        return build_engine(
+            "hf",
+            str(model_dir),
+            dtype=model.dtype,
+            device=backend.device,
+            batch_size=backend.batch_size,
+            max_model_len=model.max_model_len,
+            trust_remote_code=model.trust_remote_code,
+        )
+    if backend.name == "vllm":
+        return build_engine(
+            "vllm",
+            str(model_dir),
+            dtype=model.dtype,
+            max_model_len=model.max_model_len,
+            max_lora_rank=backend.max_lora_rank,
+            gpu_memory_utilization=backend.gpu_memory_utilization,
+            tensor_parallel_size=backend.tensor_parallel_size,
+            enforce_eager=backend.enforce_eager,
+            cpu_kvcache_gb=backend.cpu_kvcache_gb,
+            seed=seed,
+            trust_remote_code=model.trust_remote_code,
+        )
+    served = model.name if model.source == "hub" else str(model_dir)
+    return build_engine(
+        "openai",
+        served,
+        base_url=backend.base_url,
+        api_key_env=backend.api_key_env,
+        concurrency=backend.concurrency,
+        timeout_s=backend.timeout_s,
+        max_retries=backend.max_retries,
+        load_adapters=True,
+    )
+
+
+class EnginePool:
+    """The engines of one run, built lazily: one per model folder (a full fine-tune makes a new folder).
+
+    ``for_folder(trained)`` answers "which engine and adapter play this trained role": a LoRA adapter folder is
+    served on the base model's engine under a name unique to the run (``<tag>-<label>``), a full model folder gets
+    an engine of its own, ``None`` is the base model. ``close()`` frees them all (before training, and at the end).
+    """
+
+    def __init__(self, base_dir: Path, build, tag: str = "") -> None:  # noqa: ANN001 - build(model_dir) -> Engine
+        self.base_dir = Path(base_dir)
+        self._build = build
+        self.tag = tag
+        self._engines: dict[str, Engine] = {}
+
+    def engine(self, model_dir: Path | None = None) -> Engine:
+        key = str(model_dir or self.base_dir)
+        if key not in self._engines:
+            log.info("engine: starting for %s", key)
+            self._engines[key] = self._build(Path(key))
+        return self._engines[key]
+
+    def for_folder(self, folder: Path | None, label: str) -> Engine:
+        """The engine bound to ``folder``: None (base), a LoRA adapter folder, or a full model folder."""
+        if folder is None:
+            return self.engine().bind(None)
+        if (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
+            return self.engine(folder).bind(None)
+        name = f"{self.tag}-{label}" if self.tag else label
+        base = self.engine()
+        if not base.has_adapter(name):
+            base.add_adapter(name, str(folder))
+        return base.bind(name)
+
+    def close(self) -> None:
+        """Free every engine (vLLM does not reliably release memory in-process otherwise)."""
+        while self._engines:
+            self._engines.popitem()[1].close()

@@ -109,8 +109,34 @@ class Engine(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release memory, processes and connections. Idempotent."""
 
+    def bind(self, adapter: str | None) -> Engine:
+        """This engine playing one role: every request goes to ``adapter`` (None = the base model)."""
+        return BoundEngine(self, adapter)
+
     def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BoundEngine(Engine):
+    """An engine with its adapter fixed, so a stage never handles adapter names. It owns nothing: ``close`` is a
+    no-op, the engine it wraps is closed by whoever built it."""
+
+    def __init__(self, engine: Engine, adapter: str | None) -> None:
+        self.engine = engine
+        self.adapter = adapter
+        self.name = engine.name
+
+    def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
+        return self.engine.generate([replace(r, adapter=self.adapter) for r in requests], desc=desc)
+
+    def add_adapter(self, name: str, path: str) -> None:
+        self.engine.add_adapter(name, path)
+
+    def has_adapter(self, name: str) -> bool:
+        return self.engine.has_adapter(name)
+
+    def bind(self, adapter: str | None) -> Engine:
+        return BoundEngine(self.engine, adapter)

@@ -1,14 +1,59 @@
-"""Helpers shared by the stages: seeded randomness per record, word statistics, request building."""
+"""What every stage shares: the result type, one ``summarize``, chat request building and per-record seeds.
+
+The stage contract (every module in ``selflen/stages``)::
+
+    @dataclass(frozen=True)
+    class XSettings: ...            # everything that shapes the stage's output; paths relative to the run dir
+    def settings(cfg, ...) -> XSettings     # built from the stage's config group (and the groups it reads)
+    def run(stage, inputs, settings, engine=None) -> StageResult
+
+``run`` appends typed records (``selflen.stages.records``) one by one to ``stage`` and skips ids it already has,
+so a killed stage resumes; the stage's identity (its hash) is the hash of its settings and of its inputs' stages.
+"""
 
 from __future__ import annotations
 
 import random
 import statistics
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from selflen.engines.base import Request, SamplingParams
 from selflen.store import stable_id
+
+
+@dataclass
+class StageResult:
+    """What a stage reports: counts, drops by reason, scalar metrics, extra JSON for ``done.json``, images."""
+
+    counts: dict[str, int]
+    drops: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)  # logger key -> file path
+
+
+def summarize(records: Sequence[dict], name: str, words_key: str = "words", **metrics: float) -> StageResult:
+    """Counts (records, ok, dropped), drops summed over the records' per-try ``drops``, and word statistics
+    of the accepted records under ``<name>/...``.
+
+    >>> r = summarize([{"status": "ok", "words": 10, "drops": {"truncated": 1}}, {"status": "dropped",
+    ...     "words": 3, "drops": {"truncated": 2}}], "generate")
+    >>> r.counts, r.drops, r.metrics["generate/mean_words"]
+    ({'records': 2, 'ok': 1, 'dropped': 1}, {'truncated': 3}, 10.0)
+    """
+    drops: Counter = Counter()
+    for r in records:
+        drops.update(r.get("drops") or {})
+    ok = [r for r in records if r["status"] == "ok"]
+    stats = word_stats([r[words_key] for r in ok if words_key in r], name)
+    return StageResult(
+        counts={"records": len(records), "ok": len(ok), "dropped": len(records) - len(ok)},
+        drops=dict(drops),
+        metrics={**stats, **metrics},
+    )
 
 
 def seed_for(*parts: object) -> int:
@@ -21,13 +66,16 @@ def rng_for(*parts: object) -> random.Random:
 
 
 def word_stats(words: Sequence[int], prefix: str) -> dict[str, float]:
-    """Mean, median and p90 of a list of word counts, keyed ``<prefix>/mean_words`` etc.
+    """Mean, median and p90 of a list of word counts, keyed ``<prefix>/mean_words`` etc.; empty when no words
+    (a stage that accepted nothing has no length, not a length of 0).
 
     >>> word_stats([10, 20, 30], "gen")["gen/median_words"]
     20
+    >>> word_stats([], "gen")
+    {}
     """
     if not words:
-        return {f"{prefix}/mean_words": 0.0, f"{prefix}/median_words": 0.0, f"{prefix}/p90_words": 0.0}
+        return {}
     ordered = sorted(words)
     p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
     return {
@@ -39,7 +87,8 @@ def word_stats(words: Sequence[int], prefix: str) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Chat:
-    """Builds chat requests with the model's optional system prompt."""
+    """Builds chat requests with the model's optional system prompt (it shapes every prompt, so it is part of
+    every generating stage's settings)."""
 
     system_prompt: str | None = None
 
@@ -53,17 +102,34 @@ class Chat:
         params: SamplingParams,
         *,
         seed: int,
-        adapter: str | None = None,
         prefix: str | None = None,
         n: int = 1,
     ) -> Request:
-        return Request(self.messages(user), params.with_(seed=seed, n=n), prefix=prefix or None, adapter=adapter)
+        return Request(self.messages(user), params.with_(seed=seed, n=n), prefix=prefix or None)
 
 
-def chunks(items: Sequence, size: int) -> list[Sequence]:
-    """Consecutive slices of ``items`` of at most ``size``.
+def sampling_params(cfg: Any, max_new_tokens: int, stop: Sequence[str] | None = None) -> SamplingParams:
+    """The shared decoding (the ``sampling`` group) with one stage's token budget."""
+    s = cfg.sampling
+    return SamplingParams(
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        repetition_penalty=s.repetition_penalty,
+        max_new_tokens=max_new_tokens,
+        stop=tuple(s.stop if stop is None else stop),
+    )
 
-    >>> chunks([1, 2, 3], 2)
-    [[1, 2], [3]]
-    """
-    return [items[i : i + size] for i in range(0, len(items), max(1, size))]
+
+def filter_rules(cfg: Any):  # noqa: ANN201 - FilterRules
+    """The language group's response filters."""
+    from selflen.text import FilterRules
+
+    lang = cfg.language
+    return FilterRules(
+        end_punct=lang.end_punct,
+        ngram_n=lang.ngram_n,
+        ngram_tokenizer=lang.ngram_tokenizer,
+        meta_words=tuple(lang.meta_words),
+        counter=lang.counter,
+    )

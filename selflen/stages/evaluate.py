@@ -1,72 +1,110 @@
-"""In-loop evaluation: the iteration's Generator answers a configured benchmark slice; responses are scored
-with the benchmark's own counter and formulas (``evaluation``), logged as ``eval/*`` with a scatter plot.
+"""Evaluation: a Generator (the base model at point 0, iteration k's at point k, the length-following model at
+``final``) answers a held-out benchmark slice; answers are scored with the benchmark's own counter and formulas
+(``evaluation``), and their length is summarised: mean/median words, effective length, repeated 10-gram rate,
+and how many answers the token budget cut (``hit_budget``), so a length set by the budget is visible.
 
+Config group ``evaluate``; prompts are the benchmark's; rules in ``evaluation`` (scorers, repetition). The
+stage receives the engine already bound to the model it evaluates: it never knows the loop.
 This is the one place where ``selflen`` imports ``evaluation``.
 """
 
 from __future__ import annotations
 
-import logging
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from evaluation.api import log_metrics, scatter_plot, score_rows
 from evaluation.benchmarks import load_benchmark, slice_rows
+from evaluation.repetition import repeated_ngram_rate
 from evaluation.runner import generate_responses
-from selflen.engines.base import SamplingParams
-from selflen.store import write_json, write_jsonl
+from selflen.engines.base import Engine, SamplingParams
+from selflen.stages.common import StageResult
+from selflen.store import Stage, write_json, write_jsonl
 
-if TYPE_CHECKING:
-    from selflen.pipeline import Loop
-
-log = logging.getLogger(__name__)
+BUDGET_BOUND_RATE = 0.1  # above this finish-by-budget rate the budget, not the model, set the length
 
 
-def run_for_iteration(loop: Loop, k: int, rel: str | None = None, adapter_dir: Path | None = None) -> None:
-    """Evaluate the Generator of iteration ``k`` (what ``finetune_gen`` produced, or ``adapter_dir``): a LoRA
-    adapter is served on the base model's engine, a fully fine-tuned model folder gets an engine of its own."""
-    cfg = loop.cfg.eval
-    rel = rel or f"iter_{k}/evaluate"
-    adapter_dir = adapter_dir or loop.trained("gen", k) or loop.run_dir / f"iter_{k}" / "finetune_gen" / "adapter"
-    data_dir = Path(loop.cfg.paths.data_dir).expanduser() if loop.cfg.paths.data_dir else None
-    try:
-        rows = load_benchmark(cfg.benchmark, data_dir=data_dir, online=loop.cfg.online)
-    except FileNotFoundError as err:
-        log.warning("evaluation skipped: %s", str(err).splitlines()[0])
-        return
-    rows = slice_rows(rows, language=cfg.languages or None, n_per_cell=cfg.n_per_cell, seed=loop.cfg.seed)
-    params = SamplingParams(
-        temperature=cfg.temperature,
-        top_p=1.0,
-        top_k=0,
-        repetition_penalty=1.1,
-        max_new_tokens=cfg.max_new_tokens,
-        seed=loop.cfg.seed,
+@dataclass(frozen=True)
+class EvaluateSettings:
+    point: str  # "0" (base), "1".."K", "final"
+    benchmark: str
+    languages: tuple[str, ...]
+    n_per_cell: int
+    max_new_tokens: int
+    temperature: float
+    repetition_penalty: float
+    seed: int
+
+
+def settings(cfg, point: int | str) -> EvaluateSettings:  # noqa: ANN001 - TrainConfig
+    e = cfg.evaluate
+    return EvaluateSettings(
+        point=str(point),
+        benchmark=e.benchmark,
+        languages=tuple(e.languages),
+        n_per_cell=e.n_per_cell,
+        max_new_tokens=e.max_new_tokens,
+        temperature=e.temperature,
+        repetition_penalty=e.repetition_penalty,
+        seed=cfg.seed,
     )
-    settings = {
-        "benchmark": cfg.benchmark,
-        "languages": cfg.languages,
-        "n_per_cell": cfg.n_per_cell,
-        "max_new_tokens": cfg.max_new_tokens,
-        "temperature": cfg.temperature,
-        "adapter": str(adapter_dir),
-        "n_rows": len(rows),
+
+
+def load_rows(s: EvaluateSettings, data_dir: Path | None, online: bool = False) -> list[dict[str, Any]]:
+    """The held-out slice; raises ``FileNotFoundError`` (naming what to do) when the benchmark is missing."""
+    rows = load_benchmark(s.benchmark, data_dir=data_dir, online=online)
+    return slice_rows(rows, language=list(s.languages) or None, n_per_cell=s.n_per_cell, seed=s.seed)
+
+
+def length_summary(scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How long the answers are and whether the budget cut them.
+
+    >>> length_summary([{"words": 10, "response": "a b", "hit_budget": True, "repetition": {"effective_words": 9}},
+    ...                 {"words": 20, "response": "c d", "hit_budget": False, "repetition": {"effective_words": 20}}])
+    {'n': 2, 'mean_words': 15.0, 'median_words': 15.0, 'effective_words': 14.5, 'repeated_10gram_rate': 0.0, \
+'finish_by_budget_rate': 0.5, 'budget_bound': True}
+    """
+    if not scored:
+        return {"n": 0}
+    words = [r["words"] for r in scored]
+    budget_rate = sum(bool(r.get("hit_budget")) for r in scored) / len(scored)
+    return {
+        "n": len(scored),
+        "mean_words": round(statistics.fmean(words), 2),
+        "median_words": float(statistics.median(words)),
+        "effective_words": round(statistics.fmean(r["repetition"]["effective_words"] for r in scored), 2),
+        "repeated_10gram_rate": round(statistics.fmean(repeated_ngram_rate(r["response"], 10) for r in scored), 4),
+        "finish_by_budget_rate": round(budget_rate, 4),
+        "budget_bound": budget_rate > BUDGET_BOUND_RATE,
     }
 
-    def body(st) -> dict:  # noqa: ANN001
-        name, engine = None, loop.engine()
-        if (adapter_dir / "adapter_config.json").exists():
-            name = f"eval_{rel.replace('/', '_')}"
-            engine.add_adapter(name, str(adapter_dir))
-        elif (adapter_dir / "config.json").exists():
-            engine = loop.engine(adapter_dir)
-        responses = generate_responses(engine, rows, cfg.benchmark, params, adapter=name)
-        scored, summary = score_rows(responses, cfg.benchmark)
-        write_jsonl(st.dir / "scored.jsonl", scored)
-        write_json(st.dir / "summary.json", summary)
-        plot = scatter_plot(scored, st.dir / "scatter.png", title=f"{rel}: required vs produced words")
-        loop.logger.log_image(f"plots/{rel.replace('/', '_')}_scatter", plot)
-        metrics = log_metrics(summary, "eval")
-        return {"counts": {"rows": len(scored)}, "metrics": metrics, "summary": summary}
 
-    loop.run_stage(rel, settings, body, k)
+def run(stage: Stage, rows: Sequence[dict[str, Any]], s: EvaluateSettings, engine: Engine) -> StageResult:
+    params = SamplingParams(
+        temperature=s.temperature,
+        top_p=1.0,
+        top_k=0,
+        repetition_penalty=s.repetition_penalty,
+        max_new_tokens=s.max_new_tokens,
+        seed=s.seed,
+    )
+    responses = generate_responses(engine, rows, s.benchmark, params)
+    for r in responses:
+        r["hit_budget"] = r.get("finish_reason") == "length"
+    scored, summary = score_rows(responses, s.benchmark)
+    summary["length"] = length_summary(scored)
+    write_jsonl(stage.dir / "scored.jsonl", scored)
+    write_json(stage.dir / "summary.json", summary)
+    name = "base" if s.point == "0" else s.point
+    plot = scatter_plot(scored, stage.dir / "scatter.png", title=f"{name}: required vs produced words")
+    metrics = log_metrics(summary, "eval")
+    metrics.update({f"eval/length/{k}": float(v) for k, v in summary["length"].items() if k != "n"})
+    return StageResult(
+        counts={"rows": len(scored), "hit_budget": sum(r["hit_budget"] for r in scored)},
+        metrics=metrics,
+        extra={"length": summary["length"]},
+        images={f"plots/eval_{name}_scatter": str(plot)},
+    )

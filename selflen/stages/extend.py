@@ -1,48 +1,78 @@
-"""Step 2: the Extender lengthens each answer in two stages, for up to R chained rounds.
+"""Step 2: the Extender lengthens each answer ``extensions`` times, in two stages per round, up to ``rounds``
+chained rounds (the reference's ``extend_response``).
 
-Stage 1 expands the *first part* of the current text (the split strategy) as a standalone outline and keeps
-the leading ``keep_fraction`` of the expansion (dropping its likely conclusion). Stage 2 continues that kept
-text as an assistant prefix, conditioned on the *whole* current text as the outline. A round counts only if
-the result passes the filters and is longer than the best so far; the item is accepted at the end only if it
-is longer than ``min_ratio`` x the original. Items are processed in chunks, round by round, all in batches.
+Stage 1 expands the *first part* of the current text (the ``split`` group) as a standalone outline and keeps the
+leading ``keep_fraction`` of the expansion (dropping its likely conclusion). Stage 2 continues that kept text
+verbatim as an assistant prefix, conditioned on the *whole* current text as the outline. A round counts only if
+the result passes the filters and is longer than the best so far; an extension is accepted at the end only if it
+is strictly longer than ``min_ratio`` x the original.
+
+Config groups ``extend`` + ``split`` (+ ``sampling``, ``language``); prompt ``extend_<lang>.md``; rules in
+``selflen.text`` (``first_part``, ``keep_leading``, ``check_response``, ``accept_extension``). Every request of a
+round is handed to the engine at once; the state after each round is saved (``rounds.json``), so a killed stage
+resumes at its last finished round.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from selflen import prompts
-from selflen.engines.base import Engine, SamplingParams
-from selflen.stages.common import Chat, chunks, seed_for, word_stats
-from selflen.store import Stage
+from selflen.engines.base import Engine, Result, SamplingParams
+from selflen.stages.common import Chat, StageResult, filter_rules, sampling_params, seed_for, summarize
+from selflen.stages.records import Drop, Extension, Response
+from selflen.store import Stage, config_hash, read_json, write_json
 from selflen.text import FilterRules, accept_extension, check_response, count_words, first_part, keep_leading
+
+STATE_FILE = "rounds.json"
 
 
 @dataclass(frozen=True)
 class ExtendSettings:
+    extensions: int
     rounds: int
     attempts: int
     min_ratio: float
     keep_fraction: float
     split: str
     split_ratio: float
+    prefix_separator: str  # between the kept stage-1 text and the continuation ("" = the reference)
     rules: FilterRules
     language: str
     sampling: SamplingParams
-    adapter: str | None
+    chat: Chat
     seed: int
     drop_truncated: bool = True
-    chunk: int = 16
+    prompts: str = ""  # fingerprint of the extend prompt template
+
+
+def settings(cfg) -> ExtendSettings:  # noqa: ANN001 - TrainConfig
+    c = cfg.extend
+    return ExtendSettings(
+        extensions=c.extensions,
+        rounds=c.rounds,
+        attempts=c.attempts,
+        min_ratio=c.min_ratio,
+        keep_fraction=c.keep_fraction,
+        split=cfg.split.strategy,
+        split_ratio=cfg.split.ratio,
+        prefix_separator=c.prefix_separator,
+        rules=filter_rules(cfg),
+        language=cfg.language.name,
+        sampling=sampling_params(cfg, c.max_new_tokens),
+        chat=Chat(cfg.model.system_prompt),
+        seed=cfg.seed,
+        drop_truncated=c.drop_truncated,
+        prompts=config_hash(prompts.load("extend", cfg.language.name).template),
+    )
 
 
 @dataclass
 class _Item:
     id: str
     source: dict
-    original: str
-    words0: int
     best: str
     best_words: int
     rounds_ok: int = 0
@@ -53,112 +83,127 @@ def extend_prompt(instruction: str, outline: str, language: str) -> str:
     return prompts.render("extend", language, instruction=instruction, outline=outline)
 
 
-def combine(kept: str, continuation: str) -> str:
-    """Stage-1 kept text followed by the stage-2 continuation (the prefix was continued verbatim).
+def prefix_for(kept: str, separator: str) -> str | None:
+    """The assistant prefix of stage 2: the kept stage-1 text (None when stage 1 kept nothing).
 
-    >>> combine("Intro.\\n\\n", "More text.")
-    'Intro.\\n\\nMore text.'
+    >>> prefix_for("Intro.", ""), prefix_for("Intro.", "\\n\\n"), prefix_for("", "")
+    ('Intro.', 'Intro.\\n\\n', None)
     """
-    return kept + continuation
+    return kept + separator if kept else None
 
 
-def run(
-    stage: Stage, engine: Engine, responses: Sequence[dict], s: ExtendSettings, chat: Chat, extensions: int = 1
-) -> dict:
-    todo = [(r, e) for r in responses for e in range(extensions) if not stage.has(f"{r['id']}-e{e}")]
-    for part in chunks(todo, s.chunk):
-        items = [_Item(f"{r['id']}-e{e}", r, r["response"], r["words"], r["response"], r["words"]) for r, e in part]
-        for rnd in range(s.rounds):
-            _one_round(engine, items, rnd, s, chat)
-        for it in items:
-            ok = accept_extension(it.words0, it.best_words, s.min_ratio)
-            if not ok:
-                it.drops["ratio"] += 1
-            stage.append(
-                {
-                    "id": it.id,
-                    "response_id": it.source["id"],
-                    "instruction_id": it.source["instruction_id"],
-                    "instruction": it.source["instruction"],
-                    "response": it.original,
-                    "words_before": it.words0,
-                    "extended": it.best if ok else "",
-                    "words": it.best_words if ok else it.words0,
-                    "ratio": round(it.best_words / max(1, it.words0), 4),
-                    "rounds_ok": it.rounds_ok,
-                    "status": "ok" if ok else "dropped",
-                    "reason": None if ok else "ratio",
-                    "drops": dict(it.drops),
-                }
-            )
-    return summarize(stage.records())
+def run(stage: Stage, responses: Sequence[Response], s: ExtendSettings, engine: Engine) -> StageResult:
+    todo = [(r, e) for r in responses for e in range(s.extensions) if not stage.has(f"{r['id']}-e{e}")]
+    items = [_Item(f"{r['id']}-e{e}", r, r["response"], r["words"]) for r, e in todo]
+    first_round = _restore(stage, items)
+    for rnd in range(first_round, s.rounds):
+        _one_round(engine, items, rnd, s)
+        _save(stage, items, rnd)
+    for it in items:
+        stage.append(_record(it, s))
+    (stage.dir / STATE_FILE).unlink(missing_ok=True)
+    records = stage.records()
+    ok = [r for r in records if r["status"] == "ok"]
+    return summarize(
+        records,
+        "extend",
+        **{
+            "extend/accept_rate": round(len(ok) / max(1, len(records)), 4),
+            "extend/mean_ratio": round(sum(r["ratio"] for r in ok) / max(1, len(ok)), 4),
+        },
+    )
 
 
-def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings, chat: Chat) -> None:
+def _record(it: _Item, s: ExtendSettings) -> Extension:
+    src = it.source
+    ok = accept_extension(src["words"], it.best_words, s.min_ratio)
+    if not ok:
+        it.drops[Drop.RATIO] += 1
+    return {
+        "id": it.id,
+        "response_id": src["id"],
+        "instruction_id": src["instruction_id"],
+        "instruction": src["instruction"],
+        "response": src["response"],
+        "words_before": src["words"],
+        "extended": it.best if ok else "",
+        "words": it.best_words if ok else src["words"],
+        "chars": len(it.best) if ok else len(src["response"]),
+        "ratio": round(it.best_words / max(1, src["words"]), 4),
+        "rounds_ok": it.rounds_ok,
+        "status": "ok" if ok else "dropped",
+        "reason": None if ok else Drop.RATIO,
+        "drops": dict(it.drops),
+    }
+
+
+def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings) -> None:
     """One round for every item: up to ``attempts`` tries, each a batched stage 1 and a batched stage 2."""
     pending = list(items)
     for attempt in range(s.attempts):
         if not pending:
             return
-        params1 = s.sampling
         reqs1 = [
-            chat.request(
+            s.chat.request(
                 extend_prompt(it.source["instruction"], first_part(it.best, s.split, s.split_ratio), s.language),
-                params1,
+                s.sampling,
                 seed=seed_for(s.seed, it.id, rnd, attempt, 1),
-                adapter=s.adapter,
             )
             for it in pending
         ]
-        results1 = engine.generate(reqs1, desc=f"extend r{rnd + 1} stage 1")
+        results1 = engine.generate(reqs1, desc=f"extend r{rnd + 1} stage 1 ({len(reqs1)})")
         kept = [keep_leading(res.text.strip(), s.keep_fraction) if res.ok else "" for res in results1]
         reqs2 = [
-            chat.request(
+            s.chat.request(
                 extend_prompt(it.source["instruction"], it.best, s.language),
                 s.sampling,
                 seed=seed_for(s.seed, it.id, rnd, attempt, 2),
-                adapter=s.adapter,
-                prefix=_as_prefix(k),
+                prefix=prefix_for(k, s.prefix_separator),
             )
             for it, k in zip(pending, kept, strict=True)
         ]
         still = []
-        for it, k, res in zip(pending, kept, engine.generate(reqs2, desc=f"extend r{rnd + 1} stage 2"), strict=True):
-            reason = _round_reason(it, k, res, s)
+        results2 = engine.generate(reqs2, desc=f"extend r{rnd + 1} stage 2 ({len(reqs2)})")
+        for it, k, res in zip(pending, kept, results2, strict=True):
+            text, reason = round_outcome(it.best_words, prefix_for(k, s.prefix_separator) or "", res, s)
             if reason is None:
-                out = combine(_as_prefix(k) or "", res.text).strip()
-                it.best, it.best_words, it.rounds_ok = out, count_words(out, s.rules.counter), it.rounds_ok + 1
+                it.best, it.best_words, it.rounds_ok = text, count_words(text, s.rules.counter), it.rounds_ok + 1
             else:
                 it.drops[reason] += 1
                 still.append(it)
         pending = still
 
 
-def _as_prefix(kept: str) -> str | None:
-    return kept + "\n\n" if kept else None
-
-
-def _round_reason(it: _Item, kept: str, res, s: ExtendSettings) -> str | None:  # noqa: ANN001
+def round_outcome(best_words: int, prefix: str, res: Result, s: ExtendSettings) -> tuple[str, str | None]:
+    """The text of one stage-2 result (prefix + continuation) and why it does not count (None if it does)."""
     if not res.ok:
-        return "engine_error"
+        return "", Drop.ENGINE_ERROR
     out = res.outputs[0]
+    text = (prefix + out.text).strip()
     if out.finish_reason == "length" and s.drop_truncated:
-        return "truncated"
-    text = combine(_as_prefix(kept) or "", out.text).strip()
+        return text, Drop.TRUNCATED
     reason = check_response(text, s.rules)
     if reason:
-        return reason
-    if count_words(text, s.rules.counter) <= it.best_words:
-        return "not_longer"
-    return None
+        return text, reason
+    if count_words(text, s.rules.counter) <= best_words:
+        return text, Drop.NOT_LONGER
+    return text, None
 
 
-def summarize(records: list[dict]) -> dict:
-    drops: Counter = Counter()
-    for r in records:
-        drops.update(r.get("drops", {}))
-    ok = [r for r in records if r["status"] == "ok"]
-    metrics = word_stats([r["words"] for r in ok], "extend")
-    metrics["extend/accept_rate"] = round(len(ok) / max(1, len(records)), 4)
-    metrics["extend/mean_ratio"] = round(sum(r["ratio"] for r in ok) / max(1, len(ok)), 4)
-    return {"counts": {"inputs": len(records), "accepted": len(ok)}, "drops": dict(drops), "metrics": metrics}
+def _save(stage: Stage, items: list[_Item], rnd: int) -> None:
+    state = {"round": rnd, "items": {it.id: {**asdict(it), "source": None} for it in items}}
+    write_json(stage.dir / STATE_FILE, state)
+
+
+def _restore(stage: Stage, items: list[_Item]) -> int:
+    """Load the per-item state of the last finished round of a killed run; the round to start from."""
+    state = read_json(stage.dir / STATE_FILE)
+    if not state:
+        return 0
+    saved = state["items"]
+    for it in items:
+        if it.id in saved:
+            got = saved[it.id]
+            it.best, it.best_words, it.rounds_ok = got["best"], got["best_words"], got["rounds_ok"]
+            it.drops = Counter(got["drops"])
+    return int(state["round"]) + 1

@@ -1,5 +1,10 @@
-"""Step 1: the Generator answers each instruction ``n`` times (no length demand); the language's filters drop
-answers that end mid-sentence, repeat n-grams or talk about themselves. One record per sample id.
+"""Step 1: the Generator answers each instruction ``samples`` times (no length demand); the language's filters
+drop answers that end mid-sentence, repeat n-grams or talk about themselves, and an answer cut by the token
+budget is dropped. A failed sample is retried up to ``attempts`` more times. One record per sample id
+(``<instruction id>-s<j>``).
+
+Config group ``generate`` (+ ``sampling``, ``language``); no prompt (the bare instruction is the user turn);
+rules in ``selflen.text.check_response``. Every request of a try is handed to the engine at once.
 """
 
 from __future__ import annotations
@@ -9,11 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from selflen.engines.base import Engine, Result, SamplingParams
-from selflen.stages.common import Chat, seed_for, word_stats
+from selflen.stages.common import Chat, StageResult, filter_rules, sampling_params, seed_for, summarize
+from selflen.stages.records import Drop, Instruction, Response
 from selflen.store import Stage
 from selflen.text import FilterRules, check_response, count_words
-
-TRUNCATED = "truncated"  # finish reason "length": the answer was cut by max_new_tokens
 
 
 @dataclass(frozen=True)
@@ -22,62 +26,75 @@ class GenerateSettings:
     attempts: int  # extra tries for a sample that failed the filters
     rules: FilterRules
     sampling: SamplingParams
-    adapter: str | None
+    chat: Chat
     seed: int
     drop_truncated: bool = True
-    batch: int = 64  # instructions per write-out chunk
+
+
+def settings(cfg) -> GenerateSettings:  # noqa: ANN001 - TrainConfig
+    c = cfg.generate
+    return GenerateSettings(
+        samples=c.samples,
+        attempts=c.attempts,
+        rules=filter_rules(cfg),
+        sampling=sampling_params(cfg, c.max_new_tokens),
+        chat=Chat(cfg.model.system_prompt),
+        seed=cfg.seed,
+        drop_truncated=c.drop_truncated,
+    )
 
 
 def judge_output(res: Result, rules: FilterRules, drop_truncated: bool = True) -> tuple[str, str | None]:
     """The text of a result and its drop reason (None if it passes)."""
     if not res.ok:
-        return "", "engine_error"
+        return "", Drop.ENGINE_ERROR
     out = res.outputs[0]
-    if out.finish_reason == "length" and drop_truncated:
-        return out.text.strip(), TRUNCATED
     text = out.text.strip()
+    if out.finish_reason == "length" and drop_truncated:
+        return text, Drop.TRUNCATED
     return text, check_response(text, rules)
 
 
-def run(stage: Stage, engine: Engine, instructions: Sequence[dict], s: GenerateSettings, chat: Chat) -> dict:
-    todo = [(inst, j) for inst in instructions for j in range(s.samples) if not stage.has(f"{inst['id']}-s{j}")]
-    for start in range(0, len(todo), s.batch):
-        chunk = todo[start : start + s.batch]
-        pending = {f"{inst['id']}-s{j}": (inst, Counter()) for inst, j in chunk}
-        for attempt in range(s.attempts + 1):
-            if not pending:
-                break
-            ids = list(pending)
-            reqs = [
-                chat.request(
-                    pending[i][0]["instruction"], s.sampling, seed=seed_for(s.seed, i, attempt), adapter=s.adapter
-                )
-                for i in ids
-            ]
-            for rid, res in zip(ids, engine.generate(reqs, desc=f"generate ({len(reqs)})"), strict=True):
-                text, reason = judge_output(res, s.rules, s.drop_truncated)
-                inst, drops = pending[rid]
-                if reason is None:
-                    stage.append(_record(rid, inst, text, res, "ok", None, attempt, drops, s.rules.counter))
-                    del pending[rid]
-                else:
-                    drops[reason] += 1
-                    if attempt == s.attempts:
-                        stage.append(_record(rid, inst, text, res, "dropped", reason, attempt, drops, s.rules.counter))
-    return summarize(stage.records())
+def run(stage: Stage, instructions: Sequence[Instruction], s: GenerateSettings, engine: Engine) -> StageResult:
+    pending = {
+        f"{inst['id']}-s{j}": (inst, Counter())
+        for inst in instructions
+        for j in range(s.samples)
+        if not stage.has(f"{inst['id']}-s{j}")
+    }
+    for attempt in range(s.attempts + 1):
+        if not pending:
+            break
+        ids = list(pending)
+        reqs = [
+            s.chat.request(pending[i][0]["instruction"], s.sampling, seed=seed_for(s.seed, i, attempt)) for i in ids
+        ]
+        for rid, res in zip(ids, engine.generate(reqs, desc=f"generate try {attempt + 1} ({len(reqs)})"), strict=True):
+            text, reason = judge_output(res, s.rules, s.drop_truncated)
+            inst, drops = pending[rid]
+            if reason is not None:
+                drops[reason] += 1
+            if reason is None or attempt == s.attempts:
+                stage.append(_record(rid, inst, text, res, reason, attempt, drops, s.rules.counter))
+                del pending[rid]
+    records = stage.records()
+    tries = max(1, sum(r["attempts"] for r in records))
+    drops = Counter()
+    for r in records:
+        drops.update(r["drops"])
+    return summarize(
+        records,
+        "generate",
+        **{
+            "generate/repetition_rate": round(drops[Drop.REPEATED_NGRAM] / tries, 4),
+            "generate/truncated_rate": round(drops[Drop.TRUNCATED] / tries, 4),
+        },
+    )
 
 
 def _record(
-    rid: str,
-    inst: dict,
-    text: str,
-    res: Result,
-    status: str,
-    reason: str | None,
-    attempt: int,
-    drops: Counter,
-    counter: str,
-) -> dict:
+    rid: str, inst: Instruction, text: str, res: Result, reason: str | None, attempt: int, drops: Counter, counter: str
+) -> Response:
     out = res.outputs[0]
     return {
         "id": rid,
@@ -85,25 +102,11 @@ def _record(
         "instruction": inst["instruction"],
         "response": text,
         "words": count_words(text, counter),
+        "chars": len(text),
         "tokens": out.tokens,
         "finish_reason": out.finish_reason,
-        "status": status,
+        "status": "ok" if reason is None else "dropped",
         "reason": reason,
         "attempts": attempt + 1,
         "drops": dict(drops),
     }
-
-
-def summarize(records: list[dict]) -> dict:
-    drops: Counter = Counter()
-    for r in records:
-        drops.update(r.get("drops", {}))
-    ok = [r for r in records if r["status"] == "ok"]
-    metrics = word_stats([r["words"] for r in ok], "generate")
-    metrics["generate/repetition_rate"] = round(
-        drops.get("repeated_ngram", 0) / max(1, sum(r["attempts"] for r in records)), 4
-    )
-    metrics["generate/truncated_rate"] = round(
-        drops.get(TRUNCATED, 0) / max(1, sum(r["attempts"] for r in records)), 4
-    )
-    return {"counts": {"samples": len(records), "accepted": len(ok)}, "drops": dict(drops), "metrics": metrics}

@@ -1,13 +1,17 @@
-"""Step 0, self-instruct: the base model writes new long-writing instructions from two examples, a yes/no judge
+"""Step 0, self-instruct: the base model writes new long-writing instructions from two examples; a yes/no judge
 keeps the suitable ones; word bounds, exact/near-duplicate removal and benchmark decontamination are applied.
 
-Each requested instruction is a *slot* with a stable id; a slot gets up to ``attempts`` tries and ends as one
-record, accepted (``status: ok``) or dropped with the reasons of its failed tries.
+Config group ``instruct`` (+ ``sampling``, ``language``); prompts ``self_instruct_<lang>.md`` and
+``judge_<lang>.md``; rules in ``selflen.text`` (``count_words``, ``dedup_mask``, ``parse_yes_no``).
+
+Each requested instruction is a *slot* with a stable id (``k<iter>-i<slot>``); a slot gets up to ``attempts``
+tries and ends as one record, accepted (``status: ok``) or dropped with the reasons of its failed tries. The
+few-shot pool is the seeds (``pool: seeds``, LLaMA reference) or the seeds plus the instructions accepted so far
+(``pool: growing``, Qwen reference), reset to the seeds every ``pool_reset`` slots when set.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,11 +19,10 @@ from dataclasses import dataclass
 from selflen import prompts
 from selflen.decontam import Decontaminator
 from selflen.engines.base import Engine, SamplingParams
-from selflen.stages.common import Chat, rng_for, seed_for
-from selflen.store import Stage
+from selflen.stages.common import Chat, StageResult, rng_for, sampling_params, seed_for, summarize
+from selflen.stages.records import Drop, Instruction
+from selflen.store import Stage, config_hash
 from selflen.text import count_words, dedup_mask, normalise, parse_yes_no
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,15 +31,60 @@ class InstructSettings:
     attempts: int
     language: str
     label: str  # "Instruction" / "指令"
+    pool: str  # growing | seeds
+    pool_reset: int | None
     min_words: int
     max_words: int
     judge: bool
-    grow_pool: bool
+    judge_temperature: float
+    judge_min_words: int
     dedup_threshold: float
+    decontaminate: bool
     counter: str
     sampling: SamplingParams
+    chat: Chat
     seed: int
     iteration: int
+    prompts: str = ""  # fingerprint of the prompt templates used
+
+
+@dataclass
+class InstructInputs:
+    """The seed instructions and the benchmark set to keep new instructions away from (None: no check)."""
+
+    seeds: list[str]
+    decontaminator: Decontaminator | None = None
+
+
+def settings(cfg, k: int) -> InstructSettings:  # noqa: ANN001 - TrainConfig
+    c, lang = cfg.instruct, cfg.language
+    label = lang.instruction_label
+    return InstructSettings(
+        count=c.count,
+        attempts=c.attempts,
+        language=lang.name,
+        label=label,
+        pool=c.pool,
+        pool_reset=c.pool_reset,
+        min_words=c.min_words,
+        max_words=c.max_words,
+        judge=c.judge,
+        judge_temperature=c.judge_temperature,
+        judge_min_words=c.judge_min_words,
+        dedup_threshold=c.dedup_threshold,
+        decontaminate=c.decontaminate,
+        counter=lang.counter,
+        # the reference's stop strings plus the next numbered example ("\nInstruction 4")
+        sampling=sampling_params(cfg, c.max_new_tokens, stop=[*cfg.sampling.stop, f"\n{label}"]),
+        chat=Chat(cfg.model.system_prompt),
+        seed=cfg.seed,
+        iteration=k,
+        prompts=prompt_fingerprint(lang.name),
+    )
+
+
+def prompt_fingerprint(language: str) -> str:
+    return config_hash([prompts.load(n, language).template for n in ("self_instruct", "judge")])
 
 
 def clean_instruction(text: str, label: str) -> str:
@@ -57,102 +105,115 @@ def transcript_prefix(examples: Sequence[str], label: str) -> str:
     return "\n".join(lines) + f"\n{label} {len(examples) + 1}{sep.rstrip()}"
 
 
+def pool_group(slot: int, pool_reset: int | None) -> str:
+    """Slots that share a growing pool: all of them, or blocks of ``pool_reset`` (the Qwen reference's 500).
+
+    >>> pool_group(7, None), pool_group(7, 5), pool_group(12, 5)
+    ('all', '1', '2')
+    """
+    return "all" if not pool_reset else str(slot // pool_reset)
+
+
 def screen(candidate: str, s: InstructSettings, accepted: list[str], decontam: Decontaminator | None) -> str | None:
     """The drop reason of a candidate before judging, or None when it may go to the judge."""
     words = count_words(candidate, s.counter)
     if not candidate:
-        return "empty"
+        return Drop.EMPTY
     if not (s.min_words <= words < s.max_words):
-        return "word_bounds"
+        return Drop.WORD_BOUNDS
     if decontam is not None and decontam.is_contaminated(candidate):
-        return "contaminated"
+        return Drop.CONTAMINATED
     norm = normalise(candidate)
     if any(normalise(a) == norm for a in accepted):
-        return "duplicate"
+        return Drop.DUPLICATE
     if accepted and not dedup_mask([*accepted, candidate], threshold=s.dedup_threshold)[-1]:
-        return "near_duplicate"
+        return Drop.NEAR_DUPLICATE
     return None
 
 
-def run(
-    stage: Stage,
-    engine: Engine,
-    seeds: Sequence[str],
-    s: InstructSettings,
-    chat: Chat,
-    decontam: Decontaminator | None = None,
-) -> dict:
-    """Fill ``s.count`` slots; returns counts for ``done.json``."""
-    done = stage.records()
-    accepted = [r["instruction"] for r in done if r["status"] == "ok"]
-    pending = [f"k{s.iteration}-i{slot}" for slot in range(s.count)]
-    pending = [sid for sid in pending if not stage.has(sid)]
+def run(stage: Stage, inputs: InstructInputs, s: InstructSettings, engine: Engine) -> StageResult:
+    """Fill ``s.count`` slots, one record each."""
+    accepted_all = [r["instruction"] for r in stage.records() if r["status"] == "ok"]
+    groups: dict[str, list[str]] = {}
+    for r in stage.records():
+        if r["status"] == "ok":
+            groups.setdefault(pool_group(_slot(r["id"]), s.pool_reset), []).append(r["instruction"])
+    pending = [sid for sid in (f"k{s.iteration}-i{slot}" for slot in range(s.count)) if not stage.has(sid)]
     drops: dict[str, Counter] = {sid: Counter() for sid in pending}
-    params = s.sampling.with_(stop=("\n\n", f"\n{s.label}"))
-    judge_params = SamplingParams(temperature=0.0, max_new_tokens=8, repetition_penalty=1.0)
+    decontam = inputs.decontaminator if s.decontaminate else None
     for attempt in range(s.attempts):
         if not pending:
             break
-        pool = [*seeds, *accepted] if s.grow_pool else list(seeds)
-        reqs = []
-        for sid in pending:
-            rng = rng_for(s.seed, sid, attempt)
-            examples = rng.sample(pool, 2) if len(pool) >= 2 else list(pool)
-            user = prompts.render("self_instruct", s.language)
-            reqs.append(
-                chat.request(
-                    user,
-                    params,
-                    seed=seed_for(s.seed, sid, attempt, "gen"),
-                    prefix=transcript_prefix(examples, s.label),
-                )
-            )
-        outs = engine.generate(reqs, desc=f"instruct try {attempt + 1}")
+        reqs = [_request(sid, attempt, s, inputs.seeds, groups) for sid in pending]
+        outs = engine.generate(reqs, desc=f"instruct try {attempt + 1} ({len(reqs)})")
         candidates: dict[str, str] = {}
         for sid, res in zip(pending, outs, strict=True):
             cand = clean_instruction(res.text, s.label) if res.ok else ""
-            reason = "engine_error" if not res.ok else screen(cand, s, [*accepted, *candidates.values()], decontam)
+            if not res.ok:
+                reason = Drop.ENGINE_ERROR
+            elif res.outputs[0].finish_reason == "length":
+                reason = Drop.TRUNCATED  # cut by the token budget: an unfinished instruction
+            else:
+                reason = screen(cand, s, [*accepted_all, *candidates.values()], decontam)
             if reason:
                 drops[sid][reason] += 1
             else:
                 candidates[sid] = cand
-        verdicts = _judge(engine, candidates, s, chat, judge_params) if s.judge else dict.fromkeys(candidates, True)
+        verdicts = _judge(engine, candidates, s, attempt) if s.judge else dict.fromkeys(candidates, True)
         for sid, cand in candidates.items():
-            verdict = verdicts[sid]
-            if verdict is True:
-                stage.append(
-                    {
-                        "id": sid,
-                        "status": "ok",
-                        "instruction": cand,
-                        "attempts": attempt + 1,
-                        "drops": dict(drops[sid]),
-                    }
-                )
-                accepted.append(cand)
+            if verdicts[sid] is True:
+                rec: Instruction = {
+                    "id": sid,
+                    "status": "ok",
+                    "reason": None,
+                    "instruction": cand,
+                    "attempts": attempt + 1,
+                    "drops": dict(drops[sid]),
+                }
+                stage.append(rec)
+                accepted_all.append(cand)
+                groups.setdefault(pool_group(_slot(sid), s.pool_reset), []).append(cand)
             else:
-                drops[sid]["judge_no" if verdict is False else "judge_unparsed"] += 1
+                drops[sid][Drop.JUDGE_NO if verdicts[sid] is False else Drop.JUDGE_UNPARSED] += 1
         pending = [sid for sid in pending if not stage.has(sid)]
     for sid in pending:
-        stage.append({"id": sid, "status": "dropped", "reason": "attempts_exhausted", "drops": dict(drops[sid])})
-    return summarize(stage.records())
+        drops[sid][Drop.ATTEMPTS_EXHAUSTED] += 1
+        stage.append(
+            {"id": sid, "status": "dropped", "reason": Drop.ATTEMPTS_EXHAUSTED, "instruction": "",
+             "drops": dict(drops[sid])}
+        )
+    return summarize(stage.records(), "instruct")
 
 
-def _judge(
-    engine: Engine, candidates: dict[str, str], s: InstructSettings, chat: Chat, params: SamplingParams
-) -> dict[str, bool | None]:
+def _slot(sid: str) -> int:
+    return int(sid.rsplit("-i", 1)[1])
+
+
+def _request(sid: str, attempt: int, s: InstructSettings, seeds: Sequence[str], groups: dict[str, list[str]]):  # noqa: ANN202
+    grown = groups.get(pool_group(_slot(sid), s.pool_reset), []) if s.pool == "growing" else []
+    pool = [*seeds, *grown]
+    rng = rng_for(s.seed, sid, attempt)
+    examples = rng.sample(pool, 2) if len(pool) >= 2 else list(pool)
+    return s.chat.request(
+        prompts.render("self_instruct", s.language),
+        s.sampling,
+        seed=seed_for(s.seed, sid, attempt, "gen"),
+        prefix=transcript_prefix(examples, s.label),
+    )
+
+
+def _judge(engine: Engine, candidates: dict[str, str], s: InstructSettings, attempt: int) -> dict[str, bool | None]:
+    """Yes/no per candidate, sampled like every other call of the reference (T = judge_temperature)."""
     if not candidates:
         return {}
+    params = s.sampling.with_(temperature=s.judge_temperature, max_new_tokens=8, stop=())
     reqs = [
-        chat.request(prompts.render("judge", s.language, instruction=c), params, seed=0) for c in candidates.values()
+        s.chat.request(
+            prompts.render("judge", s.language, instruction=c, min_words=str(s.judge_min_words)),
+            params,
+            seed=seed_for(s.seed, sid, attempt, "judge"),
+        )
+        for sid, c in candidates.items()
     ]
     outs = engine.generate(reqs, desc="judge")
     return {sid: parse_yes_no(o.text) if o.ok else None for sid, o in zip(candidates, outs, strict=True)}
-
-
-def summarize(records: list[dict]) -> dict:
-    drops: Counter = Counter()
-    for r in records:
-        drops.update(r.get("drops", {}))
-    ok = sum(r["status"] == "ok" for r in records)
-    return {"counts": {"requested": len(records), "accepted": ok}, "drops": dict(drops)}

@@ -1,21 +1,52 @@
-"""Length control for the final SFT: pooled long answers get a length constraint (about / range / above /
-below, in the answer's language) that their own counted length satisfies, woven into the query by the base
-model (checked, with a template fallback) or by the template alone.
+"""Length control for the final SFT: long answers pooled from every iteration (and from the final collection
+round) get a length constraint (about / range / above / below, in the answer's language) that their own counted
+length satisfies, woven into the query by the base model (checked, with a template fallback) or by the template
+alone.
+
+Config group ``length_control``; prompts and phrasings in ``selflen/prompts``; rules in ``selflen.lengthctl``.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from selflen.engines.base import Engine, Request, SamplingParams
 from selflen.lengthctl import accept_rewrite, apply_template, make_constraint, pick_kind, rewrite_prompt
-from selflen.stages.common import Chat, seed_for, word_stats
+from selflen.stages.common import Chat, StageResult, seed_for, word_stats
+from selflen.stages.records import LengthControlExample
 from selflen.stages.sft_data import pair
 from selflen.store import Stage, write_jsonl
 
 LC_FILE = "lc_sft.jsonl"
+
+
+@dataclass(frozen=True)
+class LengthControlSettings:
+    language: str
+    min_words: int
+    max_words: int
+    mix: tuple[tuple[str, float], ...]
+    rewrite: str  # llm | template
+    max_new_tokens: int
+    chat: Chat
+    seed: int
+
+
+def settings(cfg) -> LengthControlSettings:  # noqa: ANN001 - TrainConfig
+    c = cfg.length_control
+    return LengthControlSettings(
+        language=cfg.language.name,
+        min_words=c.min_words,
+        max_words=c.max_words,
+        mix=tuple(sorted(c.mix.items())),
+        rewrite=c.rewrite,
+        max_new_tokens=c.rewrite_max_new_tokens,
+        chat=Chat(cfg.model.system_prompt),
+        seed=cfg.seed,
+    )
 
 
 def pool(records: Sequence[dict], min_words: int, max_words: int) -> list[dict]:
@@ -29,57 +60,47 @@ def pool(records: Sequence[dict], min_words: int, max_words: int) -> list[dict]:
     return out
 
 
-def run(
-    stage: Stage,
-    engine: Engine | None,
-    pooled: Sequence[dict],
-    *,
-    chat: Chat,
-    language: str,
-    mix: Mapping[str, float],
-    rewrite: str,
-    seed: int,
-    max_new_tokens: int = 256,
-) -> dict:
+def run(stage: Stage, pooled: Sequence[dict], s: LengthControlSettings, engine: Engine | None = None) -> StageResult:
+    mix = dict(s.mix)
     todo = [r for r in pooled if not stage.has(r["id"])]
     items = []
     for r in todo:
-        rng = random.Random(seed_for(seed, r["id"], "lc"))
-        c = make_constraint(r["words"], pick_kind(rng, mix), language, rng)
-        items.append((r, c))
+        rng = random.Random(seed_for(s.seed, r["id"], "lc"))
+        items.append((r, make_constraint(r["words"], pick_kind(rng, mix), s.language, rng)))
     rewritten: list[str | None] = [None] * len(items)
-    if rewrite == "llm" and items and engine is not None:
-        params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, repetition_penalty=1.0)
+    if s.rewrite == "llm" and items and engine is not None:
+        params = SamplingParams(temperature=0.0, max_new_tokens=s.max_new_tokens, repetition_penalty=1.0)
         reqs = [Request(rewrite_prompt(r["query"], c), params) for r, c in items]
-        for i, res in enumerate(engine.generate(reqs, desc="rewrite queries")):
+        for i, res in enumerate(engine.generate(reqs, desc=f"rewrite queries ({len(reqs)})")):
             text = res.text.strip() if res.ok else ""
             rewritten[i] = text if accept_rewrite(text, items[i][1], query=items[i][0]["query"]) else None
     for (r, c), text in zip(items, rewritten, strict=True):
-        stage.append(
-            {
-                "id": r["id"],
-                "query": text or apply_template(r["query"], c),
-                "original_query": r["query"],
-                "answer": r["answer"],
-                "words": r["words"],
-                "kind": c.kind,
-                "constraint": c.text,
-                "window": list(c.window()),
-                "rewrite": "llm" if text else "template",
-                "source": r["source"],
-            }
-        )
+        rec: LengthControlExample = {
+            "id": r["id"],
+            "status": "ok",
+            "reason": None,
+            "query": text or apply_template(r["query"], c),
+            "original_query": r["query"],
+            "answer": r["answer"],
+            "words": r["words"],
+            "kind": c.kind,
+            "constraint": c.text,
+            "window": list(c.window()),
+            "rewrite": "llm" if text else "template",
+            "source": r["source"],
+        }
+        stage.append(rec)
     records = stage.records()
     write_jsonl(
-        stage.dir / LC_FILE, ({"id": r["id"], "messages": pair(chat, r["query"], r["answer"])} for r in records)
+        stage.dir / LC_FILE, ({"id": r["id"], "messages": pair(s.chat, r["query"], r["answer"])} for r in records)
     )
     kinds = Counter(r["kind"] for r in records)
     how = Counter(r["rewrite"] for r in records)
-    return {
-        "counts": {
+    return StageResult(
+        counts={
             "examples": len(records),
             **{f"kind_{k}": v for k, v in kinds.items()},
             **{f"rewrite_{k}": v for k, v in how.items()},
         },
-        "metrics": word_stats([r["words"] for r in records], "length_control"),
-    }
+        metrics=word_stats([r["words"] for r in records], "length_control"),
+    )

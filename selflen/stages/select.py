@@ -1,58 +1,80 @@
-"""Selection: near-duplicate removal, then length-biased sampling (keep with probability 1 - 2r^3 by length
-rank, measured in words) so the next iteration trains on the longer extensions.
+"""Selection, run twice per iteration: on the Generator's answers before they are extended (``select_responses``)
+and on the extensions (``select``), as the reference applies ``drop_short`` after both steps. Near duplicates are
+removed, then length-biased sampling keeps each item with probability ``1 - 2r^3`` by its length rank ``r``
+(measured in characters, as the reference, or in words), so the next iteration trains on the longer texts.
+
+Config group ``select`` (+ ``generate.length_biased`` for the first run); no prompt; rules in ``selflen.text``
+(``dedup_mask``, ``length_biased_keep``).
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from selflen.stages.common import seed_for, word_stats
+from selflen.stages.common import StageResult, seed_for, summarize
+from selflen.stages.records import Drop, Record
 from selflen.store import Stage
 from selflen.text import dedup_mask, length_biased_keep
 
 
-def run(
-    stage: Stage,
-    extended: Sequence[dict],
-    *,
-    length_biased: bool,
-    dedup_threshold: float,
-    seed: int,
-    iteration: int,
-    min_items: int = 10,
-) -> dict:
-    """One record per input id with ``status`` ok/dropped; deterministic for a seed.
+@dataclass(frozen=True)
+class SelectSettings:
+    text_key: str  # "response" (answers) | "extended" (extensions)
+    length_biased: bool
+    length_unit: str  # chars | words
+    min_items: int
+    dedup_threshold: float
+    seed: int
+    iteration: int
+
+
+def settings(cfg, k: int, text_key: str) -> SelectSettings:  # noqa: ANN001 - TrainConfig
+    c = cfg.select
+    biased = c.length_biased and (cfg.generate.length_biased if text_key == "response" else True)
+    return SelectSettings(
+        text_key=text_key,
+        length_biased=biased,
+        length_unit=c.length_unit,
+        min_items=c.min_items,
+        dedup_threshold=c.dedup_threshold,
+        seed=cfg.seed,
+        iteration=k,
+    )
+
+
+def lengths(items: Sequence[Record], s: SelectSettings) -> list[int]:
+    """The lengths the rank rule sorts by: characters of the text (the reference's ``len(str)``) or words.
+
+    >>> s = SelectSettings("response", True, "chars", 1, 0.8, 0, 1)
+    >>> lengths([{"response": "abc", "words": 1}], s), lengths([{"response": "abc", "words": 1}],
+    ...     SelectSettings("response", True, "words", 1, 0.8, 0, 1))
+    ([3], [1])
+    """
+    return [len(r[s.text_key]) if s.length_unit == "chars" else r["words"] for r in items]
+
+
+def run(stage: Stage, items: Sequence[Record], s: SelectSettings, engine: None = None) -> StageResult:
+    """One record per input id (the input record plus ``status``/``reason``); deterministic for a seed.
 
     The rank rule needs a population: it always drops the shortest ~21 %, so with one item it drops that item.
-    Below ``min_items`` survivors it is skipped (recorded in ``done.json``).
+    Below ``min_items`` survivors it is skipped (``rank_rule: false`` in ``done.json``).
     """
-    items = [r for r in extended if not stage.has(r["id"])]
-    if items:
-        unique = dedup_mask([r["extended"] for r in items], threshold=dedup_threshold)
-        survivors = [r for r, u in zip(items, unique, strict=True) if u]
-        rng = random.Random(seed_for(seed, iteration, "select"))
-        use_rule = length_biased and len(survivors) >= min_items
-        keep = length_biased_keep([r["words"] for r in survivors], rng) if use_rule else [True] * len(survivors)
+    todo = [r for r in items if not stage.has(r["id"])]
+    use_rule = False
+    if todo:
+        unique = dedup_mask([r[s.text_key] for r in todo], threshold=s.dedup_threshold)
+        survivors = [r for r, u in zip(todo, unique, strict=True) if u]
+        rng = random.Random(seed_for(s.seed, s.iteration, "select", s.text_key))
+        use_rule = s.length_biased and len(survivors) >= s.min_items
+        keep = length_biased_keep(lengths(survivors, s), rng) if use_rule else [True] * len(survivors)
         kept_ids = {r["id"] for r, k in zip(survivors, keep, strict=True) if k}
-        for r, u in zip(items, unique, strict=True):
-            reason = None if r["id"] in kept_ids else ("duplicate" if not u else "length_bias")
-            stage.append(
-                {
-                    **{k: r[k] for k in ("id", "instruction", "response", "extended", "words", "words_before")},
-                    "status": "dropped" if reason else "ok",
-                    "reason": reason,
-                }
-            )
-    return summarize(stage.records())
-
-
-def summarize(records: list[dict]) -> dict:
-    drops = Counter(r["reason"] for r in records if r["reason"])
-    ok = [r for r in records if r["status"] == "ok"]
-    return {
-        "counts": {"inputs": len(records), "kept": len(ok)},
-        "drops": dict(drops),
-        "metrics": word_stats([r["words"] for r in ok], "select"),
-    }
+        for r, u in zip(todo, unique, strict=True):
+            reason = None if r["id"] in kept_ids else (Drop.DUPLICATE if not u else Drop.LENGTH_BIAS)
+            rec = {k: v for k, v in r.items() if k not in ("status", "reason", "drops")}
+            stage.append({**rec, "status": "dropped" if reason else "ok", "reason": reason,
+                          "drops": {reason: 1} if reason else {}})
+    result = summarize(stage.records(), stage.name.rsplit("/", 1)[-1])
+    result.extra["rank_rule"] = use_rule
+    return result

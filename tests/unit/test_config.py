@@ -13,8 +13,9 @@ from selflen.cli import precheck, register_resolvers, task_overrides
 from selflen.config import CONF_DIR, ConfigError, TrainConfig, to_config
 
 pytestmark = pytest.mark.unit
-ROOT = CONF_DIR.parent
-GROUPS = ["model", "backend", "language", "split", "length", "loop", "finetune", "length_control", "eval", "logger"]
+ROOT = Path(__file__).resolve().parents[2]
+STAGE_GROUPS = ["instruct", "generate", "extend", "select", "sft_data", "finetune", "length_control", "evaluate"]
+GROUPS = ["model", "backend", "language", "split", "sampling", "iterations", "length", "logger", *STAGE_GROUPS]
 
 
 def _compose(*overrides: str) -> TrainConfig:
@@ -29,7 +30,7 @@ def _compose(*overrides: str) -> TrainConfig:
 def test_default_composes_to_typed_config() -> None:
     cfg = _compose()
     assert cfg.model.source == "embedded" and cfg.backend.name == "hf"
-    assert cfg.length.min_ratio == 1.2 and cfg.loop.iterations == 2
+    assert cfg.extend.min_ratio == 1.2 and cfg.iterations == 2
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -50,12 +51,12 @@ def test_smoke_keeps_model_identity() -> None:
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ("loop.iterations=0", "loop.iterations"),
+        ("iterations=0", "iterations"),
         ("split.ratio=1.5", "split.ratio"),
         ("split.ratio=0", "split.ratio"),
-        ("length.keep_fraction=0", "length.keep_fraction"),
-        ("loop.p_keep_line=1.2", "loop.p_keep_line"),
-        ("loop.iterations=abc", "loop.iterations"),
+        ("extend.keep_fraction=0", "extend.keep_fraction"),
+        ("sft_data.p_keep_line=1.2", "sft_data.p_keep_line"),
+        ("extend.rounds=abc", "extend.rounds"),
         ("finetune.lineage=sideways", "finetune.lineage"),
         ("model.source=local", "model.path"),
     ],
@@ -73,15 +74,15 @@ def test_unknown_group_option_lists_choices() -> None:
 
 def test_sweep_combinations_are_all_checked() -> None:
     precheck(["-m", "model=llama3,qwen2", "debug=smoke"])
-    with pytest.raises(ConfigError, match="loop.iterations"):
-        precheck(["-m", "loop.iterations=1,0", "debug=smoke"])
+    with pytest.raises(ConfigError, match="extend.rounds"):
+        precheck(["-m", "extend.rounds=1,0", "debug=smoke"])
 
 
 def test_task_overrides_skip_hydra_flags() -> None:
     assert task_overrides(["-m", "--cfg", "job", "hydra.run.dir=x", "a=1", "+b=2"]) == ["a=1", "+b=2"]
 
 
-@pytest.mark.parametrize("override", ["backend=nope", "loop.iterations=0"])
+@pytest.mark.parametrize("override", ["backend=nope", "extend.rounds=0"])
 def test_cli_exits_nonzero_with_one_line_and_no_run_dir(tmp_path: Path, override: str) -> None:
     res = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), override], cwd=tmp_path, capture_output=True, text=True, timeout=120
@@ -103,3 +104,27 @@ def test_cli_prints_resolved_config(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "source: tiny" in res.stdout and "min_ratio: 1.2" in res.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_swept_concerns_are_named_groups() -> None:
+    """The user's sweep axes are groups with named options: model, iterations, split and length target."""
+    assert _compose("iterations=three").iterations == 3
+    paper = _compose("length=paper")
+    assert paper.generate.max_new_tokens == 16384 and paper.evaluate.max_new_tokens == 16384
+    assert _compose("length=cpu_long").generate.max_new_tokens == 1024
+    assert _compose("split=word_ratio").split.strategy == "word_ratio"
+
+
+def test_model_files_carry_the_reference_language_and_pool() -> None:
+    qwen, llama = _compose("model=qwen2"), _compose("model=llama3")
+    assert qwen.language.name == "zh" and qwen.instruct.pool == "growing" and qwen.instruct.pool_reset == 500
+    assert llama.language.name == "en" and llama.instruct.pool == "seeds"
+    assert _compose("model=qwen2", "language=en").language.name == "en"  # the command line wins
+
+
+def test_stage_groups_hold_every_stage_knob() -> None:
+    """Each stage group composes into its own typed section; nothing of a stage lives in another group."""
+    cfg = _compose()
+    for group in STAGE_GROUPS:
+        assert (CONF_DIR / group).is_dir(), group
+        assert hasattr(cfg, group), group

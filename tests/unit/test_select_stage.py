@@ -27,22 +27,24 @@ def _rows(n: int) -> list[dict]:
 
 
 def test_a_single_item_is_not_dropped_by_the_rank_rule(tmp_path: Path) -> None:
-    out = select.run(
-        Stage(tmp_path / "s", "s", "h"), _rows(1), length_biased=True, dedup_threshold=0.8, seed=0, iteration=1
-    )
-    assert out["counts"] == {"inputs": 1, "kept": 1}
+    s = select.SelectSettings("extended", True, "chars", 10, 0.8, 0, 1)
+    out = select.run(Stage(tmp_path / "s", "s", "h"), _rows(1), s)
+    assert out.counts == {"records": 1, "ok": 1, "dropped": 0} and out.extra["rank_rule"] is False
 
 
 def test_rank_rule_applies_from_min_items(tmp_path: Path) -> None:
-    out = select.run(
-        Stage(tmp_path / "s", "s", "h"),
-        _rows(40),
-        length_biased=True,
-        dedup_threshold=0.95,
-        seed=0,
-        iteration=1,
-        min_items=10,
-    )
-    assert out["drops"].get("length_bias", 0) >= 8  # the shortest ~21 % are always dropped
+    s = select.SelectSettings("extended", True, "chars", 10, 0.95, 0, 1)
+    out = select.run(Stage(tmp_path / "s", "s", "h"), _rows(40), s)
+    assert out.extra["rank_rule"] is True
+    assert out.drops.get("length_bias", 0) >= 8  # the shortest ~21 % are always dropped
     records = Stage.read_records(tmp_path / "s")
     assert all(r["status"] == "dropped" for r in records if r["words"] < 18)
+
+
+def test_ranks_by_characters_or_words(tmp_path: Path) -> None:
+    """The reference ranks by len(str); with length_unit=words a long-worded but short-charactered text wins."""
+    rows = [{"id": f"x{i}", "response": "x" * (100 - i) if i < 20 else "a " * (10 + i), "words": 1 if i < 20
+             else 10 + i} for i in range(40)]
+    by_chars = select.lengths(rows, select.SelectSettings("response", True, "chars", 10, 0.8, 0, 1))
+    by_words = select.lengths(rows, select.SelectSettings("response", True, "words", 10, 0.8, 0, 1))
+    assert by_chars[0] == 100 and by_words[0] == 1

@@ -1,0 +1,101 @@
+"""Step 4: fine-tune one role (``gen``, ``ext``, or ``final`` for the length-following model) on its SFT file,
+into ``<stage>/adapter`` (LoRA) or ``<stage>/model`` (full fine-tuning).
+
+Config group ``finetune``; the trainer is ``selflen.finetune.train`` (TRL ``SFTTrainer``, loss on the answer
+only). Lineage: ``continue`` starts iteration k from iteration k-1's adapter (the reference's cumulative adapter)
+or from its full weights; ``fresh`` starts from the base model every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from selflen.finetune import TrainSettings, train
+from selflen.stages.common import StageResult
+from selflen.stages.records import Drop
+from selflen.store import RunLayout, Stage
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    role: str
+    train: TrainSettings
+    lineage: str
+    dtype: str
+    init_adapter: str | None = None  # run-relative adapter folder training starts from (None: a new adapter)
+    start_model: str | None = None  # run-relative full model folder training starts from (None: the base model)
+
+    @property
+    def output(self) -> str:
+        return "adapter" if self.train.method == "lora" else "model"
+
+
+@dataclass
+class FinetuneInputs:
+    data: Path  # the SFT file
+    base_model_dir: Path
+    layout: RunLayout
+    on_log: Callable[[dict[str, float]], None] | None = None
+
+
+def settings(cfg, role: str, epochs: float | None = None) -> FinetuneSettings:  # noqa: ANN001 - TrainConfig
+    f = cfg.finetune
+    train_settings = TrainSettings(
+        method=f.method,
+        r=f.lora.r,
+        alpha=f.lora.alpha,
+        dropout=f.lora.dropout,
+        target_modules=f.lora.target_modules,
+        learning_rate=f.learning_rate,
+        epochs=epochs or f.epochs,
+        batch_size=f.batch_size,
+        grad_accum=f.grad_accum,
+        warmup_ratio=f.warmup_ratio,
+        scheduler=f.scheduler,
+        max_length=f.max_length,
+        batching=f.batching,
+        save_steps=f.save_steps,
+        logging_steps=f.logging_steps,
+        bf16=f.bf16,
+        gradient_checkpointing=f.gradient_checkpointing,
+        seed=cfg.seed,
+    )
+    return FinetuneSettings(role=role, train=train_settings, lineage=f.lineage, dtype=cfg.model.dtype)
+
+
+def with_start(s: FinetuneSettings, layout: RunLayout, previous: Path | None) -> FinetuneSettings:
+    """Where training starts: ``previous`` (what the role's last training produced) under ``continue`` lineage —
+    its adapter is trained further, or its full weights are the starting model — else the base model."""
+    if previous is None or (s.lineage != "continue" and s.role != "final"):
+        return s
+    if previous.name == "adapter":
+        return replace(s, init_adapter=layout.rel(previous))
+    return replace(s, start_model=layout.rel(previous))
+
+
+def run(stage: Stage, inputs: FinetuneInputs, s: FinetuneSettings, engine: None = None) -> StageResult:
+    root = inputs.layout.root
+    model_dir = root / s.start_model if s.start_model else inputs.base_model_dir
+    stats = train(
+        model_dir,
+        inputs.data,
+        stage.dir / s.output,
+        s.train,
+        init_adapter=root / s.init_adapter if s.init_adapter else None,
+        on_log=inputs.on_log,
+        dtype=s.dtype,
+    )
+    return StageResult(
+        counts={"examples": stats["examples"], "dropped_too_long": stats["dropped_too_long"]},
+        drops={Drop.TOO_LONG: stats["dropped_too_long"]} if stats["dropped_too_long"] else {},
+        metrics={f"train/{s.role}/final_loss": stats["train_loss"]} if stats.get("train_loss") is not None else {},
+        extra={"train": stats, "settings": asdict(s)},
+    )
+
+
+def trained_folder(stage: Stage, s: FinetuneSettings) -> Path | None:
+    """The trained folder of a finished finetune stage, None when it trained nothing."""
+    out = stage.dir / s.output
+    return out if out.exists() else None
