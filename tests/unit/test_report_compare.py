@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from selflen.report import compare, runs as runs_mod, wandb_report
+from selflen.report import compare, wandb_report
+from selflen.report import runs as runs_mod
 
 pytestmark = pytest.mark.unit
 
