@@ -309,28 +309,11 @@ def log_metrics(summary: dict[str, Any], prefix: str = "eval") -> dict[str, floa
 def scatter_plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Log-log scatter of required vs produced words (scored rows: ``required``, ``words``, ``type``), with the
     y = x line. Empty answers are drawn at 1 word so they stay visible on the log axis."""
-    import matplotlib
+    from selflen.report import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in rows:
-        groups[str(r.get("type", "all"))].append(r)
-    for name, members in sorted(groups.items()):
-        ax.scatter(
-            [float(r["required"]) for r in members], [max(1.0, float(r["words"])) for r in members],
-            label=name, s=14, alpha=0.7,
-        )  # fmt: skip
-    values = [float(r["required"]) for r in rows] + [max(1.0, float(r["words"])) for r in rows]
-    lo, hi = (min(values), max(values)) if values else (1.0, 10.0)
-    ax.plot([lo, hi], [lo, hi], "k--", linewidth=1, label="y = x")
-    ax.set(xscale="log", yscale="log", xlabel="required words", ylabel="produced words", title=title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        groups[str(r.get("type", "all"))].append((float(r["required"]), float(r["words"])))
+    drawn = plots.scatter(dict(sorted(groups.items())), path, title=title, log=True, keep_empty=True)
+    assert drawn is not None  # keep_empty: always drawn
+    return drawn

@@ -21,8 +21,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from selflen.cli import register_resolvers
-from selflen.compare import find_runs, flatten
 from selflen.config import CONF_DIR, TrainConfig, to_config, to_dict
+from selflen.report.runs import find_runs, flatten
 
 pytestmark = pytest.mark.integration
 ROOT = CONF_DIR.parent

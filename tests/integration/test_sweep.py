@@ -1,5 +1,5 @@
 """Multirun end to end: ``python train.py -m model=llama3,qwen2 debug=smoke`` gives two jobs with their own run
-dirs naming their models, ``python -m selflen.compare --sweep`` reports on them, and the launchers compose.
+dirs naming their models, ``python -m selflen.report.compare --sweep`` reports on them, and the launchers compose.
 
 The tiny random model stands in for both models (``debug=smoke`` keeps ``model.name`` and the chat format), so
 the sweep mechanics run on CPU: about a minute per job.
@@ -16,8 +16,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from selflen.cli import register_resolvers
-from selflen.compare import find_runs
 from selflen.config import CONF_DIR
+from selflen.report.runs import find_runs
 
 pytestmark = pytest.mark.integration
 ROOT = CONF_DIR.parent
@@ -63,8 +63,8 @@ def test_model_sweep_gives_one_run_dir_per_model(model_sweep: Path) -> None:
 
 def test_compare_the_sweep(model_sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    res = subprocess.run([sys.executable, "-m", "selflen.compare", "--sweep", str(model_sweep), "--out", str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-m", "selflen.report.compare", "--sweep", str(model_sweep),
+                          "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     text = (out / "report.md").read_text()
     assert "model=llama3" in text and "model=qwen2" in text

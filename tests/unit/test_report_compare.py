@@ -1,4 +1,5 @@
-"""Run comparison from run directories alone: discovery, tables, plots, partial runs and the W&B skip."""
+"""Run comparison from run directories alone: discovery, tables, plots, partial runs, the held-out length per
+evaluation point (base to final) and the W&B skip."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from selflen import compare
+from selflen.report import compare, wandb_report
+from selflen.report import runs as runs_mod
 
 pytestmark = pytest.mark.unit
 
@@ -38,6 +40,13 @@ def make_run(root: Path, model: str, *, keep: float = 0.6667, iterations: int = 
     if overrides is not None:
         (root / ".hydra").mkdir()
         (root / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if evaluate:  # the base model's evaluation: 250 words on average, one of two answers stopped by the budget
+        _json(root / "iter_0" / "evaluate" / "done.json", {"counts": {"rows": 2},
+                                                           "metrics": {"eval/longen/score": 30.0, "eval/n": 2}})
+        _json(root / "iter_0" / "evaluate" / "summary.json", {"overall": {"score": 0.3, "mean_words": 250.0}})
+        _jsonl(root / "iter_0" / "evaluate" / "scored.jsonl",
+               [{"required": 500, "words": 200 * scale, "finish_reason": "length"},
+                {"required": 1000, "words": 300 * scale, "finish_reason": "stop"}])
     summary_iters = {}
     for k in range(1, iterations + 1):
         gen = [10 * k * scale, 12 * k * scale]
@@ -81,34 +90,35 @@ def sweep(tmp_path: Path) -> Path:
 
 
 def test_find_runs_prunes_inside_runs(sweep: Path) -> None:
-    found = compare.find_runs(sweep)
+    found = runs_mod.find_runs(sweep)
     assert [p.name for p in found] == ["0_model=llama3", "1_model=qwen2"]
-    assert compare.find_runs(sweep / "0_model=llama3") == [sweep / "0_model=llama3"]
+    assert runs_mod.find_runs(sweep / "0_model=llama3") == [sweep / "0_model=llama3"]
 
 
 def test_load_run_reads_words_acceptance_and_evals(sweep: Path) -> None:
-    run = compare.load_run(sweep / "0_model=llama3")
+    run = runs_mod.load_run(sweep / "0_model=llama3")
     assert run.complete and run.status == "complete"
     assert run.words[2] == {"generator": [20.0, 24.0], "extender": [60.0, 68.0], "selected": [68.0]}
     assert run.acceptance[1] == {"inputs": 3, "accepted": 2, "rate": pytest.approx(2 / 3), "partial": False,
                                  "kept": 1}
-    assert run.evals == {"1": {"eval/longen/score": 50.0}, "2": {"eval/longen/score": 60.0}}
+    assert run.evals == {"0": {"eval/longen/score": 30.0}, "1": {"eval/longen/score": 50.0},
+                         "2": {"eval/longen/score": 60.0}}
     assert run.scatter["2"] == [(500.0, 600.0), (1000.0, 900.0)]
 
 
 def test_labels_and_config_differences(sweep: Path) -> None:
-    runs = [compare.load_run(p) for p in compare.find_runs(sweep)]
-    compare.label_runs(runs)
+    runs = [runs_mod.load_run(p) for p in runs_mod.find_runs(sweep)]
+    runs_mod.label_runs(runs)
     assert [r.label for r in runs] == ["model=llama3", "model=qwen2"]
-    diffs = compare.config_differences(runs)
+    diffs = runs_mod.config_differences(runs)
     assert set(diffs) == {"model.name", "length.keep_fraction"}
     assert diffs["length.keep_fraction"] == [0.6667, 0.5]
 
 
 def test_labels_without_hydra_overrides_use_config(tmp_path: Path) -> None:
-    a = compare.load_run(make_run(tmp_path / "a", "m"))
-    b = compare.load_run(make_run(tmp_path / "b", "m", keep=0.5))
-    compare.label_runs([a, b])
+    a = runs_mod.load_run(make_run(tmp_path / "a", "m"))
+    b = runs_mod.load_run(make_run(tmp_path / "b", "m", keep=0.5))
+    runs_mod.label_runs([a, b])
     assert (a.label, b.label) == ("length.keep_fraction=0.6667", "length.keep_fraction=0.5")
 
 
@@ -127,7 +137,7 @@ def test_main_writes_report_and_plots(sweep: Path, tmp_path: Path) -> None:
 def test_default_out_is_inside_the_sweep(sweep: Path) -> None:
     assert compare.main(["--sweep", str(sweep), "--no-wandb"]) == 0
     assert (sweep / "comparison" / "report.md").is_file()
-    assert len(compare.find_runs(sweep)) == 2  # the comparison folder is not mistaken for a run
+    assert len(runs_mod.find_runs(sweep)) == 2  # the comparison folder is not mistaken for a run
 
 
 def test_failed_run_reports_what_it_has(tmp_path: Path) -> None:
@@ -146,7 +156,7 @@ def test_failed_run_reports_what_it_has(tmp_path: Path) -> None:
 def test_run_without_config_or_summary(tmp_path: Path) -> None:
     bare = tmp_path / "bare"
     _jsonl(bare / "iter_1" / "generate" / "records.jsonl", _stage_rows([7, 9]))
-    run = compare.load_run(bare)
+    run = runs_mod.load_run(bare)
     assert run.config == {} and run.words[1]["generator"] == [7.0, 9.0]
     assert run.status == "incomplete (no stage finished)"
 
@@ -157,7 +167,7 @@ def test_summary_eval_block_and_fallback_means(tmp_path: Path) -> None:
     (root / "iter_1").mkdir()
     _json(root / "summary.json", {"iterations": {"1": {"generator_mean_words": 12.5, "extender_mean_words": 0.0}},
                                   "eval": {"final": {"overall": {"score": 71.0}}, "iter_1": 40.0}})
-    run = compare.load_run(root)
+    run = runs_mod.load_run(root)
     assert run.words[1]["generator"] == [12.5] and run.words[1]["extender"] == []
     assert run.evals == {"1": {"eval/score": 40.0}, "final": {"overall.score": 71.0}}
 
@@ -167,7 +177,7 @@ def test_eval_summary_file_without_done(tmp_path: Path) -> None:
     _json(root / "config.json", {"model": {"name": "m"}})
     _json(root / "iter_1" / "evaluate" / "longen" / "summary.json",
           {"overall": {"score": 55.0, "mean_words": 300}, "score_scale": 100, "by_type": {"about": {"score": 50.0}}})
-    assert compare.load_run(root).evals == {"1": {"longen/overall.score": 55.0, "longen/by_type.about.score": 50.0}}
+    assert runs_mod.load_run(root).evals == {"1": {"longen/overall.score": 55.0, "longen/by_type.about.score": 50.0}}
 
 
 def test_main_rejects_nothing_to_compare(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -178,26 +188,94 @@ def test_main_rejects_nothing_to_compare(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_wandb_report_skipped_offline(sweep: Path, monkeypatch: pytest.MonkeyPatch,
                                       caplog: pytest.LogCaptureFixture) -> None:
-    runs = [compare.load_run(p) for p in compare.find_runs(sweep)]
+    runs = [runs_mod.load_run(p) for p in runs_mod.find_runs(sweep)]
     monkeypatch.setenv("WANDB_MODE", "offline")
-    with caplog.at_level(logging.INFO, logger="selflen.compare"):
-        assert compare.wandb_report(runs, "t", "md") is None
+    with caplog.at_level(logging.INFO, logger="selflen.report.wandb_report"):
+        assert wandb_report.wandb_report(runs, "t", "md") is None
     assert "W&B report skipped: WANDB_MODE is not 'online'" in caplog.text
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(sweep / "no-netrc"))
     monkeypatch.setenv("HOME", str(sweep))
-    assert compare.wandb_online() == (False, "no W&B API key (WANDB_API_KEY or `wandb login`)")
+    assert wandb_report.wandb_online() == (False, "no W&B API key (WANDB_API_KEY or `wandb login`)")
 
 
 def test_wandb_report_without_workspaces_package(sweep: Path, monkeypatch: pytest.MonkeyPatch,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     import sys
 
-    runs = [compare.load_run(p) for p in compare.find_runs(sweep)]
+    runs = [runs_mod.load_run(p) for p in runs_mod.find_runs(sweep)]
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setitem(sys.modules, "wandb_workspaces", None)  # import fails as if not installed
-    with caplog.at_level(logging.INFO, logger="selflen.compare"):
-        assert compare.wandb_report(runs, "t", "md") is None
+    with caplog.at_level(logging.INFO, logger="selflen.report.wandb_report"):
+        assert wandb_report.wandb_report(runs, "t", "md") is None
     assert "pip install wandb-workspaces" in caplog.text
+
+
+def test_load_run_reads_held_out_length_from_base_to_last(sweep: Path) -> None:
+    run = runs_mod.load_run(sweep / "0_model=llama3")
+    assert list(run.eval_lengths) == ["0", "1", "2"]
+    base, last = run.eval_lengths["0"], run.eval_lengths["2"]
+    assert (base["mean_words"], base["finish_by_budget_rate"], base["score"], base["n"]) == (250.0, 0.5, 0.3, 2)
+    assert (last["mean_words"], last["median_words"], last["n"]) == (501.0, 600.0, 3)  # the 3-word row counts too
+    assert last["finish_by_budget_rate"] is None  # no finish reasons: unknown, not zero
+    assert run.scatter["0"] == [(500.0, 200.0), (1000.0, 300.0)]
+
+
+def test_report_has_held_out_length_per_point(sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    assert compare.main(["--sweep", str(sweep), "--out", str(out), "--no-wandb"]) == 0
+    text = (out / compare.REPORT_NAME).read_text()
+    assert "## Held-out length" in text
+    assert "| model=llama3 | base | 2 | 250.0 | 250.0 | — | 50.0% | — | 1.00x | 0.3 |" in text
+    assert "| model=llama3 | 2 | 3 | 501.0 | 600.0 | — | — | — | 2.00x |" in text
+    assert "| model=qwen2 | 1 | 3 | 251.0 | 300.0 | — | — | — | 0.50x |" in text
+    assert "model=llama3: the budget, not the model, set the length at base" in text
+    assert "| model=llama3 | base | 30.0 |" in text  # the base model's score in the scores table
+    assert (out / "eval_length.png").stat().st_size > 1000 and "](eval_length.png)" in text
+
+
+def test_a_role_with_nothing_accepted_is_missing_not_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_run(tmp_path / "r", "m", iterations=3, evaluate=False)
+    _jsonl(root / "iter_2" / "extend" / "records.jsonl", _stage_rows([5, 6], "dropped"))  # nothing accepted
+    _jsonl(root / "iter_2" / "select" / "records.jsonl", [])
+    summary = json.loads((root / "summary.json").read_text())
+    summary["iterations"]["2"]["extender_mean_words"] = 0.0  # what older pipelines wrote for "none accepted"
+    _json(root / "summary.json", summary)
+    run = runs_mod.load_run(root)
+    assert run.words[2]["extender"] == []
+    runs_mod.label_runs([run])
+    drawn: list = []
+    monkeypatch.setattr(compare.plots, "run_lines", lambda lines, path, **kw: drawn.extend(lines))
+    compare.plot_growth([run], tmp_path / "g.png")
+    ext = next(values for label, values, _, _ in drawn if label.endswith("extender"))
+    assert ext == {1: 32.0, 2: None, 3: 96.0}
+    text = compare.render_report([run], {}, "t")
+    assert "| r | 2 | 22.0 (n=2) | — | — |" in text
+
+
+def test_growth_plot_draws_a_gap_for_missing(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from selflen.report import plots
+
+    captured = []
+    monkey_save = plots.save
+
+    def keep(fig, path):  # noqa: ANN001, ANN202
+        captured.append([line.get_ydata().tolist() for line in fig.axes[0].get_lines()])
+        return monkey_save(fig, path)
+
+    plots.save, saved = keep, plots.save
+    try:
+        plots.growth_curve({"generator": [10.0, 20.0, 30.0], "extender": [40.0, None, 90.0]}, tmp_path / "g.png")
+    finally:
+        plots.save = saved
+    gen, ext = captured[0]
+    assert gen == [10.0, 20.0, 30.0] and ext[0] == 40.0 and ext[2] == 90.0 and ext[1] != ext[1]  # NaN: a gap
+    assert (tmp_path / "g.png").stat().st_size > 1000
+    plt.close("all")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from selflen import cards
+from selflen.report import cards
 from selflen.stages.common import Chat
 from selflen.stages.sft_data import EXT_FILE, GEN_FILE
 from selflen.stages.sft_data import run as sft_data_run

@@ -1,0 +1,138 @@
+"""``report.md``: the runs and their status, config differences, words per iteration per role, extension
+acceptance, the held-out length at each evaluation point, and evaluation scores. Missing values are "—"."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from selflen.report.plots import is_number, point_key, point_label
+from selflen.report.runs import ROLES, Run, config_differences, latest, short
+from selflen.report.summary import budget_bound, budget_note, growth
+
+MISSING = "—"
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table (pipes in cells escaped, None as "—").
+
+    >>> print(md_table(["a", "b"], [[1, "x|y"], [None, 2]]))
+    | a | b |
+    | --- | --- |
+    | 1 | x\\|y |
+    | — | 2 |
+    """
+    def cell(v: Any) -> str:
+        return MISSING if v is None else str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, headers)) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mean_cell(values: Sequence[float]) -> str | None:
+    """``mean (n=count)``, or None (shown "—") when there are no values: missing, not zero."""
+    return f"{statistics.fmean(values):.1f} (n={len(values)})" if values else None
+
+
+def fmt(value: Any, digits: int = 3) -> Any:
+    return round(value, digits) if isinstance(value, float) else value
+
+
+def _pct(value: Any) -> str | None:
+    return f"{100 * value:.1f}%" if is_number(value) else None
+
+
+def runs_section(runs: Sequence[Run]) -> str:
+    return "## Runs\n\n" + md_table(
+        ["run", "status", "model", "experiment", "iterations", "path"],
+        [[r.label, r.status, r.config.get("model.name"), r.config.get("experiment"),
+          ", ".join(map(str, r.words)) or None, r.path] for r in runs]) + "\n"
+
+
+def differences_section(runs: Sequence[Run]) -> str:
+    diffs = config_differences(runs)
+    body = (md_table(["key", *[r.label for r in runs]], [[k, *[short(v) for v in vs]] for k, vs in diffs.items()])
+            if diffs else "_The runs' configs are identical (apart from their paths)._")
+    return "## Config differences\n\n" + body + "\n"
+
+
+def words_section(runs: Sequence[Run]) -> str:
+    rows = [[r.label, k, *[mean_cell(w.get(role, [])) for role in ROLES]] for r in runs for k, w in r.words.items()]
+    return ("## Words per iteration\n\nMean words (number of answers) per role: Generator answers, accepted "
+            "Extender outputs, and the extensions kept by selection (the next iteration's training data). "
+            f"A role with nothing in an iteration shows {MISSING}.\n\n"
+            + md_table(["run", "iteration", *ROLES], rows) + "\n")
+
+
+def acceptance_section(runs: Sequence[Run]) -> str:
+    return "## Extension acceptance\n\n" + md_table(
+        ["run", "iteration", "extended", "accepted", "accept rate", "kept by selection"],
+        [[r.label, f"{k}{' (running)' if a.get('partial') else ''}", a.get("inputs"), a.get("accepted"),
+          fmt(a.get("rate")), a.get("kept")] for r in runs for k, a in r.acceptance.items()]) + "\n"
+
+
+def eval_length_section(runs: Sequence[Run]) -> str:
+    """The Generator's length on the held-out slice at base, 1..K and final, with growth over base."""
+    rows, notes = [], []
+    for run in runs:
+        ratios = growth(run.eval_lengths)
+        for point in sorted(run.eval_lengths, key=point_key):
+            e = run.eval_lengths[point]
+            ratio = ratios.get(point)
+            rows.append([run.label, point_label(point), e.get("n"), fmt(e.get("mean_words"), 1),
+                         fmt(e.get("median_words"), 1), fmt(e.get("effective_words"), 1),
+                         _pct(e.get("finish_by_budget_rate")), _pct(e.get("repeated_ngram_rate")),
+                         f"{ratio:.2f}x" if is_number(ratio) else None, fmt(e.get("score"))])
+        if note := budget_note(budget_bound(run.eval_lengths)):
+            notes.append(f"- {run.label}: {note}")
+    if not rows:
+        return ("## Held-out length\n\n_No evaluate folders with scored answers (`iter_0/evaluate/` for the base "
+                "model, `iter_<k>/evaluate/`, `final/evaluate/`)._\n")
+    text = ("## Held-out length\n\nThe Generator's answers on the held-out evaluation slice at each point (base = "
+            "the model before training). Finish by budget: answers stopped by max_new_tokens; repeated 4-grams: "
+            "share of 4-gram positions whose 4-gram occurs again in the answer.\n\n" + md_table(
+                ["run", "point", "n", "mean words", "median words", "effective words", "finish by budget",
+                 "repeated 4-grams", "growth vs base", "score"], rows))
+    return text + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
+
+
+def _depth(metric: str) -> int:
+    return metric.count("/") + metric.count(".")
+
+
+def eval_section(runs: Sequence[Run]) -> str:
+    """The headline scores at every evaluation point, then the breakdown (by type, bucket, language...) at each
+    run's latest evaluation."""
+    metrics = sorted({m for r in runs for scores in r.evals.values() for m in scores}, key=lambda m: (_depth(m), m))
+    if not metrics:
+        return ("## Evaluation\n\n_No evaluation results in these runs (`iter_<k>/evaluate/`, `final/evaluate/` "
+                "or `summary.json` key `eval`)._\n")
+    top = [m for m in metrics if _depth(m) == _depth(metrics[0])]
+    text = "## Evaluation\n\n" + md_table(
+        ["run", "evaluated after", *top],
+        [[r.label, point_label(p), *[fmt(s.get(m)) for m in top]] for r in runs for p, s in r.evals.items()])
+    rest = [m for m in metrics if m not in top]
+    evaluated = [r for r in runs if r.evals]
+    if rest:
+        last = [r.evals[latest(r.evals)] for r in evaluated]
+        text += ("\n\n### Breakdown at each run's latest evaluation\n\n" + md_table(
+            ["score", *[f"{r.label} ({point_label(latest(r.evals))})" for r in evaluated]],
+            [[m, *[fmt(scores.get(m)) for scores in last]] for m in rest]))
+    return text + "\n"
+
+
+def render_report(runs: Sequence[Run], plots: Mapping[str, Path], title: str, notes: Sequence[str] = ()) -> str:
+    """The Markdown report; ``plots`` maps a caption to a PNG next to the report."""
+    now = _dt.datetime.now().isoformat(timespec="seconds")
+    parts = [f"# {title}\n", f"{len(runs)} runs, read from their run directories on {now}.\n",
+             runs_section(runs), differences_section(runs), words_section(runs), acceptance_section(runs),
+             eval_length_section(runs), eval_section(runs)]
+    if plots:
+        parts.append("## Plots\n\n" + "\n\n".join(f"![{cap}]({p.name})" for cap, p in plots.items()) + "\n")
+    if notes:
+        parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    return "\n".join(parts)

@@ -1,0 +1,260 @@
+"""A run's ``summary.json``, its end-of-run table and its two run plots, from plain data.
+
+The pipeline gathers the data (word counts of each iteration's generate and extend stages, each evaluate
+folder's ``summary.json`` and ``scored.jsonl``, stage timings) and calls these pure functions. A role that
+produced nothing in an iteration is ``None`` here and "—" in the table: missing is never zero.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from selflen.report.plots import Point, is_number, point_key, point_label
+
+if TYPE_CHECKING:
+    from selflen.store import RunLayout
+
+BUDGET_THRESHOLD = 0.1  # above this share of answers stopped by max_new_tokens, the budget set the length
+NGRAM_N = 4  # the repeated n-gram rate is over 4-grams, as evaluation.api's per-row repetition metrics
+ROLES = ("generator", "extender")
+MISSING = "—"
+
+
+def length_stats(words: Sequence[float]) -> dict[str, float] | None:
+    """Mean, median, 90th percentile (linear interpolation) and count; None for no words.
+
+    >>> length_stats([10, 20, 30, 40])
+    {'mean': 25.0, 'median': 25.0, 'p90': 37.0, 'n': 4}
+    >>> length_stats([]) is None
+    True
+    """
+    values = sorted(float(w) for w in words)
+    if not values:
+        return None
+    pos = 0.9 * (len(values) - 1)
+    lo, frac = int(pos), pos - int(pos)
+    p90 = values[lo] + (values[min(lo + 1, len(values) - 1)] - values[lo]) * frac
+    return {"mean": round(statistics.fmean(values), 1), "median": round(statistics.median(values), 1),
+            "p90": round(p90, 1), "n": len(values)}
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    numbers = [float(v) for v in values if is_number(v)]
+    return statistics.fmean(numbers) if numbers else None
+
+
+def _row_repetition(row: Mapping[str, Any], key: str) -> Any:
+    rep = row.get("repetition")
+    return rep.get(key) if isinstance(rep, Mapping) else None
+
+
+def _repeated_rate(row: Mapping[str, Any]) -> float | None:
+    """A row's repeated 4-gram rate: from ``score_rows``'s ``repetition`` block, else computed from its text."""
+    rate = _row_repetition(row, f"repeated_{NGRAM_N}gram_rate")
+    if is_number(rate):
+        return float(rate)
+    if isinstance(row.get("response"), str):
+        from evaluation.repetition import repeated_ngram_rate
+
+        return repeated_ngram_rate(row["response"], NGRAM_N)
+    return None
+
+
+def _budget_rate(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """Share of answers stopped by the token budget (``finish_reason == "length"``); None when unknown."""
+    reasons = [r.get("finish_reason") for r in rows if r.get("finish_reason") is not None]
+    if reasons:
+        return sum(r == "length" for r in reasons) / len(reasons)
+    rate = (summary.get("finish") or {}).get("length_rate")
+    return float(rate) if is_number(rate) else None
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def eval_length_row(summary: Mapping[str, Any] | None, scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The Generator's length on the held-out slice at one evaluation point, from the evaluate stage's
+    ``summary.json`` (``evaluation.api.summarize``) and ``scored.jsonl`` rows; a value neither holds is None.
+
+    >>> rep = lambda eff, rate: {"effective_words": eff, "repeated_4gram_rate": rate}
+    >>> row = eval_length_row({"overall": {"score": 0.5}}, [
+    ...     {"words": 100, "finish_reason": "length", "repetition": rep(80, 0.2)},
+    ...     {"words": 300, "finish_reason": "stop", "repetition": rep(300, 0.0)}])
+    >>> row["mean_words"], row["effective_words"], row["finish_by_budget_rate"], row["repeated_ngram_rate"], row["n"]
+    (200.0, 190.0, 0.5, 0.1, 2)
+    """
+    summary = summary or {}
+    overall = summary.get("overall") or {}
+    rows = [r for r in scored if is_number(r.get("words"))]
+    words = [float(r["words"]) for r in rows]
+    mean_words = statistics.fmean(words) if words else overall.get("mean_words")
+    effective = _mean(_row_repetition(r, "effective_words") for r in rows)
+    if effective is None:
+        effective = (summary.get("repetition") or {}).get("mean_effective_words")
+    repeated = _mean(_repeated_rate(r) for r in rows)
+    if repeated is None:
+        repeated = (summary.get("repetition") or {}).get(f"repeated_{NGRAM_N}gram_rate")
+    score = overall.get("score")
+    if score is None and rows:
+        score = _mean(r.get("score") for r in rows)
+    return {
+        "mean_words": _round(mean_words if is_number(mean_words) else None, 1),
+        "median_words": round(statistics.median(words), 1) if words else None,
+        "effective_words": _round(effective if is_number(effective) else None, 1),
+        "repeated_ngram_rate": _round(repeated if is_number(repeated) else None, 4),
+        "ngram_n": NGRAM_N,
+        "finish_by_budget_rate": _round(_budget_rate(summary, rows), 4),
+        "score": score if is_number(score) else None,
+        "n": len(rows) if rows else summary.get("n"),
+    }
+
+
+def growth(eval_rows: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
+    """Held-out mean words at each point over the base model's (point "0"); None where either is missing.
+
+    >>> growth({"0": {"mean_words": 200.0}, "1": {"mean_words": 300.0}, "2": {"mean_words": None}})
+    {'0': 1.0, '1': 1.5, '2': None}
+    """
+    base = (eval_rows.get("0") or {}).get("mean_words")
+    out = {}
+    for point, row in eval_rows.items():
+        value = (row or {}).get("mean_words")
+        out[point] = round(value / base, 3) if is_number(base) and base > 0 and is_number(value) else None
+    return out
+
+
+def budget_bound(eval_rows: Mapping[str, Mapping[str, Any]], threshold: float = BUDGET_THRESHOLD) -> list[str]:
+    """Points where more than ``threshold`` of the held-out answers were stopped by the token budget."""
+    return [p for p, row in eval_rows.items()
+            if is_number((row or {}).get("finish_by_budget_rate")) and row["finish_by_budget_rate"] > threshold]
+
+
+def budget_note(points: Sequence[str], threshold: float = BUDGET_THRESHOLD) -> str | None:
+    """One line saying where the token budget, not the model, set the length; None when nowhere."""
+    if not points:
+        return None
+    where = ", ".join(point_label(p) for p in points)
+    return (f"the budget, not the model, set the length at {where}: over {threshold:.0%} of the held-out answers "
+            "stopped at max_new_tokens (raise eval.max_new_tokens to measure them)")
+
+
+def _points(keys: Iterable[Point]) -> list[str]:
+    return sorted({str(k).removeprefix("iter_") for k in keys}, key=point_key)
+
+
+def build_summary(per_iter: Mapping[int | str, Mapping[str, Any]],
+                  eval_rows: Mapping[Point, Mapping[str, Any]] | None = None,
+                  stage_seconds: Mapping[str, float] | None = None, final: Mapping[str, Any] | None = None,
+                  **extras: Any) -> dict[str, Any]:
+    """The ``summary.json`` of a run.
+
+    ``per_iter[k]`` holds the word lists ``generator`` (Generator answers of iteration k) and ``extender``
+    (accepted Extender outputs) plus the counts ``instructions``, ``accepted_extensions`` and ``kept``;
+    ``eval_rows`` maps points (0 = base, 1..K, "final") to :func:`eval_length_row` results; ``final`` (the
+    length-control stages' results) and ``extras`` (run dir, model, plots...) are passed through.
+    """
+    iterations = {}
+    for k in sorted(per_iter, key=point_key):
+        v = per_iter[k]
+        iterations[str(k)] = {
+            **{role: length_stats(v.get(role) or []) for role in ROLES},
+            **{key: v.get(key) for key in ("instructions", "accepted_extensions", "kept")},
+        }
+    named = {str(k).removeprefix("iter_"): dict(v or {}) for k, v in (eval_rows or {}).items()}
+    evals = {p: named[p] for p in _points(named)}
+    bound = budget_bound(evals)
+    summary: dict[str, Any] = {**extras, "iterations": iterations, "eval": evals, "growth": growth(evals),
+                               "budget_bound": bound}
+    if (note := budget_note(bound)) is not None:
+        summary["budget_note"] = note
+    summary["stage_seconds"] = dict(stage_seconds or {})
+    summary.update(final or {})
+    return summary
+
+
+def _cell(value: Any, spec: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    return format(value, spec) if spec and is_number(value) else str(value)
+
+
+def _stat_mean(stats: Any) -> Any:
+    return stats.get("mean") if isinstance(stats, Mapping) else None
+
+
+TABLE = (("point", 5), ("instr", 5), ("gen words", 9), ("ext words", 9), ("accepted", 8), ("kept", 4),
+         ("eval words", 10), ("by budget", 9), ("growth", 6))
+
+
+def _table_rows(summary: Mapping[str, Any]) -> list[list[str]]:
+    iterations, evals = summary.get("iterations") or {}, summary.get("eval") or {}
+    ratios = summary.get("growth") or {}
+    rows = []
+    for p in _points([*iterations, *evals]):
+        it, ev = iterations.get(p) or {}, evals.get(p) or {}
+        budget = ev.get("finish_by_budget_rate")
+        rows.append([point_label(p), _cell(it.get("instructions")), _cell(_stat_mean(it.get("generator")), ".1f"),
+                     _cell(_stat_mean(it.get("extender")), ".1f"), _cell(it.get("accepted_extensions")),
+                     _cell(it.get("kept")), _cell(ev.get("mean_words"), ".1f"),
+                     _cell(budget * 100 if is_number(budget) else None, ".0f") + ("%" if is_number(budget) else ""),
+                     _cell(ratios.get(p), ".2f") + ("x" if is_number(ratios.get(p)) else "")])
+    return rows
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The table printed at the end of a run: one row per point (base, 1..K, final); missing shows as "—"."""
+    lines = []
+    if summary.get("model"):
+        lines.append(f"selflen run: {summary['model']}" + (f" via {summary['backend']}" if summary.get("backend")
+                                                          else ""))
+    lines.append("  ".join(f"{name:>{width}}" for name, width in TABLE))
+    for row in _table_rows(summary):
+        lines.append("  ".join(f"{cell:>{width}}" for cell, (_, width) in zip(row, TABLE, strict=True)))
+    scores = {p: (row or {}).get("score") for p, row in (summary.get("eval") or {}).items()}
+    if any(is_number(s) for s in scores.values()):
+        lines.append("eval length score: " + ", ".join(f"{point_label(p)} {s:.3f}" for p, s in scores.items()
+                                                      if is_number(s)))
+    if summary.get("budget_note"):
+        lines.append(f"note: {summary['budget_note']}")
+    if "length_control_examples" in summary:
+        lines.append(f"length-control examples: {summary['length_control_examples']}; "
+                     f"final model: {summary.get('final_model')}")
+    slow = sorted((summary.get("stage_seconds") or {}).items(), key=lambda kv: -kv[1])[:5]
+    if slow:
+        lines.append("slowest stages: " + ", ".join(f"{n} {s:.0f}s" for n, s in slow))
+    if summary.get("run_dir"):
+        lines.append(f"run dir: {summary['run_dir']}")
+    if summary.get("plots"):
+        lines.append(f"plots:   {', '.join(map(str, summary['plots']))}")
+    return "\n".join(lines)
+
+
+def write_run_plots(layout: RunLayout, words_by_iter: Mapping[int, Mapping[str, Sequence[float]]], logger: Any = None,
+                    eval_rows: Mapping[Point, Mapping[str, Any]] | None = None) -> list[Path]:
+    """``plots/length_histogram.png`` and ``plots/growth.png`` (Generator and Extender mean words per iteration,
+    plus the held-out eval mean words per point from base to final); each is logged with ``logger.log_image``.
+
+    ``eval_rows`` defaults to what the run's evaluate folders hold (:func:`selflen.report.runs.eval_rows`).
+    """
+    from selflen.report import plots
+
+    if eval_rows is None:
+        from selflen.report.runs import eval_rows as read_eval_rows
+
+        eval_rows = read_eval_rows(layout)
+    layout.plots_dir.mkdir(parents=True, exist_ok=True)
+    hist = plots.length_histogram(words_by_iter, layout.plots_dir / "length_histogram.png")
+    series = {role: {k: _stat_mean(length_stats(w.get(role) or [])) for k, w in words_by_iter.items()}
+              for role in ROLES}
+    series["held-out eval (Generator)"] = {p: (row or {}).get("mean_words") for p, row in eval_rows.items()}
+    styles = {"generator": "-o", "extender": "--s", "held-out eval (Generator)": ":^"}
+    curve = plots.growth_curve(series, layout.plots_dir / "growth.png", styles=styles)
+    for path in (hist, curve):
+        if logger is not None:
+            logger.log_image(f"plots/{path.stem}", path)
+    return [hist, curve]
