@@ -133,10 +133,11 @@ def run_loop(r: Runner) -> dict[str, Any]:
         if rows is not None:
             evaluate_point(r, k, rows)
     final = final_stages(r, rows) if cfg.length_control.enabled else {}
-    summary = report.run_summary(r.layout, cfg.iterations, r.manifests, final, wall_seconds=time.time() - t0)
+    summary = report.run_summary(r.layout, cfg.iterations, r.manifests, final, model=cfg.model.name,
+                                 backend=cfg.backend.name, wall_seconds=round(time.time() - t0, 1))
+    plots = report.write_run_plots(r.layout, summary.pop("words_by_iter"), r.logger)
+    summary["plots"] = [r.layout.rel(p) for p in plots]
     write_json(r.layout.summary_path, summary)
-    for path in report.write_run_plots(r.layout, summary):
-        r.logger.log_image(f"plots/{path.stem}", path)
     r.logger.summary(report.flat_for_logger(summary))
     return summary
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from selflen.store import RunLayout
 
 BUDGET_THRESHOLD = 0.1  # above this share of answers stopped by max_new_tokens, the budget set the length
-NGRAM_N = 4  # the repeated n-gram rate is over 4-grams, as evaluation.api's per-row repetition metrics
+NGRAM_N = 10  # the repeated n-gram rate is over 10-grams, the window of the English filter
 ROLES = ("generator", "extender")
 MISSING = "—"
 
@@ -258,3 +258,56 @@ def write_run_plots(layout: RunLayout, words_by_iter: Mapping[int, Mapping[str, 
         if logger is not None:
             logger.log_image(f"plots/{path.stem}", path)
     return [hist, curve]
+
+
+def run_summary(layout: RunLayout, iterations: int, manifests: Mapping[str, Mapping[str, Any]],
+                final: Mapping[str, Any] | None = None, **extras: Any) -> dict[str, Any]:
+    """Gather a finished run's plain data from its folders (generate and extend records per iteration, every
+    evaluate folder) and build its ``summary.json`` (:func:`build_summary`)."""
+    from selflen.report.runs import eval_rows as read_eval_rows
+    from selflen.store import Stage
+
+    def ok(k: int, stage: str) -> list[dict[str, Any]]:
+        return [r for r in Stage.read_records(layout.stage(k, stage)) if r.get("status") == "ok"]
+
+    per_iter = {}
+    for k in range(1, iterations + 1):
+        instructions = ok(k, "instruct")
+        per_iter[k] = {"generator": [r["words"] for r in ok(k, "generate")],
+                       "extender": [r["words"] for r in ok(k, "extend")],
+                       "instructions": len(instructions), "accepted_extensions": len(ok(k, "extend")),
+                       "kept": len(ok(k, "select"))}
+    evals = read_eval_rows(layout)
+    seconds = {name: m.get("seconds", 0.0) for name, m in manifests.items()}
+    summary = build_summary(per_iter, evals, seconds, final, run_dir=str(layout.root), **extras)
+    last = summary["growth"].get(str(iterations))
+    summary["objective"] = last if last is not None else _stat_mean(
+        (summary["iterations"].get(str(iterations)) or {}).get("generator"))
+    summary["words_by_iter"] = {k: {"generator": v["generator"], "extender": v["extender"]}
+                                for k, v in per_iter.items()}
+    return summary
+
+
+def flat_for_logger(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Scalar ``summary/...`` entries for the tracker: per-iteration role means, per-point held-out lengths."""
+    out: dict[str, Any] = {}
+    for k, it in (summary.get("iterations") or {}).items():
+        for role in ROLES:
+            if (mean := _stat_mean(it.get(role))) is not None:
+                out[f"summary/iter_{k}/{role}_mean_words"] = mean
+    for p, row in (summary.get("eval") or {}).items():
+        for key, value in (row or {}).items():
+            if is_number(value):
+                out[f"summary/eval_{point_label(p)}/{key}"] = value
+    for p, ratio in (summary.get("growth") or {}).items():
+        if is_number(ratio):
+            out[f"summary/growth_{point_label(p)}"] = ratio
+    return out
+
+
+def log_samples(logger: Any, kept: Sequence[Mapping[str, Any]], k: int, limit: int) -> None:
+    """A table of (instruction, answer, extension) samples of iteration ``k``'s kept extensions."""
+    rows = [[k, r["instruction"], r["response"], r["extended"], r["words_before"], r["words"]] for r in kept[:limit]]
+    if rows:
+        logger.log_table(f"samples/iter_{k}", ["iteration", "instruction", "answer", "extension", "answer_words",
+                                                 "extension_words"], rows)
