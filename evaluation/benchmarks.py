@@ -2,8 +2,9 @@
 
 Every loaded row keeps the file's own fields and gains: ``id`` (``<benchmark>-<line:04d>``), ``line`` (1-based
 line in the reference file), ``benchmark``, ``language``, ``range`` (length bucket), ``flagged`` and
-``flag_reason``. LongBench-Write rows get ``language`` from their prompt (any CJK ideograph → ``zh``) and a
-bucket from their required length, using LongWriter's reporting intervals.
+``flag_reason``. LongBench-Write rows get ``language`` from their prompt (any character of
+``selflen.text.scripts.REFERENCE_IDEOGRAPHS`` → ``zh``) and a bucket from their required length, using LongWriter's
+reporting intervals. The benchmark file table and the data directory rule live in :mod:`selflen.data`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import random
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evaluation.records import read_jsonl
+from selflen.data import BENCHMARK_SPECS, REPO_DATA_DIR, BenchmarkSpec, resolve_data_dir
+from selflen.text.scripts import REFERENCE_IDEOGRAPHS, char_class
 
 __all__ = [
     "BENCHMARKS",
@@ -35,36 +37,10 @@ __all__ = [
     "slice_rows",
 ]
 
+default_data_dir = resolve_data_dir  # the one data-directory rule: explicit > $SELFLEN_DATA_DIR > repo default
 
-@dataclass(frozen=True)
-class BenchmarkSpec:
-    """Where a benchmark lives and how it is scored."""
-
-    name: str
-    relpath: str
-    prompt_field: str
-    family: str
-    counter: str
-    hub_id: str | None = None
-    url: str | None = None
-
-
-_LONGWRITER_RAW = "https://raw.githubusercontent.com/THUDM/LongWriter/main/evaluation/"
-BENCHMARKS: dict[str, BenchmarkSpec] = {
-    "longen": BenchmarkSpec("longen", "longen/LonGen.jsonl", "query", "longen", "longen", hub_id="quanshr/LonGen"),
-    "longbench_write": BenchmarkSpec(
-        "longbench_write", "longbench_write/longbench_write.jsonl", "prompt", "longbench_write", "longbench_write",
-        url=_LONGWRITER_RAW + "longbench_write.jsonl",
-    ),
-    "longbench_write_en": BenchmarkSpec(
-        "longbench_write_en", "longbench_write/longbench_write_en.jsonl", "prompt", "longbench_write",
-        "longbench_write", url=_LONGWRITER_RAW + "longbench_write_en.jsonl",
-    ),
-    "longwrite_ruler": BenchmarkSpec(
-        "longwrite_ruler", "longbench_write/longwrite_ruler.jsonl", "prompt", "longbench_write", "longbench_write",
-        url=_LONGWRITER_RAW + "longwrite_ruler.jsonl",
-    ),
-}  # fmt: skip
+BENCHMARKS: dict[str, BenchmarkSpec] = BENCHMARK_SPECS
+"""The benchmark table (name -> spec); defined once in :mod:`selflen.data`."""
 
 LONGEN_FLAGGED: dict[int, str] = {
     183: "query is a bare story fragment with no instruction; constraint says less than 5000 words",
@@ -98,7 +74,7 @@ def longen_flag(row: dict[str, Any]) -> str | None:
     return LONGEN_FLAGGED[line] if line else None
 
 
-_CJK = re.compile("[\u4e00-\u9fff]")
+_CJK = re.compile(char_class(REFERENCE_IDEOGRAPHS))
 _LBW_BUCKETS = ((500, "0-500"), (2000, "500-2k"), (4000, "2k-4k"), (20001, "4k-20k"))
 
 
@@ -109,15 +85,10 @@ def get_spec(name: str) -> BenchmarkSpec:
     return BENCHMARKS[name]
 
 
-def default_data_dir() -> Path:
-    """``$SELFLEN_DATA_DIR`` if set, else ``<repo>/../shared/data``."""
-    env = os.environ.get("SELFLEN_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 def benchmark_file(name: str, data_dir: str | Path | None = None) -> Path:
-    """Path of a benchmark's local JSONL file (which may not exist)."""
-    return Path(data_dir or default_data_dir()) / get_spec(name).relpath
+    """Path of a benchmark's local JSONL file (which may not exist) under :func:`selflen.data.resolve_data_dir`;
+    with no data directory anywhere, the path under the default ``<repo>/../shared/data``."""
+    return (resolve_data_dir(data_dir) or REPO_DATA_DIR) / get_spec(name).relpath
 
 
 def lbw_bucket(length: float) -> str:
@@ -185,8 +156,8 @@ def _load_online(spec: BenchmarkSpec) -> list[dict[str, Any]]:
 
 
 def load_benchmark(name: str, data_dir: str | Path | None = None, online: bool = False) -> list[dict[str, Any]]:
-    """Load and annotate a benchmark from ``data_dir`` (default :func:`default_data_dir`) or, with ``online``,
-    from the hub (LonGen: ``quanshr/LonGen``) or LongWriter's repository (LongBench-Write files)."""
+    """Load and annotate a benchmark from ``data_dir`` (resolved by :func:`selflen.data.resolve_data_dir`) or, with
+    ``online``, from the hub (LonGen: ``quanshr/LonGen``) or LongWriter's repository (LongBench-Write files)."""
     spec = get_spec(name)
     if online:
         return annotate(name, _load_online(spec))

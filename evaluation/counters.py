@@ -4,17 +4,20 @@ which counter produced it, and each benchmark is scored with its own reference c
 =================  ==========================================================================================
 name               rule
 =================  ==========================================================================================
-``longen``         Self-Lengthen / LonGen ``W``: every char in U+4E00–U+9FFF, U+3000–U+303F or U+FF00–U+FFEF
-                   counts as one word (CJK punctuation and full-width forms included); those chars are then
-                   replaced by spaces and the whitespace-separated tokens of the rest are added.
-``longbench_write`` LongWriter: chars in U+4E00–U+9FFF plus matches of ``\\b[a-zA-Z]+\\b`` (Python's Unicode
+``longen``         Self-Lengthen / LonGen ``W``: every char of ``scripts.LONGEN_W`` (CJK Unified Ideographs, CJK
+                   Symbols and Punctuation, Halfwidth and Fullwidth Forms) counts as one word; those chars are
+                   then replaced by spaces and the whitespace-separated tokens of the rest are added.
+``longbench_write`` LongWriter: chars of ``scripts.REFERENCE_IDEOGRAPHS`` (the CJK Unified Ideographs block)
+                   plus matches of ``\\b[a-zA-Z]+\\b`` (Python's Unicode
                    ``\\b``). Digits, kana, Hangul, Cyrillic and accented Latin letters count zero; "don't" is
                    two words; an ASCII word glued to a CJK char, a digit or ``_`` does not match at all.
-``lifebench``      LIFEBench-style: chars in U+4E00–U+9FFF plus matches of ``[a-zA-Z0-9'-]+`` ("don't",
-                   "state-of-the-art" and "2024" are one word each; "3.14" is two).
+``lifebench``      LIFEBench-style: chars of ``scripts.REFERENCE_IDEOGRAPHS`` plus matches of ``[a-zA-Z0-9'-]+``
+                   ("don't", "state-of-the-art" and "2024" are one word each; "3.14" is two).
 ``unicode``        selflen's default (``selflen.text.count_words_unicode``): script-aware, digits count;
                    see that function's docstring for the exact rule.
 =================  ==========================================================================================
+
+The character classes come from :mod:`selflen.text.scripts`; only the formulas are defined here.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import re
 from collections.abc import Callable
 
 from selflen.text import count_words_longen, count_words_unicode
+from selflen.text.scripts import REFERENCE_IDEOGRAPHS, char_class
 
 __all__ = [
     "COUNTERS",
@@ -36,13 +40,13 @@ __all__ = [
     "get_counter",
 ]
 
-_CJK = re.compile("[\u4e00-\u9fff]")
+_CJK = re.compile(char_class(REFERENCE_IDEOGRAPHS))
 _LBW_LATIN = re.compile(r"\b[a-zA-Z]+\b")
 _LIFEBENCH_TOKEN = re.compile(r"[a-zA-Z0-9'-]+")
 
 
 def count_words_longbench_write(text: str) -> int:
-    """LongWriter's counter: CJK ideographs (U+4E00–U+9FFF) plus ``\\b[a-zA-Z]+\\b`` matches.
+    """LongWriter's counter: CJK Unified Ideographs (``REFERENCE_IDEOGRAPHS``) plus ``\\b[a-zA-Z]+\\b`` matches.
 
     Reproduces the reference exactly, quirks included: Python's ``\\b`` is Unicode-aware, so Latin letters
     touching a CJK char, a digit or an underscore are not a match.
@@ -60,7 +64,7 @@ def count_words_longbench_write(text: str) -> int:
 
 
 def count_words_lifebench(text: str) -> int:
-    """LIFEBench-style counter: CJK ideographs (U+4E00–U+9FFF) plus ``[a-zA-Z0-9'-]+`` matches.
+    """LIFEBench-style counter: CJK Unified Ideographs (``REFERENCE_IDEOGRAPHS``) plus ``[a-zA-Z0-9'-]+`` matches.
 
     >>> count_words_lifebench("I don't have 3 apples.")
     5

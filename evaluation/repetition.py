@@ -1,8 +1,8 @@
 """Repetition and honesty metrics: none of the anchor benchmarks reports these, yet a model that pads its answer
 with repeated text games every length score. All are pure functions of the text (or of a list of lengths).
 
-Tokens for n-grams: each CJK ideograph, kana or Hangul syllable is one token; any other run of letters/digits is
-one token (lower-cased); punctuation is dropped.
+Tokens for n-grams: each character of ``selflen.text.scripts.SINGLE_CHAR_TOKENS`` (CJK ideographs, kana, Hangul
+syllables) is one token; any other run of letters/digits is one token (lower-cased); punctuation is dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from selflen.text import dedup_mask
+from selflen.text.scripts import SINGLE_CHAR_TOKENS
 
 __all__ = [
     "compression_ratio",
@@ -30,7 +31,7 @@ __all__ = [
     "tokens",
 ]
 
-_SINGLE = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_SINGLE = SINGLE_CHAR_TOKENS
 _TOKEN = re.compile(rf"[{_SINGLE}]|[^\W_{_SINGLE}]+")
 _PARAGRAPH = re.compile(r"\n\s*\n|\n")
 _SENTENCE = re.compile(r"(?<=[.!?;。！？；…])\s*")

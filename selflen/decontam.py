@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from selflen.data import BENCHMARK_SPECS
+from selflen.data import resolve_data_dir as default_data_dir
+from selflen.text.scripts import SINGLE_CHAR_TOKENS
+
 __all__ = ["Decontaminator", "benchmark_prompts", "default_data_dir", "is_cjk_text", "tokenize"]
 
-# (relative path, JSON field holding the prompt) for every benchmark file we know about.
-BENCHMARK_FILES: tuple[tuple[str, str], ...] = (
-    ("longen/LonGen.jsonl", "query"),
-    ("longbench_write/longbench_write.jsonl", "prompt"),
-    ("longbench_write/longbench_write_en.jsonl", "prompt"),
-    ("longbench_write/longwrite_ruler.jsonl", "prompt"),
-)
-
-_CJK_RANGES = (
-    "\u3040-\u30ff"  # hiragana, katakana
-    "\u3400-\u4dbf"  # CJK extension A
-    "\u4e00-\u9fff"  # CJK unified ideographs
-    "\uac00-\ud7af"  # hangul syllables
-    "\uf900-\ufaff"  # CJK compatibility ideographs
-    "\U00020000-\U0002ebef"  # CJK extensions B-F
-)
+_CJK_RANGES = SINGLE_CHAR_TOKENS  # kana, CJK ideographs, Hangul syllables: one token per character
 _CJK_CHAR = re.compile(f"([{_CJK_RANGES}])")
 _CJK_ONLY = re.compile(f"^[{_CJK_RANGES}]$")
 _WORD = re.compile(r"[^\W_]+")
@@ -59,11 +47,11 @@ def _grams(tokens: list[str], n: int) -> Iterator[tuple[str, ...]]:
 
 
 def benchmark_prompts(data_dir: str | Path) -> list[str]:
-    """All LonGen queries and LongBench-Write prompts found under ``data_dir`` ([] if no file exists)."""
+    """The prompts of every benchmark in ``selflen.data.BENCHMARK_SPECS`` found under ``data_dir`` ([] if none)."""
     root = Path(data_dir)
     prompts: list[str] = []
-    for rel, field in BENCHMARK_FILES:
-        file = root / rel
+    for spec in BENCHMARK_SPECS.values():
+        file, field = root / spec.relpath, spec.prompt_field
         if not file.is_file():
             continue
         with file.open(encoding="utf-8") as fh:
@@ -79,16 +67,6 @@ def benchmark_prompts(data_dir: str | Path) -> list[str]:
                 if isinstance(value, str) and value.strip():
                     prompts.append(value)
     return prompts
-
-
-def default_data_dir() -> Path | None:
-    """``$SELFLEN_DATA_DIR`` if set, else ``<repo root>/../shared/data`` if it exists, else None."""
-    env = os.environ.get("SELFLEN_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    repo_root = Path(__file__).resolve().parent.parent
-    candidate = (repo_root.parent / "shared" / "data").resolve()
-    return candidate if candidate.is_dir() else None
 
 
 class Decontaminator:

@@ -9,17 +9,21 @@ model learns to follow length instructions. Compared with the reference ``add_le
 - Chinese "above"/"below" point the right way (the reference swapped them);
 - numbers are always Arabic digits, so LonGen's ``\\d+`` parsing reads them back;
 - rounding units scale down with the length, so tiny-model runs (tens of words) get sensible targets;
-- the rewriting prompt and a template fallback are both here, not left to an external harness.
+- the rewriting prompt (``prompts/length_rewrite_<lang>.md``) and a template fallback (wording in
+  ``prompts/length_constraints.json``) are both part of selflen, not left to an external harness.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from selflen import prompts
 
 __all__ = [
     "DEFAULT_MIX",
@@ -42,49 +46,13 @@ DEFAULT_MIX: Mapping[str, float] = {"about": 0.40, "range": 0.25, "above": 0.10,
 # Finer rounding units tried, in order, when the drawn unit cannot express a valid constraint.
 _LADDER: tuple[int, ...] = (10000, 5000, 2000, 1000, 500, 200, 100, 50, 20, 10, 5, 2, 1)
 
-# Phrasings: (template, strict). A strict phrasing ("more than N") is only used when words != N.
+# Phrasings and query templates: the wording lives in selflen/prompts/length_constraints.json, loaded once.
+_WORDING = json.loads((prompts.HERE / "length_constraints.json").read_text(encoding="utf-8"))
+# (lang, kind) -> ((template, strict), ...). A strict phrasing ("more than N") is only used when words != N.
 _PHRASES: dict[tuple[str, str], tuple[tuple[str, bool], ...]] = {
-    ("en", "about"): (
-        ("around {0} words", False),
-        ("about {0} words", False),
-        ("approximately {0} words", False),
-        ("roughly {0} words", False),
-    ),
-    ("en", "range"): (
-        ("between {0} and {1} words", False),
-        ("{0}-{1} words", False),
-        ("{0} to {1} words", False),
-    ),
-    ("en", "above"): (
-        ("at least {0} words", False),
-        ("{0} words or more", False),
-        ("more than {0} words", True),
-    ),
-    ("en", "below"): (
-        ("at most {0} words", False),
-        ("no more than {0} words", False),
-        ("{0} words or fewer", False),
-        ("fewer than {0} words", True),
-        ("less than {0} words", True),
-    ),
-    ("zh", "about"): (
-        ("大约{0}字", False),
-        ("{0}字左右", False),
-        ("约{0}字", False),
-    ),
-    ("zh", "range"): (
-        ("{0}字至{1}字", False),
-        ("{0}-{1}字", False),
-        ("{0}到{1}字之间", False),
-    ),
-    ("zh", "above"): (
-        ("不少于{0}字", False),
-        ("超过{0}字", True),
-    ),
-    ("zh", "below"): (
-        ("不超过{0}字", False),
-        ("少于{0}字", True),
-    ),
+    (lang, kind): tuple((p["text"], bool(p["strict"])) for p in phrases)
+    for lang, kinds in _WORDING["phrases"].items()
+    for kind, phrases in kinds.items()
 }
 
 # Direction cues, used to reject a rewrite that flipped an above/below constraint.
@@ -247,21 +215,7 @@ def pick_kind(rng: random.Random, mix: Mapping[str, float] = DEFAULT_MIX) -> str
     return last  # only reachable through float rounding at the top end
 
 
-_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "en": (
-        "{q}\n\nYour answer should be {c} long.",
-        "{q}\n\nPlease write {c}.",
-        "{q} (Length: {c}.)",
-        "Write {c} for the following request.\n\n{q}",
-        "{q}\n\nLength requirement: {c}.",
-    ),
-    "zh": (
-        "{q}\n\n要求：{c}。",
-        "{q}（篇幅：{c}）",
-        "请完成下面的任务，篇幅{c}。\n\n{q}",
-        "{q}\n\n字数要求：{c}。",
-    ),
-}
+_TEMPLATES: dict[str, tuple[str, ...]] = {lang: tuple(ts) for lang, ts in _WORDING["templates"].items()}
 
 
 def _stable_index(key: str, n: int) -> int:
@@ -283,40 +237,22 @@ def apply_template(query: str, constraint: Constraint) -> str:
     return t.format(q=query.strip(), c=constraint.text)
 
 
-_REWRITE_INSTRUCTIONS: dict[str, str] = {
-    "en": (
-        "Below is a request that a user sent to an assistant. Rewrite it so that it also asks for a "
-        "response of {c}.\n"
-        "Rules:\n"
-        "- Keep everything else in the request unchanged: its topic, details, tone and language.\n"
-        "- If the request already states a length, replace that length with the new one.\n"
-        "- Phrase the length requirement naturally and put it where it reads well; you may reword it, "
-        "but keep its meaning and write the numbers as digits ({n}).\n"
-        "- Do not answer the request. Output only the rewritten request, with no comments or quotes.\n\n"
-        "Request:\n{q}"
-    ),
-    "zh": (
-        "下面是一位用户发给助手的请求。请改写这个请求，使它同时要求回答的篇幅为{c}。\n"
-        "要求：\n"
-        "- 请求中的其他内容保持不变，包括主题、细节、语气和语言。\n"
-        "- 如果请求中已经有字数要求，请用新的要求替换它。\n"
-        "- 字数要求的表述要自然，放在合适的位置；可以换一种说法，但意思不能变，数字用阿拉伯数字书写（{n}）。\n"
-        "- 不要回答这个请求。只输出改写后的请求，不要附加任何说明或引号。\n\n"
-        "请求：\n{q}"
-    ),
-}
-
-
 def rewrite_prompt(query: str, constraint: Constraint) -> list[dict[str, str]]:
     """Chat messages asking an LLM to weave the constraint into the query in the query's own style.
+
+    The instruction is the prompt ``selflen/prompts/length_rewrite_<lang>.md``.
 
     >>> msgs = rewrite_prompt("写一篇关于春天的散文。", Constraint("about", (800,), "大约800字", "zh"))
     >>> msgs[0]["role"], "大约800字" in msgs[0]["content"]
     ('user', True)
     """
     sep = "、" if constraint.lang == "zh" else ", "
-    content = _REWRITE_INSTRUCTIONS[constraint.lang].format(
-        c=constraint.text, n=sep.join(str(x) for x in constraint.numbers), q=query.strip()
+    content = prompts.render(
+        "length_rewrite",
+        constraint.lang,
+        constraint=constraint.text,
+        numbers=sep.join(str(x) for x in constraint.numbers),
+        query=query.strip(),
     )
     return [{"role": "user", "content": content}]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from selflen.env import apply_offline_defaults
+
 ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "offline")
+apply_offline_defaults(online=False)  # the tests always run offline, whatever SELFLEN_ONLINE says
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # tests start vLLM engines and servers next to torch in this process: spinning OpenMP barriers of two processes

@@ -1,4 +1,4 @@
-"""Hooks for selflen's lm-eval tasks: the metric function of the long-output tasks and the mini-MC loader."""
+"""Hooks for selflen's lm-eval tasks: the long-output tasks' data loader and metric function, the mini-MC loader."""
 
 from __future__ import annotations
 
@@ -14,7 +14,32 @@ except ImportError:  # pragma: no cover - depends on how lm_eval was launched
     sys.path.insert(0, str(_HERE.parents[1]))
 
 from evaluation import scorers  # noqa: E402
+from evaluation.benchmarks import benchmark_file  # noqa: E402
 from evaluation.counters import count_words_longbench_write, count_words_longen  # noqa: E402
+
+
+def load_benchmark_docs(selflen_benchmark: str = "", data_files: Any = None, **kwargs: Any) -> Any:
+    """A selflen benchmark as a ``DatasetDict`` with one ``test`` split (lm-eval's ``custom_dataset`` hook).
+
+    The file is the task's ``dataset_kwargs.data_files`` when it sets one (relative paths are resolved against the
+    working directory, as by ``datasets``); otherwise the benchmark's file (``selflen.data.BENCHMARK_SPECS``) in
+    the data directory of ``selflen.data.resolve_data_dir``: ``$SELFLEN_DATA_DIR``, else ``<repo>/../shared/data``,
+    whatever the working directory. Other keyword arguments (lm-eval passes the task metadata and the model
+    arguments) are ignored.
+    """
+    import datasets
+
+    if data_files is None:
+        if not selflen_benchmark:
+            raise ValueError("set dataset_kwargs.selflen_benchmark (or dataset_kwargs.data_files) in the task")
+        path = benchmark_file(selflen_benchmark)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{selflen_benchmark}: {path} not found; set SELFLEN_DATA_DIR to the folder that holds "
+                f"{path.parent.name}/{path.name}, or set dataset_kwargs.data_files in a task of your own"
+            )
+        data_files = {"test": str(path)}
+    return datasets.load_dataset("json", data_files=data_files)
 
 
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
