@@ -14,6 +14,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from selflen.data import BENCHMARKS
+from selflen.text.counting import COUNTERS
+from selflen.text.filters import NGRAM_TOKENIZERS
+from selflen.text.split import SPLIT_STRATEGIES
+
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package
 
 
@@ -93,6 +98,7 @@ class InstructConfig:
     max_words: int = 500
     dedup_threshold: float = 0.8  # near-duplicate Jaccard threshold for instructions
     decontaminate: bool = True  # drop prompts overlapping LonGen / LongBench-Write
+    drop_truncated: bool = True  # an instruction cut by the token budget is unfinished: dropped
     max_new_tokens: int = 160
 
 
@@ -233,9 +239,9 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "model.chat_format": (None, "chatml", "llama3"),
     "backend.name": ("hf", "vllm", "openai"),
     "backend.device": ("auto", "cpu", "cuda"),
-    "language.ngram_tokenizer": ("whitespace", "cjk"),
-    "language.counter": ("longen", "unicode"),
-    "split.strategy": ("paragraph_half", "sentence_half", "word_ratio"),
+    "language.ngram_tokenizer": NGRAM_TOKENIZERS,
+    "language.counter": COUNTERS,
+    "split.strategy": SPLIT_STRATEGIES,
     "instruct.pool": ("growing", "seeds"),
     "select.length_unit": ("chars", "words"),
     "finetune.method": ("lora", "full"),
@@ -244,7 +250,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "length_control.rewrite": ("llm", "template"),
     "logger.name": ("wandb", "none"),
     "logger.mode": ("offline", "online", "disabled"),
-    "evaluate.benchmark": ("longen", "longbench_write", "longbench_write_en"),
+    "evaluate.benchmark": BENCHMARKS,
 }
 # key -> (low, high, low_open, high_open); None means unbounded on that side
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {

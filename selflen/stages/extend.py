@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from selflen import prompts
 from selflen.engines.base import Engine, Result, SamplingParams
@@ -191,7 +191,13 @@ def round_outcome(best_words: int, prefix: str, res: Result, s: ExtendSettings) 
 
 
 def _save(stage: Stage, items: list[_Item], rnd: int) -> None:
-    state = {"round": rnd, "items": {it.id: {**asdict(it), "source": None} for it in items}}
+    state = {
+        "round": rnd,
+        "items": {
+            it.id: {"best": it.best, "best_words": it.best_words, "rounds_ok": it.rounds_ok, "drops": dict(it.drops)}
+            for it in items
+        },
+    }
     write_json(stage.dir / STATE_FILE, state)
 
 

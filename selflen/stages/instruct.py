@@ -40,6 +40,7 @@ class InstructSettings:
     judge_min_words: int
     dedup_threshold: float
     decontaminate: bool
+    drop_truncated: bool
     counter: str
     sampling: SamplingParams
     chat: Chat
@@ -73,6 +74,7 @@ def settings(cfg, k: int) -> InstructSettings:  # noqa: ANN001 - TrainConfig
         judge_min_words=c.judge_min_words,
         dedup_threshold=c.dedup_threshold,
         decontaminate=c.decontaminate,
+        drop_truncated=c.drop_truncated,
         counter=lang.counter,
         # the reference's stop strings plus the next numbered example ("\nInstruction 4")
         sampling=sampling_params(cfg, c.max_new_tokens, stop=[*cfg.sampling.stop, f"\n{label}"]),
@@ -151,7 +153,7 @@ def run(stage: Stage, inputs: InstructInputs, s: InstructSettings, engine: Engin
             cand = clean_instruction(res.text, s.label) if res.ok else ""
             if not res.ok:
                 reason = Drop.ENGINE_ERROR
-            elif res.outputs[0].finish_reason == "length":
+            elif res.outputs[0].finish_reason == "length" and s.drop_truncated:
                 reason = Drop.TRUNCATED  # cut by the token budget: an unfinished instruction
             else:
                 reason = screen(cand, s, [*accepted_all, *candidates.values()], decontam)
