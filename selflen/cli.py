@@ -36,8 +36,8 @@ def register_resolvers() -> None:
 def task_overrides(argv: Sequence[str]) -> list[str]:
     """The ``key=value`` overrides of a command line, without Hydra's flags and ``hydra.*`` keys.
 
-    >>> task_overrides(["-m", "model=tiny", "--cfg", "job", "hydra.run.dir=x", "loop.iterations=2"])
-    ['model=tiny', 'loop.iterations=2']
+    >>> task_overrides(["-m", "model=tiny", "--cfg", "job", "hydra.run.dir=x", "iterations.count=2"])
+    ['model=tiny', 'iterations.count=2']
     """
     out, skip = [], False
     for arg in argv:
@@ -78,6 +78,7 @@ def precheck(argv: Sequence[str], config_name: str = "train") -> None:
     combos = _combinations(overrides) if ("-m" in argv or "--multirun" in argv) else [overrides]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         for combo in combos[:256]:
+            _check_group_values(combo)
             try:
                 raw = compose(config_name, overrides=combo)
             except MissingConfigException as err:
@@ -87,6 +88,17 @@ def precheck(argv: Sequence[str], config_name: str = "train") -> None:
             raw.paths.root = "."
             raw.paths.run_dir = "."
             to_config(raw)
+
+
+def _check_group_values(overrides: Sequence[str]) -> None:
+    """A group given a value that is not one of its files (``iterations=3``) gets a line naming the options."""
+    for item in overrides:
+        key, _, value = item.lstrip("+~").partition("=")
+        folder = CONF_DIR / key
+        if folder.is_dir() and value not in ("", "null") and not (folder / f"{value}.yaml").exists():
+            options = sorted(p.stem for p in folder.glob("*.yaml"))
+            hint = f" (a count: {key}.count={value})" if key == "iterations" else ""
+            raise ConfigError(f"{key}={value!r} is not a known option; choose one of {', '.join(options)}{hint}")
 
 
 def _first_line(err: BaseException) -> str:

@@ -86,6 +86,11 @@ class SamplingConfig:
 
 
 @dataclass
+class IterationsConfig:
+    count: int = 2  # macro-iterations (group options one, two, three; any count: iterations.count=N)
+
+
+@dataclass
 class InstructConfig:
     count: int = 16  # new instructions requested per iteration
     attempts: int = 10  # tries per requested instruction
@@ -225,7 +230,7 @@ class TrainConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
-    iterations: int = 2  # macro-iterations (groups iterations/one, two, three)
+    iterations: IterationsConfig = field(default_factory=IterationsConfig)
     seed: int = 0
     online: bool = False  # allow hub downloads and online W&B
     redo: list[str] = field(default_factory=list)  # stages to recompute although done with another config
@@ -254,7 +259,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 }
 # key -> (low, high, low_open, high_open); None means unbounded on that side
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "iterations": (1, None, False, True),
+    "iterations.count": (1, None, False, True),
     "split.ratio": (0, 1, True, True),
     "sampling.top_p": (0, 1, True, False),
     "sampling.temperature": (0, None, False, True),

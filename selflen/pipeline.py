@@ -23,7 +23,8 @@ from typing import Any
 from selflen.config import TrainConfig, to_dict
 from selflen.engines import Engine, EnginePool, engine_from_config
 from selflen.models import resolve_model
-from selflen.report import cards, summary as report
+from selflen.report import cards
+from selflen.report import summary as report
 from selflen.stages import evaluate, extend, finetune, generate, instruct, length_control, select, sft_data
 from selflen.stages.common import StageResult
 from selflen.store import RunLayout, RunLock, Stage, StoreError, config_hash, write_json
@@ -72,7 +73,7 @@ class Runner:
         self.manifests[st.name] = manifest
         metrics = {f"{name}/{k}": v for k, v in res.counts.items()}
         metrics.update({f"{name}/drop/{k}": v for k, v in res.drops.items()})
-        step = self.cfg.iterations + 1 if point == "final" else int(point)
+        step = self.cfg.iterations.count + 1 if point == "final" else int(point)
         self.logger.log({**metrics, **res.metrics, "iteration": step})
         for key, path in res.images.items():
             self.logger.log_image(key, path)
@@ -128,12 +129,12 @@ def run_loop(r: Runner) -> dict[str, Any]:
     t0 = time.time()
     if rows is not None and cfg.evaluate.base:
         evaluate_point(r, 0, rows)
-    for k in range(1, cfg.iterations + 1):
+    for k in range(1, cfg.iterations.count + 1):
         iteration(r, k)
         if rows is not None:
             evaluate_point(r, k, rows)
     final = final_stages(r, rows) if cfg.length_control.enabled else {}
-    summary = report.run_summary(r.layout, cfg.iterations, r.manifests, final, model=cfg.model.name,
+    summary = report.run_summary(r.layout, cfg.iterations.count, r.manifests, final, model=cfg.model.name,
                                  backend=cfg.backend.name, wall_seconds=round(time.time() - t0, 1))
     plots = report.write_run_plots(r.layout, summary.pop("words_by_iter"), r.logger)
     summary["plots"] = [r.layout.rel(p) for p in plots]
@@ -173,9 +174,10 @@ def iteration(r: Runner, k: int) -> None:
 
 def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str], epochs: float | None = None) -> None:
     """Fine-tune ``role`` on ``data``; under ``continue`` lineage training starts where the role's last one ended."""
-    previous = r.layout.trained("gen", r.cfg.iterations) if role == "final" else r.layout.trained(role, int(k) - 1)
+    last = r.cfg.iterations.count
+    previous = r.layout.trained("gen", last) if role == "final" else r.layout.trained(role, int(k) - 1)
     s = finetune.with_start(finetune.settings(r.cfg, role, epochs), r.layout, previous)
-    step = r.cfg.iterations + 1 if k == "final" else int(k)
+    step = last + 1 if k == "final" else int(k)
 
     def on_log(m: dict[str, float]) -> None:
         r.logger.log({f"train/{role}/loss": m["loss"], f"train/{role}/step": m["step"], "iteration": step})
@@ -216,7 +218,7 @@ def evaluate_point(r: Runner, point: int | str, rows: list[dict[str, Any]]) -> N
 
 def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]:
     """Pool long answers (plus a final collection round), add length constraints, run the length-following SFT."""
-    cfg, last = r.cfg, r.cfg.iterations
+    cfg, last = r.cfg, r.cfg.iterations.count
     sources = [f"iter_{k}/{s}" for k in range(1, last + 1) for s in ("select_responses", "extend")]
     if cfg.length_control.collect > 0:
         sources.append(collect_round(r))
@@ -246,7 +248,7 @@ def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]
 
 def collect_round(r: Runner) -> str:
     """The reference's final collection: fresh instructions answered by the last Generator (no extension)."""
-    cfg, k = r.cfg, r.cfg.iterations + 1
+    cfg, k = r.cfg, r.cfg.iterations.count + 1
     seeds = seed_prompts(cfg.language.name)
     inst_s = replace(instruct.settings(cfg, k), count=cfg.length_control.collect)
     inst_in = instruct.InstructInputs(seeds, decontaminator(cfg) if cfg.instruct.decontaminate else None)

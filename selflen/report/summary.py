@@ -81,7 +81,7 @@ def eval_length_row(summary: Mapping[str, Any] | None, scored: Sequence[Mapping[
     """The Generator's length on the held-out slice at one evaluation point, from the evaluate stage's
     ``summary.json`` (``evaluation.api.summarize``) and ``scored.jsonl`` rows; a value neither holds is None.
 
-    >>> rep = lambda eff, rate: {"effective_words": eff, "repeated_4gram_rate": rate}
+    >>> rep = lambda eff, rate: {"effective_words": eff, "repeated_10gram_rate": rate}
     >>> row = eval_length_row({"overall": {"score": 0.5}}, [
     ...     {"words": 100, "finish_reason": "length", "repetition": rep(80, 0.2)},
     ...     {"words": 300, "finish_reason": "stop", "repetition": rep(300, 0.0)}])

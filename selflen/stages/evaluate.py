@@ -62,8 +62,9 @@ def load_rows(s: EvaluateSettings, data_dir: Path | None, online: bool = False) 
 def length_summary(scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """How long the answers are and whether the budget cut them.
 
-    >>> length_summary([{"words": 10, "response": "a b", "hit_budget": True, "repetition": {"effective_words": 9}},
-    ...                 {"words": 20, "response": "c d", "hit_budget": False, "repetition": {"effective_words": 20}}])
+    >>> rep = lambda eff: {"effective_words": eff, "repeated_10gram_rate": 0.0}
+    >>> length_summary([{"words": 10, "hit_budget": True, "repetition": rep(9)},
+    ...                 {"words": 20, "hit_budget": False, "repetition": rep(20)}])
     {'n': 2, 'mean_words': 15.0, 'median_words': 15.0, 'effective_words': 14.5, 'repeated_10gram_rate': 0.0, \
 'finish_by_budget_rate': 0.5, 'budget_bound': True}
     """
@@ -76,7 +77,7 @@ def length_summary(scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "mean_words": round(statistics.fmean(words), 2),
         "median_words": float(statistics.median(words)),
         "effective_words": round(statistics.fmean(r["repetition"]["effective_words"] for r in scored), 2),
-        "repeated_10gram_rate": round(statistics.fmean(repeated_ngram_rate(r["response"], 10) for r in scored), 4),
+        "repeated_10gram_rate": round(statistics.fmean(r["repetition"]["repeated_10gram_rate"] for r in scored), 4),
         "finish_by_budget_rate": round(budget_rate, 4),
         "budget_bound": budget_rate > BUDGET_BOUND_RATE,
     }
@@ -95,6 +96,8 @@ def run(stage: Stage, rows: Sequence[dict[str, Any]], s: EvaluateSettings, engin
     for r in responses:
         r["hit_budget"] = r.get("finish_reason") == "length"
     scored, summary = score_rows(responses, s.benchmark)
+    for r in scored:
+        r["repetition"]["repeated_10gram_rate"] = round(repeated_ngram_rate(r["response"], 10), 4)
     summary["length"] = length_summary(scored)
     write_jsonl(stage.dir / "scored.jsonl", scored)
     write_json(stage.dir / "summary.json", summary)

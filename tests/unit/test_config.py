@@ -30,7 +30,7 @@ def _compose(*overrides: str) -> TrainConfig:
 def test_default_composes_to_typed_config() -> None:
     cfg = _compose()
     assert cfg.model.source == "embedded" and cfg.backend.name == "hf"
-    assert cfg.extend.min_ratio == 1.2 and cfg.iterations == 2
+    assert cfg.extend.min_ratio == 1.2 and cfg.iterations.count == 2
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -51,7 +51,7 @@ def test_smoke_keeps_model_identity() -> None:
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ("iterations=0", "iterations"),
+        ("iterations.count=0", "iterations.count"),
         ("split.ratio=1.5", "split.ratio"),
         ("split.ratio=0", "split.ratio"),
         ("extend.keep_fraction=0", "extend.keep_fraction"),
@@ -108,7 +108,7 @@ def test_cli_prints_resolved_config(tmp_path: Path) -> None:
 
 def test_swept_concerns_are_named_groups() -> None:
     """The user's sweep axes are groups with named options: model, iterations, split and length target."""
-    assert _compose("iterations=three").iterations == 3
+    assert _compose("iterations=three").iterations.count == 3 and _compose("iterations.count=5").iterations.count == 5
     paper = _compose("length=paper")
     assert paper.generate.max_new_tokens == 16384 and paper.evaluate.max_new_tokens == 16384
     assert _compose("length=cpu_long").generate.max_new_tokens == 1024

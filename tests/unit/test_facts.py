@@ -158,4 +158,4 @@ def test_option_lists_match_the_config() -> None:
     assert CHOICES["language.counter"] == counting.COUNTERS
     assert CHOICES["split.strategy"] == split.SPLIT_STRATEGIES
     assert CHOICES["language.ngram_tokenizer"] == filters.NGRAM_TOKENIZERS
-    assert set(CHOICES["eval.benchmark"]) <= set(data.BENCHMARKS)
+    assert set(CHOICES["evaluate.benchmark"]) <= set(data.BENCHMARKS)

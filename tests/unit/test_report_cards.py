@@ -9,7 +9,7 @@ import pytest
 
 from selflen.report import cards
 from selflen.stages.common import Chat
-from selflen.stages.sft_data import EXT_FILE, GEN_FILE
+from selflen.stages.sft_data import EXT_FILE, GEN_FILE, SftDataSettings
 from selflen.stages.sft_data import run as sft_data_run
 from selflen.store import Stage
 
@@ -27,8 +27,8 @@ def _kept(n: int = 3) -> list[dict]:
 def sft_folder(tmp_path: Path) -> Path:
     """An sft_data stage folder written by the real stage code (gen_sft.jsonl, ext_sft.jsonl, done.json)."""
     stage = Stage(tmp_path / "iter_1" / "sft_data", "iter_1/sft_data", "hash")
-    summary = sft_data_run(stage, _kept(), chat=Chat(), p_keep=0.8, joiner="\n", language="en", seed=0)
-    stage.finish(summary["counts"])
+    settings = SftDataSettings(p_keep_line=0.8, joiner="\n", language="en", max_examples=None, chat=Chat(), seed=0)
+    stage.finish(sft_data_run(stage, _kept(), settings).counts)
     return stage.dir
 
 

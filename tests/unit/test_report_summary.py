@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 def _scored(words: list[int], reasons: list[str | None] | None = None, rate: float = 0.0) -> list[dict]:
     reasons = reasons or [None] * len(words)
     return [{"id": f"q{i}", "required": 500, "words": w, "score": 0.5, "finish_reason": r,
-             "repetition": {"effective_words": w // 2, "repeated_4gram_rate": rate}}
+             "repetition": {"effective_words": w // 2, "repeated_10gram_rate": rate}}
             for i, (w, r) in enumerate(zip(words, reasons, strict=True))]
 
 
@@ -39,10 +39,11 @@ def test_eval_length_row_from_rows() -> None:
 def test_eval_length_row_falls_back_to_summary_and_text() -> None:
     summary = {"n": 2, "overall": {"score": 40.0, "mean_words": 150.0},
                "repetition": {"mean_effective_words": 90.0}, "finish": {"length_rate": 0.5}}
-    rows = [{"words": 100, "response": "a b c d a b c d"}, {"words": 200, "response": "one two three four five"}]
+    rows = [{"words": 100, "response": " ".join("abcdefghij" * 2) + " k"},
+            {"words": 200, "response": "one two three four five"}]
     row = S.eval_length_row(summary, rows)
     assert row["effective_words"] == 90.0 and row["finish_by_budget_rate"] == 0.5
-    assert row["repeated_ngram_rate"] == pytest.approx((2 / 5 + 0.0) / 2)  # computed from the answers' text
+    assert row["repeated_ngram_rate"] == pytest.approx((2 / 12 + 0.0) / 2, abs=1e-4)  # computed from the answers' text
     only_summary = S.eval_length_row(summary, [])
     assert only_summary["mean_words"] == 150.0 and only_summary["median_words"] is None and only_summary["n"] == 2
     nothing = S.eval_length_row({}, [{"words": 10}])
