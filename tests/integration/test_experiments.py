@@ -25,18 +25,19 @@ from selflen.config import CONF_DIR, TrainConfig, to_config, to_dict
 from selflen.report.runs import find_runs, flatten
 
 pytestmark = pytest.mark.integration
-ROOT = CONF_DIR.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS_DIR = ROOT / "experiments"
 EXPERIMENTS = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
-SCALES = ["paper_scale"]  # not an ablation: the reference's full scale, smoke-run with its counts capped
+SCALES = ["paper_scale", "cpu_lengthen"]  # not ablations: whole-run sizes, smoke-run with their counts capped
 ABLATIONS = [e for e in EXPERIMENTS if not e.startswith("sweep_") and e not in SCALES]
 SWEEPS = [e for e in EXPERIMENTS if e.startswith("sweep_")]
 COMMAND = re.compile(r"^#\s+python train\.py\s+(.*)$")
 # applied to every smoke run unless the experiment sets the key itself
-FAST = {"loop.iterations": 1, "loop.instructions": 3, "loop.samples_per_prompt": 1, "length.rounds": 1,
-        "length_control.enabled": False, "eval.enabled": False}
+FAST = {"iterations.count": 1, "instruct.count": 3, "generate.samples": 1, "extend.rounds": 1,
+        "extend.extensions": 1, "length_control.enabled": False, "evaluate.enabled": False}
 # generation budgets capped even when the experiment raises them: the tiny model has a 1024-token context here
-CAPS = {"length.generate_max_new_tokens": 24, "length.extend_max_new_tokens": 48}
+CAPS = {"generate.max_new_tokens": 24, "extend.max_new_tokens": 48, "evaluate.max_new_tokens": 16,
+        "instruct.max_new_tokens": 24}
 
 
 def _compose(overrides: list[str], with_hydra: bool = False) -> Any:
@@ -127,7 +128,7 @@ def test_every_sweep_file_is_covered() -> None:
 
 
 def test_ablations_run_with_one_glob_command() -> None:
-    combos = _expand(["-m", "+experiment=glob(*,exclude=[sweep_*,paper_scale])"])
+    combos = _expand(["-m", "+experiment=glob(*,exclude=[sweep_*,paper_scale,cpu_lengthen])"])
     assert sorted(c[0].split("=", 1)[1] for c in combos) == ABLATIONS
 
 
@@ -149,12 +150,12 @@ def _done(stage: Path) -> dict:
 
 
 def _check_iterations(run: Path, summary: dict) -> None:
-    assert sorted(summary["iterations"]) == [1, 2, 3] and (run / "iter_3" / "finetune_ext" / "done.json").exists()
+    assert sorted(summary["iterations"]) == ["1", "2", "3"] and (run / "iter_3" / "finetune_ext" / "done.json").exists()
 
 
 def _check_samples(run: Path, summary: dict) -> None:
-    instructions = summary["iterations"][1]["instructions"]
-    assert _done(run / "iter_1" / "generate")["counts"]["samples"] == 4 * instructions
+    instructions = summary["iterations"]["1"]["instructions"]
+    assert _done(run / "iter_1" / "generate")["counts"]["records"] == 4 * instructions
 
 
 def _check_rounds(run: Path, summary: dict) -> None:
@@ -166,7 +167,9 @@ def _check_min_ratio(run: Path, summary: dict) -> None:
 
 
 def _check_no_length_bias(run: Path, summary: dict) -> None:
-    assert "length_bias" not in _done(run / "iter_1" / "select")["drops"]
+    for stage in ("select_responses", "select"):
+        assert "length_bias" not in _done(run / "iter_1" / stage)["drops"]
+        assert _done(run / "iter_1" / stage)["rank_rule"] is False
 
 
 def _check_no_line_removal(run: Path, summary: dict) -> None:
@@ -178,13 +181,31 @@ def _check_no_line_removal(run: Path, summary: dict) -> None:
 
 
 def _check_lineage(run: Path, summary: dict) -> None:
-    assert all(_done(run / "iter_1" / f"finetune_{role}")["lineage"] == "fresh" for role in ("gen", "ext"))
+    assert all(_done(run / "iter_1" / f"finetune_{role}")["settings"]["lineage"] == "fresh" for role in ("gen", "ext"))
 
 
 def _check_full(run: Path, summary: dict) -> None:
     stage = run / "iter_1" / "finetune_gen"
     if _done(stage)["train"].get("trained"):
         assert (stage / "model" / "config.json").exists() and not (stage / "adapter").exists()
+
+
+def _check_extensions_1(run: Path, summary: dict) -> None:
+    ids = [r["id"] for r in _records(run / "iter_1" / "extend")]
+    assert ids and all(i.endswith("-e0") for i in ids)
+    assert len(ids) == len([r for r in _records(run / "iter_1" / "select_responses") if r["status"] == "ok"])
+
+
+def _check_judge(run: Path, summary: dict) -> None:
+    drops = _done(run / "iter_1" / "instruct")["drops"]
+    assert drops.get("judge_no", 0) + drops.get("judge_unparsed", 0) > 0  # a random model cannot say "yes"
+
+
+def _check_prefix(run: Path, summary: dict) -> None:
+    assert flatten(json.loads((run / "config.json").read_text()))["extend.prefix_separator"] == "\n\n"
+    for r in _records(run / "iter_1" / "extend"):
+        if r["status"] == "ok" and r["rounds_ok"]:
+            assert "\n\n" in r["extended"]
 
 
 def _check_config(key: str, value: Any) -> Callable[[Path, dict], None]:
@@ -198,7 +219,12 @@ CHECKS: dict[str, Callable[[Path, dict], None]] = {
     "iterations_3": _check_iterations, "samples_4": _check_samples, "rounds_1": _check_rounds,
     "min_ratio_1_5": _check_min_ratio, "no_length_bias": _check_no_length_bias,
     "no_line_removal": _check_no_line_removal, "lineage_fresh": _check_lineage, "full_finetune": _check_full,
-    "keep_half": _check_config("length.keep_fraction", 0.5),
+    "keep_half": _check_config("extend.keep_fraction", 0.5),
+    "rank_by_words": _check_config("select.length_unit", "words"),
+    "extensions_1": _check_extensions_1, "judge_greedy": _check_judge,
+    "prefix_blank_line": _check_prefix, "no_stop_strings": _check_config("sampling.stop", []),
+    "pool_seeds": _check_config("instruct.pool", "seeds"),
+    "no_response_length_bias": _check_config("generate.length_biased", False),
     "split_sentence_half": _check_config("split.strategy", "sentence_half"),
     "split_word_ratio": _check_config("split.strategy", "word_ratio"),
     "long_targets": _check_config("experiment", "long_targets"),
@@ -228,13 +254,13 @@ def test_smoke_run(name: str, tmp_path: Path) -> None:
 def test_sweep_file_runs_as_a_multirun(tmp_path: Path) -> None:
     """``python train.py -m +experiment=sweep_keep_ratio`` with a command-line list narrowing the grid to 2 jobs."""
     fast = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in FAST.items()]
-    cmd = [sys.executable, "train.py", "-m", "+experiment=sweep_keep_ratio", "length.keep_fraction=0.5,0.8",
+    cmd = [sys.executable, "train.py", "-m", "+experiment=sweep_keep_ratio", "extend.keep_fraction=0.5,0.8",
            "debug=smoke", "logger=none", *fast, f"hydra.sweep.dir={tmp_path}"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     runs = find_runs(tmp_path)
     configs = [json.loads((r / "config.json").read_text()) for r in runs]
-    assert sorted(c["length"]["keep_fraction"] for c in configs) == [0.5, 0.8]
+    assert sorted(c["extend"]["keep_fraction"] for c in configs) == [0.5, 0.8]
     assert {c["experiment"] for c in configs} == {"sweep_keep_ratio"}
     assert all((r / "summary.json").exists() for r in runs)
 
@@ -244,8 +270,8 @@ def test_scale_experiment_smoke_run_with_capped_counts(name: str, tmp_path: Path
     from selflen.pipeline import run
 
     caps = {**FAST, **CAPS, "finetune.max_length": 1024, "finetune.bf16": "false", "finetune.batch_size": 2,
-            "finetune.gradient_checkpointing": "false", "length.instruct_max_new_tokens": 24,
-            "length.attempts": 1, "loop.generate_attempts": 0}
+            "finetune.gradient_checkpointing": "false", "extend.attempts": 1, "generate.attempts": 0,
+            "backend": "hf"}
     overrides = [f"+experiment={name}", "debug=smoke", "logger=none"]
     overrides += [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in caps.items()]
     cfg = _validate(_compose(overrides), tmp_path / "run")

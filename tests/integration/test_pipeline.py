@@ -15,9 +15,10 @@ import pytest
 from selflen.config import CONF_DIR
 
 pytestmark = pytest.mark.integration
-ROOT = CONF_DIR.parent
-SMOKE = ["debug=smoke", "logger=none", "eval.languages=[en]"]
-STAGES = ["instruct", "generate", "extend", "select", "sft_data", "finetune_gen", "finetune_ext", "evaluate"]
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ["debug=smoke", "logger=none", "evaluate.languages=[en]"]
+STAGES = ["instruct", "generate", "select_responses", "extend", "select", "sft_data", "finetune_gen", "finetune_ext",
+          "evaluate"]
 
 
 def train(run_dir: Path, *extra: str) -> subprocess.Popen:
@@ -73,15 +74,19 @@ def test_smoke_run_writes_every_stage(smoke_run: Path) -> None:
         for role in ("gen", "ext"):
             assert (smoke_run / f"iter_{k}" / f"finetune_{role}" / "adapter" / "adapter_config.json").exists()
         assert (smoke_run / f"iter_{k}" / "sft_data" / "gen_sft.jsonl").exists()
-    for name in ("length_control", "finetune"):
-        assert (smoke_run / "final" / name / "done.json").exists()
+    for name in ("collect_instruct", "collect_generate", "length_control", "finetune", "evaluate"):
+        assert (smoke_run / "final" / name / "done.json").exists(), name
+    assert (smoke_run / "iter_0" / "evaluate" / "done.json").exists()  # the base model, same slice and budget
     assert (smoke_run / "final" / "finetune" / "adapter" / "adapter_config.json").exists()
     summary = json.loads((smoke_run / "summary.json").read_text())
-    assert set(summary["iterations"]) == {"1", "2"}
+    assert set(summary["iterations"]) == {"1", "2"} and set(summary["eval"]) == {"0", "1", "2", "final"}
+    assert summary["growth"]["0"] == 1.0 and "finish_by_budget_rate" in summary["eval"]["2"]
     for plot in summary["plots"]:
-        assert Path(plot).stat().st_size > 1000
+        assert (smoke_run / plot).stat().st_size > 1000
     lineage = json.loads((smoke_run / "iter_2" / "finetune_gen" / "done.json").read_text())
-    assert lineage["init_adapter"].endswith("iter_1/finetune_gen/adapter")  # the reference's cumulative adapter
+    assert lineage["settings"]["init_adapter"] == "iter_1/finetune_gen/adapter"  # the reference's cumulative adapter
+    scored = [json.loads(line) for line in (smoke_run / "iter_0" / "evaluate" / "scored.jsonl").open()]
+    assert scored and all("hit_budget" in r for r in scored)
 
 
 def test_second_run_on_a_finished_dir_is_a_no_op(smoke_run: Path) -> None:
@@ -95,8 +100,7 @@ def test_killed_mid_extend_and_mid_finetune_resumes_to_the_same_records(smoke_ru
     run_dir = tmp_path / "run"
     extend = run_dir / "iter_1" / "extend"
     proc = train(run_dir)
-    kill_when(proc, lambda: (extend / "records.jsonl").exists() and (extend / "records.jsonl").stat().st_size > 0
-              and not (extend / "done.json").exists())
+    kill_when(proc, lambda: (extend / "rounds.json").exists() and not (extend / "done.json").exists())
     assert not (extend / "done.json").exists()
     ft = run_dir / "iter_1" / "finetune_ext"
     proc = train(run_dir)
@@ -118,22 +122,21 @@ def test_next_iteration_generates_with_the_previous_adapter(tiny_model: Path, pe
 
     from selflen.cli import register_resolvers
     from selflen.config import to_config
-    from selflen.pipeline import Loop
+    from selflen.engines import Request, SamplingParams
+    from selflen.pipeline import Runner
+    from selflen.store import RunLayout
     from selflen.tracking import NullLogger
 
     register_resolvers()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         raw = compose("train", overrides=[*SMOKE, f"paths.run_dir={tmp_path}", "paths.root=."])
-    cfg = to_config(raw)
-    loop = Loop(cfg, tmp_path, tiny_model, NullLogger())
-    assert loop.adapter("gen", 1) is None and loop.adapter("gen", 2) is None  # nothing trained yet
-    shutil.copytree(perturbed_adapter, tmp_path / "iter_1" / "finetune_gen" / "adapter")
-    name = loop.adapter("gen", 2)
-    assert name == "gen1"
-    from selflen.engines import Request, SamplingParams
-
+    runner = Runner(to_config(raw), RunLayout(tmp_path), tiny_model, NullLogger())
     req = [Request([{"role": "user", "content": "Write a report."}], SamplingParams(temperature=0, max_new_tokens=12))]
-    base = loop.engine().generate(req)[0].text
-    tuned = loop.engine().generate([Request(req[0].messages, req[0].params, adapter=name)])[0].text
-    loop.close_engine()
+    base = runner.role_engine("gen", 2).generate(req)[0].text  # nothing trained yet: the base model
+    shutil.copytree(perturbed_adapter, tmp_path / "iter_1" / "finetune_gen" / "adapter")
+    engine = runner.role_engine("gen", 2)
+    assert engine.adapter.endswith("-gen1")  # a name unique to this run
+    tuned = engine.generate(req)[0].text
+    assert runner.role_engine("gen", 1).generate(req)[0].text == base  # iteration 1 always uses the base model
+    runner.engines.close()
     assert base != tuned

@@ -20,10 +20,10 @@ from selflen.config import CONF_DIR
 from selflen.report.runs import find_runs
 
 pytestmark = pytest.mark.integration
-ROOT = CONF_DIR.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = {"meta-llama/Meta-Llama-3.1-8B-Instruct": "llama3", "Qwen/Qwen2-7B-Instruct": "chatml"}
-FAST = ["debug=smoke", "logger=none", "eval.enabled=false", "length_control.enabled=false", "loop.iterations=1",
-        "loop.instructions=3", "loop.samples_per_prompt=1", "length.rounds=1"]
+FAST = ["debug=smoke", "logger=none", "evaluate.enabled=false", "length_control.enabled=false", "iterations=one",
+        "instruct.count=3", "generate.samples=1", "extend.rounds=1"]
 
 
 def _train(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
