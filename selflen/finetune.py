@@ -134,7 +134,7 @@ def train(
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -168,31 +168,7 @@ def train(
                 task_type="CAUSAL_LM",
             )
     ckpt_dir = out_dir.parent / (out_dir.name + ".checkpoints")
-    steps_per_epoch = math.ceil(len(keep) / (s.batch_size * s.grad_accum))
-    args = SFTConfig(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=s.epochs,
-        per_device_train_batch_size=s.batch_size,
-        gradient_accumulation_steps=s.grad_accum,
-        learning_rate=s.learning_rate,
-        lr_scheduler_type=s.scheduler,
-        warmup_steps=int(s.warmup_ratio * steps_per_epoch * s.epochs),
-        max_length=max_len,
-        completion_only_loss=True,
-        logging_steps=s.logging_steps,
-        save_strategy="steps",
-        save_steps=s.save_steps,
-        save_total_limit=1,
-        report_to="none",
-        seed=s.seed,
-        bf16=s.bf16,
-        use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=s.gradient_checkpointing,
-        disable_tqdm=False,
-        dataloader_num_workers=0,
-        train_sampling_strategy="group_by_length" if s.batching == "group_by_length" else "random",
-        packing=False,
-    )
+    args = sft_config(s, ckpt_dir, examples=len(keep), max_len=max_len, use_cpu=not torch.cuda.is_available())
     losses: list[float] = []
 
     class _Forward(TrainerCallback):
@@ -231,3 +207,34 @@ def train(
         resumed=resume,
     )
     return stats
+
+
+def sft_config(s: TrainSettings, ckpt_dir: Path, *, examples: int, max_len: int, use_cpu: bool):  # noqa: ANN201
+    """TRL's ``SFTConfig`` for one training run: loss on the completion only, checkpoints for resuming."""
+    from trl import SFTConfig
+
+    steps_per_epoch = math.ceil(examples / (s.batch_size * s.grad_accum))
+    return SFTConfig(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=s.epochs,
+        per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum,
+        learning_rate=s.learning_rate,
+        lr_scheduler_type=s.scheduler,
+        warmup_steps=int(s.warmup_ratio * steps_per_epoch * s.epochs),
+        max_length=max_len,
+        completion_only_loss=True,
+        logging_steps=s.logging_steps,
+        save_strategy="steps",
+        save_steps=s.save_steps,
+        save_total_limit=1,
+        report_to="none",
+        seed=s.seed,
+        bf16=s.bf16,
+        use_cpu=use_cpu,
+        gradient_checkpointing=s.gradient_checkpointing,
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if s.batching == "group_by_length" else "random",
+        packing=False,
+    )

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from selflen.report.lengths import eval_length_row
 from selflen.report.plots import is_number, point_key
-from selflen.report.summary import eval_length_row
 from selflen.store import DONE_NAME, LOCK_NAME, RECORDS_NAME, RunLayout, read_jsonl
 
 ROLES = {"generator": "generate", "extender": "extend", "selected": "select"}  # role -> stage folder

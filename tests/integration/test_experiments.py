@@ -150,7 +150,8 @@ def _done(stage: Path) -> dict:
 
 
 def _check_iterations(run: Path, summary: dict) -> None:
-    assert sorted(summary["iterations"]) == ["1", "2", "3"] and (run / "iter_3" / "finetune_ext" / "done.json").exists()
+    assert sorted(summary["iterations"]) == ["1", "2", "3"]
+    assert (run / "iter_3" / "finetune_ext" / "done.json").exists()
 
 
 def _check_samples(run: Path, summary: dict) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from selflen.report import lengths as L
 from selflen.report import summary as S
 from selflen.store import RunLayout
 
@@ -22,15 +23,15 @@ def _scored(words: list[int], reasons: list[str | None] | None = None, rate: flo
 
 
 def test_length_stats() -> None:
-    assert S.length_stats([]) is None
-    assert S.length_stats([7]) == {"mean": 7.0, "median": 7.0, "p90": 7.0, "n": 1}
-    stats = S.length_stats(list(range(1, 11)))
+    assert L.length_stats([]) is None
+    assert L.length_stats([7]) == {"mean": 7.0, "median": 7.0, "p90": 7.0, "n": 1}
+    stats = L.length_stats(list(range(1, 11)))
     assert stats == {"mean": 5.5, "median": 5.5, "p90": 9.1, "n": 10}
 
 
 def test_eval_length_row_from_rows() -> None:
     summary = {"n": 4, "overall": {"score": 0.62, "mean_words": 999.0}}
-    row = S.eval_length_row(summary, _scored([100, 200, 300, 400], ["length", "stop", "stop", "stop"], rate=0.25))
+    row = L.eval_length_row(summary, _scored([100, 200, 300, 400], ["length", "stop", "stop", "stop"], rate=0.25))
     assert row["mean_words"] == 250.0 and row["median_words"] == 250.0  # the rows, not the summary's mean
     assert row["effective_words"] == 125.0 and row["repeated_ngram_rate"] == 0.25
     assert row["finish_by_budget_rate"] == 0.25 and row["score"] == 0.62 and row["n"] == 4
@@ -41,12 +42,12 @@ def test_eval_length_row_falls_back_to_summary_and_text() -> None:
                "repetition": {"mean_effective_words": 90.0}, "finish": {"length_rate": 0.5}}
     rows = [{"words": 100, "response": " ".join("abcdefghij" * 2) + " k"},
             {"words": 200, "response": "one two three four five"}]
-    row = S.eval_length_row(summary, rows)
+    row = L.eval_length_row(summary, rows)
     assert row["effective_words"] == 90.0 and row["finish_by_budget_rate"] == 0.5
     assert row["repeated_ngram_rate"] == pytest.approx((2 / 12 + 0.0) / 2, abs=1e-4)  # computed from the answers' text
-    only_summary = S.eval_length_row(summary, [])
+    only_summary = L.eval_length_row(summary, [])
     assert only_summary["mean_words"] == 150.0 and only_summary["median_words"] is None and only_summary["n"] == 2
-    nothing = S.eval_length_row({}, [{"words": 10}])
+    nothing = L.eval_length_row({}, [{"words": 10}])
     assert nothing["finish_by_budget_rate"] is None and nothing["effective_words"] is None  # unknown, not zero
 
 
@@ -57,10 +58,10 @@ def _per_iter() -> dict:
 
 
 def _evals() -> dict:
-    return {0: S.eval_length_row({}, _scored([100, 300], ["stop", "stop"])),
-            "iter_1": S.eval_length_row({}, _scored([300, 300], ["stop", "stop"])),
-            2: S.eval_length_row({}, _scored([500, 500], ["length", "stop"])),
-            "final": S.eval_length_row({}, _scored([390, 410], ["stop", "stop"]))}
+    return {0: L.eval_length_row({}, _scored([100, 300], ["stop", "stop"])),
+            "iter_1": L.eval_length_row({}, _scored([300, 300], ["stop", "stop"])),
+            2: L.eval_length_row({}, _scored([500, 500], ["length", "stop"])),
+            "final": L.eval_length_row({}, _scored([390, 410], ["stop", "stop"]))}
 
 
 def test_build_summary_keeps_missing_as_none() -> None:
