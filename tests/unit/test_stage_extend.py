@@ -1,0 +1,84 @@
+"""The extend stage driven by a scripted engine: two stages per round, best-so-far, retries, drops by reason,
+acceptance ratio, and resuming at the last finished round."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from selflen.engines.base import SamplingParams
+from selflen.stages import extend
+from selflen.stages.common import Chat
+from selflen.store import Stage
+from selflen.text import FilterRules
+from tests.scripted import ScriptedEngine
+
+pytestmark = pytest.mark.unit
+RULES = FilterRules(end_punct=".!?", ngram_n=0, ngram_tokenizer="whitespace", meta_words=())
+ANSWER = "Tea began in China.\n\nIt spread by trade.\n\nToday it is everywhere."
+RESPONSES = [{"id": "k1-i0-s0", "instruction_id": "k1-i0", "instruction": "Write about tea.", "response": ANSWER,
+              "words": 12}]
+
+
+def _settings(**changes: object) -> extend.ExtendSettings:
+    base = extend.ExtendSettings(
+        extensions=1, rounds=2, attempts=1, min_ratio=1.2, keep_fraction=0.6667, split="paragraph_half",
+        split_ratio=0.5, prefix_separator="", rules=RULES, language="en", sampling=SamplingParams(max_new_tokens=99),
+        chat=Chat(), seed=0,
+    )
+    return replace(base, **changes)
+
+
+def _stage(tmp_path: Path) -> Stage:
+    return Stage(tmp_path / "extend", "iter_1/extend", "h")
+
+
+def _engine(stage2: list) -> ScriptedEngine:  # noqa: ANN001
+    """Stage 1 always expands into three paragraphs (two kept); stage 2 replies from ``stage2`` in order."""
+    replies = iter(stage2)
+    return ScriptedEngine(lambda req: next(replies) if req.prefix else "Part one.\n\nPart two.\n\nConclusion.")
+
+
+def test_rounds_keep_the_best_and_accept_above_the_ratio(tmp_path: Path) -> None:
+    grow = " More about the tea trade and the many cups of tea drunk every day in every land."
+    engine = _engine([grow, " Short."])  # round 1 longer; round 2 shorter than the best -> not_longer
+    result = extend.run(_stage(tmp_path), RESPONSES, _settings(), engine)
+    rec = _stage(tmp_path).records()[0]
+    assert rec["status"] == "ok" and rec["rounds_ok"] == 1 and rec["id"] == "k1-i0-s0-e0"
+    assert rec["extended"] == ("Part one.\n\nPart two." + grow).strip()  # the kept 2/3 + continuation, verbatim
+    assert result.drops == {"not_longer": 1}
+    assert [len(c) for c in engine.calls] == [1, 1, 1, 1]  # stage 1 and stage 2 per round
+    stage2 = engine.calls[1][0]
+    assert stage2.prefix == "Part one.\n\nPart two." and ANSWER in stage2.messages[-1]["content"]
+    assert "Tea began in China." in engine.calls[0][0].messages[-1]["content"]
+    assert "Today it is everywhere." not in engine.calls[0][0].messages[-1]["content"]  # stage 1: first half only
+
+
+def test_filters_truncation_errors_and_the_ratio(tmp_path: Path) -> None:
+    engine = _engine([(" Cut off in the mid", "length"), None, " no end", " ok."])
+    result = extend.run(_stage(tmp_path), RESPONSES, _settings(rounds=2, attempts=2), engine)
+    rec = _stage(tmp_path).records()[0]
+    # round 2, try 2: "Part one. Part two. ok." has 6 words, not longer than the 12-word original
+    assert rec["status"] == "dropped" and rec["reason"] == "ratio" and rec["extended"] == ""
+    assert result.drops == {"truncated": 1, "engine_error": 1, "end_punct": 1, "not_longer": 1, "ratio": 1}
+    assert result.counts == {"records": 1, "ok": 0, "dropped": 1}
+
+
+def test_extensions_prefix_separator_and_resume_from_saved_round(tmp_path: Path) -> None:
+    long = " " + "Many more words about tea and its culture appear here. " * 3
+    engine = _engine([long] * 8)
+    s = _settings(extensions=2, rounds=2, prefix_separator="\n\n")
+    stage = _stage(tmp_path)
+    # a killed run left the state after round 1 for extension e1 only
+    (stage.dir / extend.STATE_FILE).write_text(json.dumps({"round": 0, "items": {"k1-i0-s0-e1": {
+        "best": "Saved best text of round one. " * 5, "best_words": 30, "rounds_ok": 1, "drops": {"end_punct": 1}}}}))
+    extend.run(stage, RESPONSES, s, engine)
+    assert len(engine.calls) == 2  # only round 2 was run
+    assert all(r.prefix.endswith("\n\n") for r in engine.calls[1])
+    records = {r["id"]: r for r in _stage(tmp_path).records()}
+    assert set(records) == {"k1-i0-s0-e0", "k1-i0-s0-e1"}
+    assert records["k1-i0-s0-e1"]["rounds_ok"] == 2 and records["k1-i0-s0-e1"]["drops"] == {"end_punct": 1}
+    assert not (stage.dir / extend.STATE_FILE).exists()
