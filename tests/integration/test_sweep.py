@@ -90,9 +90,9 @@ def test_launcher_configs_compose(launcher: str) -> None:
 def test_submitit_local_sweep(tmp_path: Path) -> None:
     """Two jobs, each in its own process through submitit's local executor (``hydra/launcher=local``)."""
     pytest.importorskip("submitit")
-    _train("-m", "hydra/launcher=local", "hydra.launcher.cpus_per_task=1", "loop.instructions=2,3",
-           *[o for o in FAST if not o.startswith("loop.instructions")], f"hydra.sweep.dir={tmp_path}", timeout=1200)
+    _train("-m", "hydra/launcher=local", "hydra.launcher.cpus_per_task=1", "instruct.count=2,3",
+           *[o for o in FAST if not o.startswith("instruct.count")], f"hydra.sweep.dir={tmp_path}", timeout=1200)
     runs = find_runs(tmp_path)
-    assert sorted(_config(r)["loop"]["instructions"] for r in runs) == [2, 3]
+    assert sorted(_config(r)["instruct"]["count"] for r in runs) == [2, 3]
     assert all((r / "summary.json").exists() for r in runs)
     assert any((tmp_path / ".submitit").iterdir())

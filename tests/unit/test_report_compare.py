@@ -33,7 +33,7 @@ def make_run(root: Path, model: str, *, keep: float = 0.6667, iterations: int = 
              evaluate: bool = True, overrides: list[str] | None = None, scale: int = 1) -> Path:
     """A run directory shaped like the pipeline's, with words that grow each iteration."""
     root.mkdir(parents=True)
-    config = {"model": {"name": model, "source": "tiny"}, "length": {"keep_fraction": keep, "min_ratio": 1.2},
+    config = {"model": {"name": model, "source": "tiny"}, "extend": {"keep_fraction": keep, "min_ratio": 1.2},
               "loop": {"iterations": iterations}, "experiment": "sweep_keep_ratio", "logger": {"project": "selflen"},
               "paths": {"run_dir": str(root), "root": "."}}
     _json(root / "config.json", config)
@@ -111,15 +111,15 @@ def test_labels_and_config_differences(sweep: Path) -> None:
     runs_mod.label_runs(runs)
     assert [r.label for r in runs] == ["model=llama3", "model=qwen2"]
     diffs = runs_mod.config_differences(runs)
-    assert set(diffs) == {"model.name", "length.keep_fraction"}
-    assert diffs["length.keep_fraction"] == [0.6667, 0.5]
+    assert set(diffs) == {"model.name", "extend.keep_fraction"}
+    assert diffs["extend.keep_fraction"] == [0.6667, 0.5]
 
 
 def test_labels_without_hydra_overrides_use_config(tmp_path: Path) -> None:
     a = runs_mod.load_run(make_run(tmp_path / "a", "m"))
     b = runs_mod.load_run(make_run(tmp_path / "b", "m", keep=0.5))
     runs_mod.label_runs([a, b])
-    assert (a.label, b.label) == ("length.keep_fraction=0.6667", "length.keep_fraction=0.5")
+    assert (a.label, b.label) == ("extend.keep_fraction=0.6667", "extend.keep_fraction=0.5")
 
 
 def test_main_writes_report_and_plots(sweep: Path, tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_main_writes_report_and_plots(sweep: Path, tmp_path: Path) -> None:
     text = (out / compare.REPORT_NAME).read_text()
     for png in ("growth.png", "eval_scores.png", "required_vs_produced.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in text
-    assert "| length.keep_fraction | 0.6667 | 0.5 |" in text
+    assert "| extend.keep_fraction | 0.6667 | 0.5 |" in text
     assert "| model=qwen2 | 2 | 44.0 (n=2) | 128.0 (n=2) | 136.0 (n=1) |" in text
     assert "| model=llama3 | 1 | 3 | 2 | 0.667 | 1 |" in text
     assert "| model=llama3 | 2 | 60.0 |" in text
@@ -148,7 +148,7 @@ def test_failed_run_reports_what_it_has(tmp_path: Path) -> None:
     assert compare.main([str(done), str(failed), "--out", str(out), "--no-wandb"]) == 0
     text = (out / "report.md").read_text()
     assert "incomplete (last finished stage: iter_2/generate), run.lock present" in text
-    assert "| length.keep_fraction=0.5 | 2 (running) | 3 | 2 | 0.667 | — |" in text
+    assert "| extend.keep_fraction=0.5 | 2 (running) | 3 | 2 | 0.667 | — |" in text
     assert "No evaluation results" in text and (out / "growth.png").is_file()
     assert not (out / "eval_scores.png").exists() and not (out / "required_vs_produced.png").exists()
 
