@@ -32,8 +32,8 @@ class ModelConfig:
     source: str = "embedded"  # embedded | hub | local | tiny
     path: str | None = None  # hub id or local folder (source hub/local)
     dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
-    max_model_len: int = 4096  # context used by the engines
-    chat_format: str | None = None  # chatml | llama3: template given to a tiny stand-in of this model
+    max_model_len: int = 8192  # context used by the engines
+    chat_format: str | None = "chatml"  # chatml | llama3: template given to a tiny stand-in of this model
     system_prompt: str | None = None  # prepended as a system message when set
     trust_remote_code: bool = False  # explicit opt-in only
     revision: str | None = None
@@ -59,7 +59,7 @@ class BackendConfig:
 @dataclass
 class LanguageConfig:
     name: str = "en"
-    end_punct: str | None = ".!?\"')]}>`*"  # allowed last characters; null disables the rule
+    end_punct: str | None = ".!?\"')]}>`*\u201d\u2019"  # allowed last characters; null disables the rule
     ngram_n: int = 10  # repeated n-gram window; 0 disables
     ngram_tokenizer: str = "whitespace"  # whitespace | cjk
     meta_words: list[str] = field(default_factory=lambda: ["revised", "revision", "response", "version", "paragraph"])
@@ -92,7 +92,7 @@ class IterationsConfig:
 
 @dataclass
 class InstructConfig:
-    count: int = 16  # new instructions requested per iteration
+    count: int = 3  # new instructions requested per iteration (reference: 5000)
     attempts: int = 10  # tries per requested instruction
     pool: str = "growing"  # growing (seeds + accepted so far; Qwen reference) | seeds (LLaMA reference)
     pool_reset: int | None = None  # growing pool: reset to the seeds every N slots (Qwen reference: 500)
@@ -104,28 +104,28 @@ class InstructConfig:
     dedup_threshold: float = 0.8  # near-duplicate Jaccard threshold for instructions
     decontaminate: bool = True  # drop prompts overlapping LonGen / LongBench-Write
     drop_truncated: bool = True  # an instruction cut by the token budget is unfinished: dropped
-    max_new_tokens: int = 160
+    max_new_tokens: int = 120
 
 
 @dataclass
 class GenerateConfig:
     samples: int = 2  # Generator answers per instruction
-    attempts: int = 2  # extra tries for a sample that failed the filters
+    attempts: int = 1  # extra tries for a sample that failed the filters (reference: up to 19)
     drop_truncated: bool = True  # drop answers cut off by max_new_tokens (finish reason "length")
     length_biased: bool = True  # the reference also applies drop_short to the Generator's answers
-    max_new_tokens: int = 1024
+    max_new_tokens: int = 320
 
 
 @dataclass
 class ExtendConfig:
     extensions: int = 2  # independent extensions per answer (reference: 2)
     rounds: int = 3  # chained extension rounds
-    attempts: int = 2  # tries per round before giving up on the round
+    attempts: int = 1  # tries per round before giving up on the round
     min_ratio: float = 1.2  # accept an extension only if words > min_ratio x original (strictly greater)
     keep_fraction: float = 0.6667  # fraction of the stage-1 expansion kept before continuing
     prefix_separator: str = ""  # between the kept stage-1 text and the continuation ("" = the reference's A + B)
     drop_truncated: bool = True
-    max_new_tokens: int = 2048
+    max_new_tokens: int = 384
 
 
 @dataclass
@@ -156,7 +156,7 @@ class FinetuneConfig:
     lineage: str = "continue"  # continue (cumulative adapter, the reference) | fresh (new adapter each iteration)
     lora: LoraConfig = field(default_factory=LoraConfig)
     learning_rate: float = 1e-4
-    epochs: float = 4.0
+    epochs: float = 2.0  # reference: 4 (+experiment=paper_scale)
     batch_size: int = 4
     grad_accum: int = 1
     warmup_ratio: float = 0.1

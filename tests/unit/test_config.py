@@ -128,3 +128,14 @@ def test_stage_groups_hold_every_stage_knob() -> None:
     for group in STAGE_GROUPS:
         assert (CONF_DIR / group).is_dir(), group
         assert hasattr(cfg, group), group
+
+
+def test_schema_defaults_equal_the_default_yaml() -> None:
+    """The dataclass defaults and the YAML files say the same thing (the model file may adjust other groups)."""
+    from selflen.config import to_dict
+    from selflen.report.runs import flatten
+
+    composed, schema = flatten(to_dict(_compose())), flatten(to_dict(TrainConfig()))
+    set_by_model = {"instruct.judge"}  # model/smollm2_135m.yaml: a 135M model cannot judge
+    differ = {k for k in composed.keys() | schema.keys() if composed.get(k) != schema.get(k)}
+    assert differ - {"paths.root", "paths.run_dir", "paths.cache_dir", "paths.data_dir"} == set_by_model
