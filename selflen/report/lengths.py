@@ -41,7 +41,7 @@ def _row_repetition(row: Mapping[str, Any], key: str) -> Any:
 
 
 def _repeated_rate(row: Mapping[str, Any]) -> float | None:
-    """A row's repeated 4-gram rate: from ``score_rows``'s ``repetition`` block, else computed from its text."""
+    """A row's repeated n-gram rate (``NGRAM_N``): from the row's ``repetition`` block, else from its text."""
     rate = _row_repetition(row, f"repeated_{NGRAM_N}gram_rate")
     if is_number(rate):
         return float(rate)

@@ -93,10 +93,10 @@ def eval_length_section(runs: Sequence[Run]) -> str:
         return ("## Held-out length\n\n_No evaluate folders with scored answers (`iter_0/evaluate/` for the base "
                 "model, `iter_<k>/evaluate/`, `final/evaluate/`)._\n")
     text = ("## Held-out length\n\nThe Generator's answers on the held-out evaluation slice at each point (base = "
-            "the model before training). Finish by budget: answers stopped by max_new_tokens; repeated 4-grams: "
-            "share of 4-gram positions whose 4-gram occurs again in the answer.\n\n" + md_table(
+            "the model before training). Finish by budget: answers stopped by max_new_tokens; repeated 10-grams: "
+            "share of 10-gram positions whose 10-gram occurs again in the answer.\n\n" + md_table(
                 ["run", "point", "n", "mean words", "median words", "effective words", "finish by budget",
-                 "repeated 4-grams", "growth vs base", "score"], rows))
+                 "repeated 10-grams", "growth vs base", "score"], rows))
     return text + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
 
 
