@@ -213,7 +213,8 @@ def evaluate_point(r: Runner, point: int | str, rows: list[dict[str, Any]]) -> N
     label = "base" if folder is None else ("final" if point == "final" else f"gen{point}")
     s = evaluate.settings(r.cfg, point)
     r.run(point, "evaluate", s, inputs, lambda st: evaluate.run(st, rows, s, r.engines.for_folder(folder, label)))
-    r.engines.close()
+    if folder is not None and folder.name == "model":
+        r.engines.close()  # a full model's own engine; the base engine stays up for the next iteration's stages
 
 
 def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]:
