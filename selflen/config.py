@@ -190,7 +190,9 @@ class EvaluateConfig:
     languages: list[str] = field(default_factory=lambda: ["en"])
     n_per_cell: int = 1
     max_new_tokens: int = 1024
-    temperature: float = 0.0
+    temperature: float = 0.0  # 0 = greedy; a sampled evaluation uses the run seed, the same at every point
+    top_p: float = 1.0
+    top_k: int = 0
     repetition_penalty: float = 1.1
 
 

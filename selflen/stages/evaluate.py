@@ -35,6 +35,8 @@ class EvaluateSettings:
     n_per_cell: int
     max_new_tokens: int
     temperature: float
+    top_p: float
+    top_k: int
     repetition_penalty: float
     seed: int
 
@@ -48,6 +50,8 @@ def settings(cfg, point: int | str) -> EvaluateSettings:  # noqa: ANN001 - Train
         n_per_cell=e.n_per_cell,
         max_new_tokens=e.max_new_tokens,
         temperature=e.temperature,
+        top_p=e.top_p,
+        top_k=e.top_k,
         repetition_penalty=e.repetition_penalty,
         seed=cfg.seed,
     )
@@ -86,8 +90,8 @@ def length_summary(scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def run(stage: Stage, rows: Sequence[dict[str, Any]], s: EvaluateSettings, engine: Engine) -> StageResult:
     params = SamplingParams(
         temperature=s.temperature,
-        top_p=1.0,
-        top_k=0,
+        top_p=s.top_p,
+        top_k=s.top_k,
         repetition_penalty=s.repetition_penalty,
         max_new_tokens=s.max_new_tokens,
         seed=s.seed,
