@@ -8,6 +8,7 @@ no-op, with another hash it is refused unless the user asks to redo it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import fcntl
@@ -446,15 +447,10 @@ class Stage:
     def _cut(self, size: int) -> None:
         """Drop what a failed append left past ``size`` (best effort: the reader cuts a torn last line anyway)."""
         f, self._file = self._file, None
-        try:
+        with contextlib.suppress(OSError):
             f.close()
-        except OSError:
-            pass
-        try:
-            with open(self.records_path, "r+b") as g:
-                g.truncate(size)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError), open(self.records_path, "r+b") as g:
+            g.truncate(size)
 
     def records(self) -> list[dict[str, Any]]:
         return read_jsonl(self.records_path)

@@ -116,6 +116,9 @@ class EnginePool:
             return self.engine().bind(None)
         if (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
             return self.engine(folder).bind(None)
+        from selflen.models import check_adapter
+
+        check_adapter(folder)
         name = f"{self.tag}-{label}" if self.tag else label
         base = self.engine()
         if not base.has_adapter(name):
