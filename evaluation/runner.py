@@ -110,9 +110,6 @@ def run_generate(
     started = time.time()
     with build_engine(backend, model, **(engine_kwargs or {})) as engine:
         if adapter_dir:
-            from selflen.models import check_adapter
-
-            check_adapter(Path(adapter_dir))
             engine.add_adapter(ADAPTER_NAME, adapter_dir)
         responses = generate_responses(engine, rows, benchmark, params, ADAPTER_NAME if adapter_dir else None)
     gen_seconds = time.time() - started

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from omegaconf import OmegaConf
 
 from selflen.config import CONF_DIR, ConfigError, to_config
+from selflen.errors import Interrupted, SelflenError, install_stop_handlers
 
 HYDRA_FLAGS_WITH_VALUE = {
     "--config-path",
@@ -136,6 +137,22 @@ def setup_logging() -> None:
     logging.getLogger("selflen").setLevel(logging.INFO)
 
 
+def report_error(err: SelflenError) -> int:
+    """Print a known error as one line on stderr; return the exit code (128+signal for a stop, else 1)."""
+    last = getattr(err, "last_done", None)
+    if isinstance(err, Interrupted):
+        done = f"last finished stage: {last}" if last else "no stage finished yet"
+        print(f"selflen: {err} during {getattr(err, 'stage', 'setup')} ({done}; every record written is kept); "
+              "re-run the same command to resume", file=sys.stderr)
+        return err.exit_code
+    print(f"selflen: error: {_one_line(str(err))}", file=sys.stderr)
+    return 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "unknown error"
+
+
 def main() -> None:
     """``python train.py`` and the console entry point ``selflen-train``: validate the command, then let Hydra
     compose the config shipped inside the package (``selflen/conf``) and run the loop."""
@@ -152,7 +169,13 @@ def main() -> None:
 
         setup_logging()
         cfg = to_config(raw)
-        summary = run(cfg)
+        install_stop_handlers()
+        try:
+            summary = run(cfg)
+        except SelflenError as err:
+            code = report_error(err)
+            sys.stderr.flush()
+            raise SystemExit(code) from None
         print(format_summary(summary))
         return float(summary.get("objective") or 0.0)  # a sweeper can optimise this
 

@@ -58,5 +58,7 @@ def install_stop_handlers() -> None:
             raise Interrupted(signum)
         request_stop(signum)
 
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers (a library call from a worker thread keeps the defaults)
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)

@@ -61,7 +61,7 @@ def check_chat_template(folder: Path) -> None:
     )
 
 
-def check_adapter(folder: Path) -> None:
+def check_adapter(folder: Path | str) -> None:
     """A LoRA adapter folder must have a readable ``adapter_config.json`` and its weights; else one clear error."""
     folder = Path(folder)
     hint = "delete the finetune stage folder (or redo=[finetune_<role>]) to train it again, or fix the path"

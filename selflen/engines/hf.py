@@ -170,6 +170,9 @@ class HFEngine(Engine):
 
         if self._adapters.get(name) == str(path):
             return
+        from selflen.models import check_adapter
+
+        check_adapter(path)  # a missing or corrupt folder: one clear error, before anything is loaded
         if not self._adapters:
             self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
         else:
