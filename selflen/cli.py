@@ -140,6 +140,8 @@ def setup_logging() -> None:
 def report_error(err: SelflenError) -> int:
     """Print a known error as one line on stderr; return the exit code (128+signal for a stop, else 1)."""
     last = getattr(err, "last_done", None)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)  # off a progress bar the stop cut short
     if isinstance(err, Interrupted):
         done = f"last finished stage: {last}" if last else "no stage finished yet"
         print(f"selflen: {err} during {getattr(err, 'stage', 'setup')} ({done}; every record written is kept); "
