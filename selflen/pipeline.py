@@ -72,6 +72,7 @@ class Runner:
             self.last_done = st.name
             return st
         log.info("stage %s: started", st.name)
+        before = self.engines.stats()
         try:
             res: StageResult = body(st)
         except SelflenError as err:
@@ -79,6 +80,10 @@ class Runner:
             err.stage = st.name  # type: ignore[attr-defined]
             err.last_done = self.last_done  # type: ignore[attr-defined]
             raise
+        engine_stats = {k: v for k, v in (self.engines.stats() - before).items() if v}
+        if engine_stats:  # retries and failed requests of this stage (a server that came and went)
+            log.warning("stage %s: engine %s", st.name, engine_stats)
+            res.extra = {**res.extra, "engine": engine_stats}
         manifest = st.finish(res.counts, res.drops, {"metrics": res.metrics, **res.extra})
         self.last_done = st.name
         self.manifests[st.name] = manifest

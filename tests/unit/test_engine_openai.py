@@ -35,7 +35,14 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_error(404)
             return
-        self.server.hits += 1  # type: ignore[attr-defined]
+        owner = self.server.owner  # type: ignore[attr-defined]
+        with owner.lock:
+            owner.hits += 1
+            crash = owner.hits == owner.die_at
+        if crash:  # die mid-request: no answer on this connection, then down for a while, then back
+            self.close_connection = True
+            threading.Thread(target=owner.crash_and_restart, daemon=True).start()
+            return
         data = json.dumps({"choices": [choice], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -53,6 +60,8 @@ class FakeServer:
             self.port = s.getsockname()[1]
         self.httpd: ThreadingHTTPServer | None = None
         self.hits = 0
+        self.die_at = 0  # the request number on which the server dies (0: never)
+        self.lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -60,15 +69,20 @@ class FakeServer:
 
     def start(self) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
-        self.httpd.hits = self.hits  # type: ignore[attr-defined]
+        self.httpd.owner = self  # type: ignore[attr-defined]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
         if self.httpd is not None:
-            self.hits = self.httpd.hits  # type: ignore[attr-defined]
             self.httpd.shutdown()
             self.httpd.server_close()
             self.httpd = None
+
+
+    def crash_and_restart(self, down_s: float = 0.5) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
 
 
 @pytest.fixture
@@ -138,3 +152,36 @@ def test_a_partial_failure_is_counted_not_raised(server: FakeServer) -> None:
     bad = engine.generate(_requests(["y"]))
     assert not bad[0].ok and engine.stats["errors"] == 1 and engine.stats["transport_errors"] == 0
     engine.close()
+
+
+def test_generate_stage_with_backend_openai_survives_a_server_crash(server: FakeServer, tmp_path: Path) -> None:
+    """The real generate stage through the Runner with ``backend=openai``: the server dies on the 5th request
+    and is back 0.5 s later; the stage completes, every sample id once, and done.json counts the retries."""
+    from hydra import compose, initialize_config_dir
+
+    from selflen.cli import register_resolvers
+    from selflen.config import CONF_DIR, to_config
+    from selflen.pipeline import Runner
+    from selflen.stages import generate
+    from selflen.store import RunLayout
+    from selflen.tracking import NullLogger
+
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        raw = compose("train", overrides=["debug=smoke", "logger=none", "backend=openai",
+                                          f"backend.base_url={server.url}", "backend.concurrency=2"])
+    raw.paths.root = str(tmp_path)
+    raw.paths.run_dir = str(tmp_path / "run")
+    cfg = to_config(raw)
+    runner = Runner(cfg, RunLayout(tmp_path / "run"), tmp_path, NullLogger())
+    insts = [{"id": f"i{k}", "instruction": f"Write a long essay about topic {k}."} for k in range(6)]
+    s = generate.settings(cfg)
+    server.die_at = 5
+    st = runner.run(1, "generate", s, ["root"],
+                    lambda st: generate.run(st, insts, s, runner.engines.for_folder(None, "base")))
+    runner.engines.close()
+    ids = [r["id"] for r in st.records()]
+    assert sorted(ids) == sorted(f"i{k}-s{j}" for k in range(6) for j in range(s.samples))  # none lost or twice
+    assert not any(r["reason"] == "engine_error" for r in st.records())
+    manifest = json.loads((st.dir / "done.json").read_text())
+    assert manifest["engine"]["retries"] >= 1 and "errors" not in manifest["engine"]
