@@ -132,20 +132,26 @@ class RunLock:
         except OSError as err:
             raise StoreError(f"cannot write to the run directory {self.path.parent}: {err.strerror}; "
                              "check its permissions and free space, or choose another hydra.run.dir") from None
+        kernel = True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise self._refuse(self._holder(), "it holds the kernel lock") from None
+        except OSError as err:
+            kernel = False
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise self._refuse(self._holder(), "it holds the kernel lock") from None
+            # a filesystem without flock (some NFS mounts: ENOLCK): the lease alone decides
+            log.warning("no kernel lock on %s (%s); relying on the lease", self.kernel_path, err.strerror)
         self._fd = fd
         try:
             holder = self._holder()
             if holder:
                 same_host = holder.get("host") == socket.gethostname()
                 if same_host and _pid_alive(int(holder.get("pid", -1))) and int(holder.get("pid", -1)) != os.getpid():
-                    # alive but without the kernel lock: an old-style holder, or a filesystem without flock
+                    # alive and not holding the kernel lock we got: a holder of the older lock format, or a
+                    # filesystem without flock where the lease decides; otherwise the pid was reused by another
                     age = time.time() - float(holder.get("renewed", 0))
-                    if age <= float(holder.get("lease_s", self.lease_s)):
+                    if "renewed" not in holder or (not kernel and age <= float(holder.get("lease_s", self.lease_s))):
                         raise self._refuse(holder, "its process is alive")
                 if not same_host:
                     age = time.time() - float(holder.get("renewed", 0))
@@ -194,7 +200,8 @@ class RunLock:
     def _unlock_kernel(self) -> None:
         if self._fd is not None:
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                with contextlib.suppress(OSError):  # closing the descriptor drops it anyway
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
             finally:
                 os.close(self._fd)
                 self._fd = None

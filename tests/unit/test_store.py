@@ -200,3 +200,29 @@ def test_stop_request_raises_after_the_record_is_written(tmp_path: Path) -> None
     finally:
         errors.clear_stop()
     assert info.value.exit_code == 143 and [r["id"] for r in st.records()] == ["a"]
+
+
+def test_without_kernel_locks_the_lease_decides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+    import socket
+
+    def no_flock(_fd: int, _op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")  # some NFS mounts
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    live = {"pid": os.getppid(), "host": socket.gethostname(), "since": "t", "lease_s": 120, "token": "x"}
+    (tmp_path / "run.lock").write_text(json.dumps({**live, "renewed": time.time()}))
+    with pytest.raises(StoreError, match=f"pid {os.getppid()}.*its process is alive"):
+        RunLock(tmp_path).acquire()
+    (tmp_path / "run.lock").write_text(json.dumps({**live, "renewed": time.time() - 500}))  # stopped renewing
+    with RunLock(tmp_path) as lock:
+        assert lock.held
+
+
+def test_old_format_lock_of_a_live_process_is_refused(tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "run.lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+    with pytest.raises(StoreError, match="its process is alive"):
+        RunLock(tmp_path).acquire()
