@@ -229,3 +229,21 @@ def test_report_error_for_a_stop_names_the_last_finished_stage(capsys: pytest.Ca
     assert "last finished stage: iter_1/instruct" in line and "re-run the same command" in line
     assert report_error(Interrupted(signal.SIGINT)) == 130
     assert report_error(StoreError("a\nb")) == 1 and capsys.readouterr().err.endswith("selflen: error: a b\n")
+
+
+def test_train_with_a_server_that_stays_down_stops_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "debug=smoke", "logger=none", "backend=openai",
+                           f"backend.base_url=http://127.0.0.1:{port}/v1", "backend.max_retries=1",
+                           "evaluate.enabled=false", f"hydra.run.dir={run_dir}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    lines = [ln for ln in proc.stderr.splitlines() if "selflen:" in ln]
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert len(lines) == 1 and "selflen: error: the server at http://127.0.0.1" in lines[0], proc.stderr[-3000:]
+    assert "after 1 retries" in lines[0] and "re-run the same command to resume" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (run_dir / "run.lock").exists() and not list(run_dir.glob("**/done.json"))
