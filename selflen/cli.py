@@ -5,8 +5,10 @@ as one line.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -130,6 +132,30 @@ def precheck_or_exit(argv: Sequence[str]) -> None:
     except ConfigError as err:
         print(f"selflen: config error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    problem = run_dir_problem(argv)
+    if problem:
+        print(f"selflen: error: {problem}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def run_dir_problem(argv: Sequence[str]) -> str | None:
+    """Why the run directory of a single run cannot be created (before Hydra tries and prints a traceback).
+
+    >>> run_dir_problem(["hydra.run.dir=/proc/version/run"]).startswith("cannot create the run directory")
+    True
+    """
+    if "-m" in argv or "--multirun" in argv:
+        return None
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    target = Path(given[-1]).expanduser() if given else Path("outputs")
+    target = target if target.is_absolute() else Path.cwd() / target
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_dir() and os.access(probe, os.W_OK | os.X_OK):
+        return None
+    why = "not a directory" if not probe.is_dir() else "permission denied"
+    return f"cannot create the run directory {target}: {probe} is {why}; choose another hydra.run.dir"
 
 
 def setup_logging() -> None:

@@ -247,3 +247,16 @@ def test_train_with_a_server_that_stays_down_stops_with_one_line(tmp_path: Path)
     assert "after 1 retries" in lines[0] and "re-run the same command to resume" in lines[0]
     assert "Traceback" not in proc.stderr
     assert not (run_dir / "run.lock").exists() and not list(run_dir.glob("**/done.json"))
+
+
+def test_unwritable_run_directory_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    from selflen.cli import run_dir_problem
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert run_dir_problem([f"hydra.run.dir={tmp_path / 'new' / 'run'}"]) is None
+    assert "is not a directory" in run_dir_problem([f"hydra.run.dir={blocker / 'run'}"])
+    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "debug=smoke", "logger=none",
+                           f"hydra.run.dir={blocker / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and proc.stderr.startswith("selflen: error: cannot create the run directory")
+    assert proc.stderr.count("\n") == 1 and not (blocker.parent / "run").exists()
