@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    install_stop_handlers()
+    restore = install_stop_handlers()
     try:
         return cmd_score(args) if args.command == "score" else cmd_generate(args)
     except RowError as exc:
@@ -207,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"selflen: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

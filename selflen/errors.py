@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 
 __all__ = ["EngineUnavailable", "Interrupted", "SelflenError", "check_stop", "install_stop_handlers", "stop_requested"]
 
@@ -50,15 +51,23 @@ def check_stop() -> None:
         raise Interrupted(_signum[0] if _signum else signal.SIGTERM)
 
 
-def install_stop_handlers() -> None:
-    """SIGTERM/SIGINT ask for a clean stop at the next record boundary; a second signal stops at once."""
+def install_stop_handlers() -> Callable[[], None]:
+    """SIGTERM/SIGINT ask for a clean stop at the next record boundary; a second signal stops at once.
+
+    Returns a function that puts the previous handlers back (for callers inside a longer-lived process)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # only the main thread may set handlers; a worker thread keeps the defaults
 
     def handler(signum: int, _frame: object) -> None:
         if _stop.is_set():  # second signal: do not wait for the boundary
             raise Interrupted(signum)
         request_stop(signum)
 
-    if threading.current_thread() is not threading.main_thread():
-        return  # only the main thread may set handlers (a library call from a worker thread keeps the defaults)
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        clear_stop()
+
+    return restore

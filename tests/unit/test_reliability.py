@@ -260,3 +260,23 @@ def test_unwritable_run_directory_on_the_command_line_is_one_line(tmp_path: Path
                            f"hydra.run.dir={blocker / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and proc.stderr.startswith("selflen: error: cannot create the run directory")
     assert proc.stderr.count("\n") == 1 and not (blocker.parent / "run").exists()
+
+
+def test_first_signal_asks_for_a_stop_the_second_stops_at_once() -> None:
+    import signal
+
+    from selflen.errors import check_stop, install_stop_handlers, stop_requested
+
+    restore = install_stop_handlers()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert stop_requested()  # nothing raised yet: the stop waits for the next record boundary
+        with pytest.raises(Interrupted, match="SIGTERM"):
+            check_stop()
+        with pytest.raises(Interrupted, match="SIGINT"):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+    finally:
+        restore()
+    assert not stop_requested() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
