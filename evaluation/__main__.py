@@ -1,6 +1,8 @@
 """Command line: ``python -m evaluation {score,generate} ...`` (see ``evaluation/README.md``).
 
-Exit codes: 0 success, 2 bad input (malformed row, missing file, unknown name), 1 anything else.
+Exit codes: 0 success, 2 bad input (malformed row, missing file, unknown name), 1 a known runtime error (model or
+adapter folder unusable, server down, disk full) printed as one line ``selflen: error: ...``; 130/143 when stopped
+by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from evaluation import api
 from evaluation.benchmarks import BENCHMARKS, load_benchmark, slice_rows
 from evaluation.counters import COUNTERS
 from evaluation.records import RowError, read_jsonl, write_jsonl
+from selflen.errors import Interrupted, SelflenError, install_stop_handlers
 
 if TYPE_CHECKING:
     from evaluation.runner import JudgeSettings
@@ -182,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    restore = install_stop_handlers()
     try:
         return cmd_score(args) if args.command == "score" else cmd_generate(args)
     except RowError as exc:
@@ -193,6 +197,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc.args[0] if len(exc.args) == 1 else exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"selflen: {exc}; outputs of this command are incomplete, run it again", file=sys.stderr)
+        return exc.exit_code
+    except SelflenError as exc:
+        print(f"selflen: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"selflen: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

@@ -5,12 +5,15 @@ as one line.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from selflen.config import CONF_DIR, ConfigError, to_config
+from selflen.errors import Interrupted, SelflenError, install_stop_handlers
 
 HYDRA_FLAGS_WITH_VALUE = {
     "--config-path",
@@ -129,11 +132,53 @@ def precheck_or_exit(argv: Sequence[str]) -> None:
     except ConfigError as err:
         print(f"selflen: config error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    problem = run_dir_problem(argv)
+    if problem:
+        print(f"selflen: error: {problem}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def run_dir_problem(argv: Sequence[str]) -> str | None:
+    """Why the run directory of a single run cannot be created (before Hydra tries and prints a traceback).
+
+    >>> run_dir_problem(["hydra.run.dir=/proc/version/run"]).startswith("cannot create the run directory")
+    True
+    """
+    if "-m" in argv or "--multirun" in argv:
+        return None
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    target = Path(given[-1]).expanduser() if given else Path("outputs")
+    target = target if target.is_absolute() else Path.cwd() / target
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_dir() and os.access(probe, os.W_OK | os.X_OK):
+        return None
+    why = "not a directory" if not probe.is_dir() else "permission denied"
+    return f"cannot create the run directory {target}: {probe} is {why}; choose another hydra.run.dir"
 
 
 def setup_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("selflen").setLevel(logging.INFO)
+
+
+def report_error(err: SelflenError) -> int:
+    """Print a known error as one line on stderr; return the exit code (128+signal for a stop, else 1)."""
+    last = getattr(err, "last_done", None)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)  # off a progress bar the stop cut short
+    if isinstance(err, Interrupted):
+        done = f"last finished stage: {last}" if last else "no stage finished yet"
+        print(f"selflen: {err} during {getattr(err, 'stage', 'setup')} ({done}; every record written is kept); "
+              "re-run the same command to resume", file=sys.stderr)
+        return err.exit_code
+    print(f"selflen: error: {_one_line(str(err))}", file=sys.stderr)
+    return 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "unknown error"
 
 
 def main() -> None:
@@ -152,7 +197,13 @@ def main() -> None:
 
         setup_logging()
         cfg = to_config(raw)
-        summary = run(cfg)
+        install_stop_handlers()
+        try:
+            summary = run(cfg)
+        except SelflenError as err:
+            code = report_error(err)
+            sys.stderr.flush()
+            raise SystemExit(code) from None
         print(format_summary(summary))
         return float(summary.get("objective") or 0.0)  # a sweeper can optimise this
 

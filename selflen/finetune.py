@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from selflen.errors import check_stop, stop_requested
+
 log = logging.getLogger(__name__)
 
 
@@ -172,6 +174,12 @@ def train(
     losses: list[float] = []
 
     class _Forward(TrainerCallback):
+        def on_step_end(self, _args, _state, control, **_kw):  # noqa: ANN001, ANN202
+            if stop_requested():  # SIGTERM/SIGINT: save a checkpoint and end training after this step
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
         def on_log(self, _args, state, _control, logs=None, **_kw):  # noqa: ANN001, ANN202
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
@@ -187,10 +195,12 @@ def train(
         peft_config=peft_config,
         callbacks=[_Forward()],
     )
+    check_stop()
     resume = any(ckpt_dir.glob("checkpoint-*"))
     if resume:
         log.info("resuming training from the last checkpoint in %s", ckpt_dir)
     result = trainer.train(resume_from_checkpoint=True if resume else None)
+    check_stop()  # stopped early: the checkpoint is kept, the adapter is not saved, the next run resumes
     tmp = out_dir.parent / (out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.model.save_pretrained(str(tmp))

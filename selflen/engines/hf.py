@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from selflen.engines.base import Completion, Engine, Request, Result, SamplingParams, truncate_at_stop
+from selflen.errors import check_stop
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,9 @@ class HFEngine(Engine):
 
         if self._adapters.get(name) == str(path):
             return
+        from selflen.models import check_adapter
+
+        check_adapter(path)  # a missing or corrupt folder: one clear error, before anything is loaded
         if not self._adapters:
             self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
         else:
@@ -216,6 +220,7 @@ class HFEngine(Engine):
                 for row, completion in zip(chunk, self._generate_chunk(chunk, max_new, stop), strict=True):
                     outputs[(row.request, row.sample)] = completion
                 bar.update(len(chunk))
+                check_stop()  # SIGTERM/SIGINT: stop between batches, before any record of this call is written
         bar.close()
         return [
             Result([outputs[(i, s)] for s in range(req.params.n)], prompt_tokens=prompt_tokens[i])

@@ -1,7 +1,10 @@
 """Engine for any OpenAI-compatible server (``vllm serve``, a hosted judge, a cluster behind a balancer).
 
 Bounded concurrency, a timeout per request, retries with exponential backoff on timeouts, 429 and 5xx. A request
-that still fails comes back as an ``error`` result and is counted in ``stats`` — never raised, never dropped.
+that still fails comes back as an ``error`` result and is counted in ``stats`` (``errors``, ``retries``,
+``transport_errors``) — never dropped. When every request of a ``generate`` call failed to reach the server
+(connection refused, timeouts, 5xx) even after the retries, the server is down: ``EngineUnavailable`` is raised so
+the stage stops with one line instead of writing a stage full of errors; re-running resumes.
 An assistant prefix is continued with ``continue_final_message`` (vLLM's chat API); adapters are served model
 names (``--lora-modules gen=DIR``) or, with ``load_adapters=True``, loaded at run time through
 ``/v1/load_lora_adapter`` (vLLM with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``).
@@ -21,6 +24,7 @@ import httpx
 from tqdm.auto import tqdm
 
 from selflen.engines.base import Completion, Engine, Request, Result, error_result, truncate_at_stop
+from selflen.errors import EngineUnavailable, check_stop
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -82,28 +86,36 @@ class OpenAIEngine(Engine):
             body.update(continue_final_message=True, add_generation_prompt=False)
         return body
 
-    def _call(self, req: Request) -> Result:
+    def _call(self, req: Request) -> tuple[Result, bool]:
+        """The result, and whether it failed for want of a server (transport error or 5xx on every attempt)."""
         body = self._payload(req)
-        last = "no attempt"
+        last, transport = "no attempt", True
         for attempt in range(self.max_retries + 1):
+            check_stop()
             if attempt:
                 self.stats["retries"] += 1
                 time.sleep(self.backoff_s * 2 ** (attempt - 1) * (1 + random.random()))
             try:
                 resp = self.client.post(f"{self.base_url}/chat/completions", json=body)
             except httpx.HTTPError as err:
-                last = f"{type(err).__name__}: {err}"
+                last, transport = f"{type(err).__name__}: {err}", True
                 continue
             if resp.status_code in RETRY_STATUS:
-                last = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                last, transport = f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code >= 500
                 continue
             if resp.status_code != 200:
-                last = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                last, transport = f"HTTP {resp.status_code}: {resp.text[:200]}", False
                 break
-            return self._parse(resp.json(), req)
+            try:
+                return self._parse(resp.json(), req), False
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                last, transport = f"malformed answer ({type(err).__name__}: {err})", False
+                break
         self.stats["errors"] += 1
-        log.warning("request failed after %d attempts: %s", self.max_retries + 1, last)
-        return error_result(last, req.params.n)
+        self.stats["transport_errors"] += int(transport)
+        log.warning("request failed after %d attempts: %s", attempt + 1, last)
+        self._last_error = last
+        return error_result(last, req.params.n), transport
 
     @staticmethod
     def _parse(data: dict, req: Request) -> Result:
@@ -122,7 +134,14 @@ class OpenAIEngine(Engine):
     def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
         with ThreadPoolExecutor(self.concurrency) as pool:
             futures = [pool.submit(self._call, r) for r in requests]
-            return [f.result() for f in tqdm(futures, desc=desc or "generate", disable=desc is None)]
+            done = [f.result() for f in tqdm(futures, desc=desc or "generate", disable=desc is None)]
+        if done and all(down for _, down in done):
+            raise EngineUnavailable(
+                f"the server at {self.base_url} answered none of {len(done)} requests after {self.max_retries} "
+                f"retries ({getattr(self, '_last_error', '?')[:160]}); start it (or fix backend.base_url) and "
+                "re-run the same command to resume"
+            )
+        return [res for res, _ in done]
 
     def close(self) -> None:
         self.client.close()

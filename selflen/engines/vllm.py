@@ -78,6 +78,9 @@ class VLLMEngine(Engine):
         known = self._adapters.get(name)
         if known and known[1] == str(path):
             return
+        from selflen.models import check_adapter
+
+        check_adapter(path)  # a missing or corrupt folder: one clear error, before anything is loaded
         # a new integer id per (name, path): vLLM caches adapters by id, so a retrained adapter needs a new one
         self._next_lora_id += 1
         self._adapters[name] = (self._next_lora_id, str(path))

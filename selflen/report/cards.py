@@ -44,7 +44,7 @@ ROLE_TEXT = {
 }
 PIPE = "\\|"  # a literal pipe inside a Markdown table cell
 SKIPPED_FILES = {"records.jsonl"}  # stage bookkeeping, not training data
-UPLOAD_IGNORE = ["*.lock", "*.tmp", "config_hash", "run.lock", "*.checkpoints/*", "**/*.checkpoints/**"]
+UPLOAD_IGNORE = ["*.lock", "*.tmp", "config_hash", "run.lock", "run.lock.*", "*.checkpoints/*", "**/*.checkpoints/**"]
 
 
 class HubError(RuntimeError):

@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CATEGORIES", "LANGUAGES", "Seed", "load_seeds"]
+from selflen.errors import SelflenError
+
+__all__ = ["CATEGORIES", "LANGUAGES", "Seed", "SeedError", "load_seeds"]
 
 CATEGORIES: tuple[str, ...] = (
     "literature_creative",
@@ -21,6 +23,10 @@ LANGUAGES: tuple[str, ...] = ("en", "zh")
 
 _SEED_DIR = Path(__file__).resolve().parent
 _REQUIRED_FIELDS = ("id", "category", "prompt")
+
+
+class SeedError(SelflenError, ValueError):
+    """A malformed seed file; the message names FILE:LINE."""
 
 
 @dataclass(frozen=True)
@@ -41,33 +47,42 @@ def _default_path(language: str) -> Path:
 def load_seeds(language: str, path: str | Path | None = None) -> list[Seed]:
     """Load the seeds for ``language`` ("en" or "zh"); ``path`` overrides the packaged file.
 
-    Raises ``ValueError`` (naming file and line) on malformed lines, unknown categories or duplicate ids.
+    Raises ``SeedError`` (a ``ValueError`` naming FILE:LINE) on malformed lines, bytes that are not UTF-8, unknown
+    categories, duplicate ids or a file without any seed.
     """
     if language not in LANGUAGES:
-        raise ValueError(f"unknown seed language {language!r}; expected one of {LANGUAGES}")
+        raise SeedError(f"unknown seed language {language!r}; expected one of {LANGUAGES}")
     file = Path(path) if path is not None else _default_path(language)
     seeds: list[Seed] = []
     seen: set[str] = set()
-    with file.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            where = f"{file}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            for key in _REQUIRED_FIELDS:
-                value = obj.get(key)
-                if not isinstance(value, str) or not value.strip():
-                    raise ValueError(f"{where}: field {key!r} missing or not a non-empty string")
-            if obj["category"] not in CATEGORIES:
-                raise ValueError(f"{where}: unknown category {obj['category']!r}; expected one of {CATEGORIES}")
-            if obj["id"] in seen:
-                raise ValueError(f"{where}: duplicate seed id {obj['id']!r}")
-            seen.add(obj["id"])
-            seeds.append(Seed(id=obj["id"], category=obj["category"], prompt=obj["prompt"].strip(), language=language))
+    try:
+        lines = file.read_bytes().decode("utf-8").split("\n")
+    except FileNotFoundError:
+        raise SeedError(f"seed file {file} does not exist") from None
+    except UnicodeDecodeError as exc:
+        line_no = file.read_bytes()[: exc.start].count(b"\n") + 1
+        raise SeedError(f"{file}:{line_no}: not UTF-8 text (byte {exc.object[exc.start]:#x})") from None
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        where = f"{file}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SeedError(f"{where}: invalid JSON ({exc.msg})") from exc
+        if not isinstance(obj, dict):
+            raise SeedError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        for key in _REQUIRED_FIELDS:
+            value = obj.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise SeedError(f"{where}: field {key!r} missing or not a non-empty string")
+        if obj["category"] not in CATEGORIES:
+            raise SeedError(f"{where}: unknown category {obj['category']!r}; expected one of {CATEGORIES}")
+        if obj["id"] in seen:
+            raise SeedError(f"{where}: duplicate seed id {obj['id']!r}")
+        seen.add(obj["id"])
+        seeds.append(Seed(id=obj["id"], category=obj["category"], prompt=obj["prompt"].strip(), language=language))
+    if not seeds:
+        raise SeedError(f"{file}: no seed instructions (the file is empty); restore it or give another file")
     return seeds

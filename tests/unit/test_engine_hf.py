@@ -78,11 +78,15 @@ def test_adapter_changes_output_and_base_stays(engine, perturbed_adapter: Path) 
         engine.generate([Request(chat("x"), params, adapter="missing")])
 
 
-def test_openai_engine_returns_counted_errors_when_the_server_is_down() -> None:
+def test_openai_engine_counts_errors_and_stops_when_the_server_is_down() -> None:
+    from selflen.errors import EngineUnavailable
+
     eng = OpenAIEngine("m", base_url="http://127.0.0.1:9/v1", max_retries=1, backoff_s=0.01, timeout_s=2)
-    res = eng.generate([Request(chat("x"), SamplingParams(max_new_tokens=4, n=2))])[0]
-    assert not res.ok and len(res.outputs) == 2 and res.outputs[0].finish_reason == "error"
-    assert eng.stats["errors"] == 1 and eng.stats["retries"] == 1
+    with pytest.raises(EngineUnavailable, match="answered none of 1 requests after 1 retries"):
+        eng.generate([Request(chat("x"), SamplingParams(max_new_tokens=4, n=2))])
+    assert eng.stats["errors"] == 1 and eng.stats["retries"] == 1 and eng.stats["transport_errors"] == 1
+    res, down = eng._call(Request(chat("x"), SamplingParams(max_new_tokens=4, n=2)))  # one request: an error result
+    assert down and not res.ok and len(res.outputs) == 2 and res.outputs[0].finish_reason == "error"
     eng.close()
 
 

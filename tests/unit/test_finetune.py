@@ -92,3 +92,27 @@ def test_bucketed_remainder_stays_last_so_batches_stay_buckets() -> None:
     buckets = {frozenset(by_length[i : i + 2]) for i in range(0, 6, 2)}
     assert {frozenset(order[i : i + 2]) for i in range(0, 6, 2)} == buckets
     assert order[-1] == by_length[-1]
+
+
+def test_stop_request_mid_training_saves_a_checkpoint_and_the_next_run_resumes(tiny_model: Path,
+                                                                               tmp_path: Path) -> None:
+    import signal
+
+    from selflen import errors
+
+    data = _data(tmp_path / "d.jsonl")
+
+    def stop_at_step_2(m: dict) -> None:
+        if m["step"] == 2:
+            errors.request_stop(signal.SIGTERM)  # what the SIGTERM handler does
+
+    try:
+        with pytest.raises(errors.Interrupted):
+            train(tiny_model, data, tmp_path / "adapter", FAST, on_log=stop_at_step_2)
+    finally:
+        errors.clear_stop()
+    assert not (tmp_path / "adapter").exists()  # no half-trained adapter
+    ckpts = [p.name for p in (tmp_path / "adapter.checkpoints").glob("checkpoint-*")]
+    assert ckpts == ["checkpoint-3"]  # logs of step 2 come after its step end: the stop lands after step 3 of 6
+    stats = train(tiny_model, data, tmp_path / "adapter", FAST)
+    assert stats["resumed"] and stats["steps"] == 6 and (tmp_path / "adapter" / "adapter_config.json").exists()

@@ -95,3 +95,134 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     (tmp_path / "run.lock").write_text(json.dumps({"pid": proc.pid, "host": socket.gethostname()}))
     with RunLock(tmp_path) as lock:
         assert lock.held
+
+
+HOLDER = """
+import sys, time
+from selflen.store import RunLock
+with RunLock(sys.argv[1], lease_s=2):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_live_holder_in_another_process_is_refused_naming_pid_and_host(tmp_path: Path) -> None:
+    import socket
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        time.sleep(2.5)  # past one lease length: the holder renews it, so it is still not taken over
+        with pytest.raises(StoreError, match=f"pid {proc.pid} on {socket.gethostname()}"):
+            RunLock(tmp_path, lease_s=2).acquire()
+        lease = json.loads((tmp_path / "run.lock").read_text())
+        assert time.time() - lease["renewed"] < 2  # renewed by the holder's thread
+    finally:
+        proc.kill()
+        proc.wait()
+    with RunLock(tmp_path, lease_s=2) as lock:  # the kernel lock died with it: taken over at once
+        assert lock.held
+
+
+def _fake_lease(tmp_path: Path, age_s: float, lease_s: float = 120) -> None:
+    (tmp_path / "run.lock").write_text(json.dumps({
+        "pid": 4242, "host": "other-node-17", "since": "2026-01-01T00:00:00", "renewed": time.time() - age_s,
+        "lease_s": lease_s, "token": "other"}))
+
+
+def test_expired_lease_of_another_host_is_taken_over(tmp_path: Path) -> None:
+    _fake_lease(tmp_path, age_s=500)
+    with RunLock(tmp_path) as lock:
+        assert lock.held and json.loads((tmp_path / "run.lock").read_text())["pid"] == os.getpid()
+    assert not (tmp_path / "run.lock").exists()
+
+
+def test_unexpired_lease_of_another_host_is_refused(tmp_path: Path) -> None:
+    _fake_lease(tmp_path, age_s=10)
+    with pytest.raises(StoreError, match="pid 4242 on other-node-17.*lease was renewed"):
+        RunLock(tmp_path).acquire()
+    assert json.loads((tmp_path / "run.lock").read_text())["host"] == "other-node-17"  # left alone
+    import fcntl
+
+    with open(tmp_path / "run.lock.kernel") as f:  # the refused attempt gave its kernel lock back
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_unwritable_run_directory_is_one_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not_a_dir"  # works as root too, unlike chmod
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot write to the run directory"):
+        RunLock(blocker / "run").acquire()
+    with pytest.raises(StoreError, match="cannot create the stage folder"):
+        Stage(blocker / "iter_1" / "generate", "generate", "h")
+
+
+def test_corrupt_record_in_the_middle_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "generate" / "records.jsonl"
+    path.parent.mkdir()
+    path.write_text('{"id": "a"}\n{"id": "b", oops\n{"id": "c"}\n')
+    with pytest.raises(StoreError, match=rf"{path}:2: corrupt record.*redo=\[generate\]"):
+        read_jsonl(path)
+    with pytest.raises(StoreError, match=":2: corrupt record"):
+        Stage(path.parent, "generate", "h")
+    assert path.read_text().endswith('{"id": "c"}\n')  # nothing cut
+
+
+def test_full_disk_during_append_keeps_earlier_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    st = Stage(tmp_path / "s", "s", "h")
+    st.append({"id": "a"})
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StoreError, match="disk is full.*re-run the same command"):
+        st.append({"id": "b", "v": "x" * 1000})
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert [r["id"] for r in read_jsonl(st.records_path)] == ["a"]
+    assert st.records_path.read_text() == '{"id": "a"}\n'  # nothing half-written
+    st2 = Stage(tmp_path / "s", "s", "h")
+    st2.append({"id": "b"})  # resumes
+    assert [r["id"] for r in st2.records()] == ["a", "b"]
+
+
+def test_stop_request_raises_after_the_record_is_written(tmp_path: Path) -> None:
+    from selflen import errors
+
+    st = Stage(tmp_path / "s", "s", "h")
+    errors.request_stop(signal.SIGTERM)
+    try:
+        with pytest.raises(errors.Interrupted) as info:
+            st.append({"id": "a"})
+    finally:
+        errors.clear_stop()
+    assert info.value.exit_code == 143 and [r["id"] for r in st.records()] == ["a"]
+
+
+def test_without_kernel_locks_the_lease_decides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+    import socket
+
+    def no_flock(_fd: int, _op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")  # some NFS mounts
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    live = {"pid": os.getppid(), "host": socket.gethostname(), "since": "t", "lease_s": 120, "token": "x"}
+    (tmp_path / "run.lock").write_text(json.dumps({**live, "renewed": time.time()}))
+    with pytest.raises(StoreError, match=f"pid {os.getppid()}.*its process is alive"):
+        RunLock(tmp_path).acquire()
+    (tmp_path / "run.lock").write_text(json.dumps({**live, "renewed": time.time() - 500}))  # stopped renewing
+    with RunLock(tmp_path) as lock:
+        assert lock.held
+
+
+def test_old_format_lock_of_a_live_process_is_refused(tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "run.lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+    with pytest.raises(StoreError, match="its process is alive"):
+        RunLock(tmp_path).acquire()
