@@ -338,6 +338,37 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError("finetune.method=full needs backend=hf (vllm/openai serve LoRA adapters, not full weights)")
 
 
+SWEEP_ID_IGNORES = ("redo", "seed_note", "logger", "logger.mode", "hydra")
+"""Overrides that do not change what a sweep computes, so re-running with them resumes the same sweep folder."""
+
+
+def sweep_id(overrides: Any) -> str:
+    """A sweep folder name from the command line's task overrides: readable, plus a hash of all of them, so the
+    same ``-m`` command always lands (and resumes) in the same folder.
+
+    >>> sweep_id(["model=llama3,qwen2", "redo=[extend]"]) == sweep_id(["model=llama3,qwen2"])
+    True
+    >>> sweep_id(["model=llama3,qwen2"])[:19]
+    'model=llama3,qwen2-'
+    """
+    import hashlib
+    import re
+
+    kept = sorted(str(o) for o in (overrides or [])
+                  if str(o).lstrip("+~").partition("=")[0].split(".")[0] not in SWEEP_ID_IGNORES)
+    readable = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", "_".join(kept))[:48] or "default"
+    return f"{readable}-{hashlib.sha256(chr(0).join(kept).encode()).hexdigest()[:8]}"
+
+
+def register_resolvers() -> None:
+    """Resolvers the config files use beyond the CLI's own (registered on import, so any entry point has them)."""
+    if not OmegaConf.has_resolver("sweep_id"):
+        OmegaConf.register_new_resolver("sweep_id", sweep_id)
+
+
+register_resolvers()
+
+
 def to_config(raw: DictConfig | dict) -> TrainConfig:
     """Merge a composed Hydra config into the typed schema and check it; errors become one-line ``ConfigError``."""
     schema = OmegaConf.structured(TrainConfig)
