@@ -51,6 +51,7 @@ class Runner:
         )
         self.stages: dict[str, Stage] = {}
         self.manifests: dict[str, dict[str, Any]] = {}
+        self.ran: set[str] = set()  # stages run (not skipped) in this session: only they are logged
 
     def open(self, point: int | str, name: str, settings: Any, inputs: list[str]) -> Stage:
         """The stage folder, its hash from its settings and its inputs' hashes (``root`` = the model itself)."""
@@ -75,6 +76,7 @@ class Runner:
             if i in self.stages and i.rsplit("/", 1)[-1] in ARTIFACT_TYPES:
                 self.logger.use_artifact(i)
         res: StageResult = body(st)
+        self.ran.add(st.name)
         manifest = st.finish(res.counts, res.drops, {"metrics": res.metrics, **res.extra})
         self.manifests[st.name] = manifest
         metrics = {f"{name}/{k}": v for k, v in res.counts.items()}
@@ -185,7 +187,8 @@ def iteration(r: Runner, k: int) -> None:
     r.engines.close()  # free memory for training
     for role, data in zip(("gen", "ext"), sft_data.paths(data_st.dir), strict=True):
         train_role(r, k, role, data, [f"{d}/sft_data", prev[role]])
-    report.log_samples(r.logger, r.ok(f"{d}/select"), k, cfg.logger.samples)
+    if f"{d}/select" in r.ran:  # a resumed run does not log the samples of a finished iteration again
+        report.log_samples(r.logger, r.ok(f"{d}/select"), k, cfg.logger.samples)
 
 
 def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str], epochs: float | None = None) -> None:

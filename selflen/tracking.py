@@ -44,6 +44,7 @@ class NullLogger:
         self.history: list[dict[str, Any]] = []
         self.summary_data: dict[str, Any] = {}
         self.artifacts: list[dict[str, Any]] = []
+        self.tables: dict[str, list[list[Any]]] = {}
         self.used: list[str] = []
         self._pending_inputs: list[str] = []
 
@@ -51,7 +52,7 @@ class NullLogger:
         self.history.append(dict(metrics))
 
     def log_table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        pass
+        self.tables[key] = [list(columns), *[list(r) for r in rows]]
 
     def log_image(self, key: str, path: str | Path) -> None:
         pass
@@ -125,6 +126,7 @@ class WandbLogger(NullLogger):
         self.run.log(metrics)
 
     def log_table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        super().log_table(key, columns, rows)
         self.run.log({key: self._wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
 
     def log_image(self, key: str, path: str | Path) -> None:
