@@ -192,6 +192,8 @@ class EvaluateConfig:
     max_new_tokens: int = 1024
     temperature: float = 0.0
     repetition_penalty: float = 1.1
+    regression_tasks: list[str] = field(default_factory=list)  # lm-eval tasks after the final SFT, e.g. [mmlu]
+    regression_limit: int | None = None  # documents per regression task (None = all)
 
 
 @dataclass

@@ -25,14 +25,25 @@ from selflen.engines import Engine, EnginePool, engine_from_config
 from selflen.models import resolve_model
 from selflen.report import cards
 from selflen.report import summary as report
-from selflen.stages import evaluate, extend, finetune, generate, instruct, length_control, select, sft_data
+from selflen.stages import (
+    evaluate,
+    extend,
+    finetune,
+    generate,
+    instruct,
+    length_control,
+    regression,
+    select,
+    sft_data,
+)
 from selflen.stages.common import StageResult
 from selflen.store import RunLayout, RunLock, Stage, StoreError, config_hash, write_json
 from selflen.tracking import STEP_METRICS, NullLogger, hydra_job_context, open_logger, run_tags
 
 log = logging.getLogger(__name__)
 ARTIFACT_TYPES = {"sft_data": "dataset", "length_control": "dataset", "finetune": "model",
-                  "finetune_gen": "model", "finetune_ext": "model", "evaluate": "evaluation"}
+                  "finetune_gen": "model", "finetune_ext": "model", "evaluate": "evaluation",
+                  "regression": "evaluation"}
 """Stages whose folder is versioned as a W&B artifact, by artifact type (the loop's lineage)."""
 
 
@@ -266,6 +277,11 @@ def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]
         out["final_model"] = r.layout.rel(folder) if folder else None
         if rows is not None and folder is not None:
             evaluate_point(r, "final", rows)
+        if cfg.evaluate.regression_tasks and folder is not None:
+            rs = regression.settings(cfg)
+            st = r.run("final", "regression", rs, ["final/finetune"],
+                       lambda st: regression.run(st, r.model_dir, folder, rs))
+            out["regression"] = r.manifests[st.name].get("regression", {})
     return out
 
 
