@@ -108,7 +108,6 @@ def _sweep_dir(*overrides: str) -> str:
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()  # how `-m` composes the sweep's own config
         cfg = loader.load_configuration("train", list(overrides), run_mode=RunMode.MULTIRUN)
-    from omegaconf import OmegaConf
 
     assert list(cfg.hydra.overrides.task) == list(overrides)
     return str(cfg.hydra.sweep.dir)
