@@ -44,5 +44,5 @@ def run(stage: Stage, base_model: Path, trained: Path, s: RegressionSettings) ->
     metrics = {f"regression/{task}/{metric}/{key}": c[key] for task, ms in comparison.items()
                for metric, c in ms.items() for key in ("base", "other", "delta", "delta_se")}
     unchanged = sum(c["verdict"].startswith("unchanged") for ms in comparison.values() for c in ms.values())
-    return StageResult(counts={"tasks": len(comparison), "unchanged": unchanged}, metrics=metrics,
+    return StageResult(counts={"tasks": len(comparison), "unchanged_metrics": unchanged}, metrics=metrics,
                        extra={"regression": comparison})

@@ -208,3 +208,16 @@ def test_the_wandb_report_object_is_built_offline(tmp_path: Path) -> None:
     filters = [str(g.runsets[0].filters) for g in grids]
     assert "aaaa1111" in filters[0] and "bbbb2222" in filters[0] and "cccc3333" in filters[-1]
     assert all(p._to_model() for p in panels)  # each panel serialises without W&B (runsets need the API)
+
+
+def test_the_compare_report_shows_regression_verdicts(tmp_path: Path) -> None:
+    from selflen.report.compare import regression_section
+    from selflen.report.runs import Run
+
+    verdict = {"n": 10, "base": 0.5, "other": 0.4, "base_se": 0.1, "other_se": 0.1, "delta": -0.1,
+               "delta_se": 0.02, "verdict": "changed by -0.1000 (-5.0 SE)"}
+    runs = [Run(tmp_path, label="qwen2", summary={"regression": {"mmlu": {"acc": verdict}}}), Run(tmp_path, "x")]
+    text = regression_section(runs)
+    assert "General-ability regression" in text and "qwen2: mmlu/acc: base 0.5000 -> 0.4000" in text
+    assert "changed by -0.1000 (-5.0 SE)" in text
+    assert regression_section(runs[1:]) == ""
