@@ -42,19 +42,32 @@ def payloads(path: Path) -> Iterator[bytes]:
             break
 
 
-def records(run_dir: Path) -> list[Any]:
-    """Every record of the (single) offline run under ``run_dir/wandb``."""
+def read(path: Path) -> list[Any]:
+    """The records of one transaction log."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    files = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
-    assert files, f"no offline W&B run under {run_dir}"
     out = []
-    for f in files:
-        for raw in payloads(f):
-            rec = pb.Record()
-            rec.ParseFromString(raw)
-            out.append(rec)
+    for raw in payloads(path):
+        rec = pb.Record()
+        rec.ParseFromString(raw)
+        out.append(rec)
     return out
+
+
+def records(run_dir: Path, timeout: float = 60.0) -> list[Any]:
+    """Every record of the offline runs under ``run_dir/wandb``, oldest first. W&B's service writes the log after
+    ``run.finish()`` returns, so this waits until each log holds its ``exit`` record."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+        logs = [read(f) for f in files]
+        if files and all(any(r.WhichOneof("record_type") == "exit" for r in recs) for recs in logs):
+            return [r for recs in logs for r in recs]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no finished offline W&B run under {run_dir} after {timeout} s")
+        time.sleep(0.2)
 
 
 def of_type(recs: list[Any], kind: str) -> list[Any]:

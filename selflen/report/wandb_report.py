@@ -105,7 +105,7 @@ def build_report(
 
 
 def upload_images(images: Mapping[str, Path], *, project: str, entity: str | None, name: str,
-                  mode: str = "online") -> tuple[str | None, list[str]]:
+                  mode: str = "online", dir: str | Path | None = None) -> tuple[str | None, list[str]]:  # noqa: A002
     """Log the comparison's PNGs as media of a ``report`` run (so the Report shows them, not links to files);
     returns the run's id and the media keys."""
     if not images:
@@ -113,7 +113,7 @@ def upload_images(images: Mapping[str, Path], *, project: str, entity: str | Non
     import wandb
 
     run = wandb.init(project=project, entity=entity, name=name, job_type="report", mode=mode,
-                     reinit="finish_previous")
+                     reinit="finish_previous", dir=str(dir) if dir is not None else None)
     keys = [REPORT_MEDIA_PREFIX + Path(p).stem for p in images.values()]
     try:
         run.log({k: wandb.Image(str(p), caption=c) for k, (c, p) in zip(keys, images.items(), strict=True)})

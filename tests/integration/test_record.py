@@ -46,17 +46,13 @@ def test_smoke_run_record_and_resume(tmp_path: Path) -> None:
     keys = {k for row in wo.history(recs) for k in row}
     assert {"train/gen/learning_rate", "train/gen/grad_norm", "train/gen/loss", "train/learning_rate"} <= keys
     assert "regression/selflen_mini_mc/acc/delta" in keys
+    assert wo.metrics(recs)["*"] == "iteration"  # the stage axis survives the W&B trainer callback's own "*"
 
     res = _train(run, *args, env={"SELFLEN_DATA_DIR": str(empty)})  # resume: everything is done
     assert res.returncode == 0, res.stderr[-3000:]
+    wo.records(run)  # both logs finished
     last = sorted((run / "wandb").glob("offline-run-*"))[-1]
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    again = []
-    for raw in wo.payloads(next(last.glob("run-*.wandb"))):
-        rec = pb.Record()
-        rec.ParseFromString(raw)
-        again.append(rec)
+    again = wo.read(next(last.glob("run-*.wandb")))
     assert not [a for a in wo.artifacts(again) if a["type"] != "run_table"]
     logged = {k for row in wo.history(again) for k in row}
     assert not any(k.startswith(("generate/", "sft_data/", "train/", "regression/", "samples/")) for k in logged)

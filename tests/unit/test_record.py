@@ -221,3 +221,38 @@ def test_the_compare_report_shows_regression_verdicts(tmp_path: Path) -> None:
     assert "General-ability regression" in text and "qwen2: mmlu/acc: base 0.5000 -> 0.4000" in text
     assert "changed by -0.1000 (-5.0 SE)" in text
     assert regression_section(runs[1:]) == ""
+
+
+def test_comparison_plots_are_uploaded_as_media_of_a_report_run(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from selflen.report.wandb_report import upload_images
+
+    png = tmp_path / "growth.png"
+    Image.new("RGB", (8, 8)).save(png)
+    run_id, keys = upload_images({"length growth per run": png}, project="selflen", entity=None, name="report: t",
+                                 mode="offline", dir=tmp_path)
+    assert keys == ["compare/growth"] and run_id
+    recs = wo.records(tmp_path)
+    assert wo.of_type(recs, "run")[0].job_type == "report"
+    row = next(r for r in wo.history(recs) if "compare/growth/_type" in r)
+    assert row["compare/growth/_type"] == "image-file" and row["compare/growth/caption"] == "length growth per run"
+
+
+def test_lm_eval_tasks_read_the_cached_copy(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import importlib.util
+
+    from evaluation.regression import TASKS_DIR
+
+    monkeypatch.setenv("SELFLEN_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("SELFLEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    spec = importlib.util.spec_from_file_location("selflen_task_utils", TASKS_DIR / "utils.py")
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    with pytest.raises(FileNotFoundError):
+        utils.load_benchmark_docs("longen")
+    f = tmp_path / "cache" / "benchmarks" / "longen" / "LonGen.jsonl"
+    f.parent.mkdir(parents=True)
+    f.write_text(json.dumps({"query": "Write a poem.", "constraint": "about 100 words"}) + "\n")
+    assert utils.load_benchmark_docs("longen")["test"][0]["query"] == "Write a poem."
