@@ -350,22 +350,43 @@ def sweep_id(overrides: Any) -> str:
 
     >>> sweep_id(["model=llama3,qwen2", "redo=[extend]"]) == sweep_id(["model=llama3,qwen2"])
     True
-    >>> sweep_id(["model=llama3,qwen2"])[:19]
-    'model=llama3,qwen2-'
+    >>> sweep_id(["debug=smoke", "model=llama3,qwen2"])[:31]
+    'model=llama3,qwen2_debug=smoke-'
     """
     import hashlib
     import re
 
     kept = sorted(str(o) for o in (overrides or [])
                   if str(o).lstrip("+~").partition("=")[0].split(".")[0] not in SWEEP_ID_IGNORES)
-    readable = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", "_".join(kept))[:48] or "default"
+    swept_first = sorted(kept, key=lambda o: ("," not in o, o))  # the swept axes name the folder
+    readable = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", "_".join(swept_first))[:48] or "default"
     return f"{readable}-{hashlib.sha256(chr(0).join(kept).encode()).hexdigest()[:8]}"
+
+
+SWEEP_ID_ENV = "SELFLEN_SWEEP_ID"
+
+
+def pinned_sweep_id(overrides: Any) -> str:
+    """``sweep_id`` of the ``-m`` command, pinned for its jobs.
+
+    Hydra resolves ``hydra.sweep.dir`` first in the sweep's own config (the command line, ``model=llama3,qwen2``)
+    and again in each job's config (``model=llama3``); the first value is kept in ``$SELFLEN_SWEEP_ID`` so every
+    job of the command — in this process or in a launcher's child process that inherits the environment — lands
+    in the same folder."""
+    import os
+
+    pinned = os.environ.get(SWEEP_ID_ENV)
+    if pinned:
+        return pinned
+    value = sweep_id(overrides)
+    os.environ[SWEEP_ID_ENV] = value
+    return value
 
 
 def register_resolvers() -> None:
     """Resolvers the config files use beyond the CLI's own (registered on import, so any entry point has them)."""
     if not OmegaConf.has_resolver("sweep_id"):
-        OmegaConf.register_new_resolver("sweep_id", sweep_id)
+        OmegaConf.register_new_resolver("sweep_id", pinned_sweep_id)
 
 
 register_resolvers()

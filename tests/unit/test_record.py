@@ -97,6 +97,8 @@ def test_offline_wandb_run_holds_artifacts_lineage_and_step_metrics(tmp_path: Pa
 
 
 def _sweep_dir(*overrides: str) -> str:
+    import os
+
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
@@ -105,12 +107,17 @@ def _sweep_dir(*overrides: str) -> str:
     from selflen.config import CONF_DIR
 
     register_resolvers()
+    os.environ.pop("SELFLEN_SWEEP_ID", None)  # a new command
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()  # how `-m` composes the sweep's own config
         cfg = loader.load_configuration("train", list(overrides), run_mode=RunMode.MULTIRUN)
 
     assert list(cfg.hydra.overrides.task) == list(overrides)
-    return str(cfg.hydra.sweep.dir)
+    sweep_dir = str(cfg.hydra.sweep.dir)
+    cfg.hydra.overrides.task = ["model=llama3"]  # a job of the sweep resolves it again: the same folder
+    assert str(cfg.hydra.sweep.dir) == sweep_dir
+    os.environ.pop("SELFLEN_SWEEP_ID", None)
+    return sweep_dir
 
 
 def test_the_same_sweep_command_lands_in_the_same_folder() -> None:
