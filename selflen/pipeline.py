@@ -5,7 +5,11 @@ half-finished one continues from the ids it has.
     iter_0: evaluate (the base model)
     for k in 1..K: instruct -> generate -> select_responses -> extend -> select -> sft_data
                    -> finetune_gen, finetune_ext -> evaluate
-    final: [collect_instruct -> collect_generate] -> length_control -> finetune -> evaluate
+    final: [collect_instruct -> collect_generate] -> length_control -> finetune -> evaluate [-> regression]
+
+Before any stage, ``preflight`` checks the benchmark files evaluation and decontamination need. Each stage that
+runs (not a skipped one) is logged: its metrics against ``iteration``, its folder as a W&B artifact when it is
+data, a model or an evaluation (``ARTIFACT_TYPES``), after declaring the artifacts it read (the lineage).
 
 A stage's identity is the hash of its frozen settings and of the stages it reads (``Runner.open``), so what
 shapes an output and what invalidates it cannot drift apart; evaluation hashes branch off the model they
@@ -96,7 +100,7 @@ class Runner:
         self.logger.log({**metrics, **res.metrics, "iteration": step})
         for key, path in res.images.items():
             self.logger.log_image(key, path)
-        kind = ARTIFACT_TYPES.get(name.split("_")[0] if name.startswith("finetune") else name)
+        kind = ARTIFACT_TYPES.get(name)
         if kind is not None:
             self.logger.log_artifact(st.name, kind, st.dir, {"stage": st.name, "hash": st.hash, "iteration": step,
                                                              "counts": res.counts, "inputs_stages": inputs})
@@ -210,7 +214,7 @@ def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str]
     step = last + 1 if k == "final" else int(k)
 
     def on_log(m: dict[str, float]) -> None:
-        r.logger.log({**{f"train/{role}/{k}": v for k, v in m.items()}, "iteration": step})
+        r.logger.log({**{f"train/{role}/{key}": v for key, v in m.items()}, "iteration": step})
 
     def on_train_begin() -> None:  # the W&B integration sets "*" against its own step: put the axes back
         r.logger.define_metrics(STEP_METRICS)
