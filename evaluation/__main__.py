@@ -1,4 +1,4 @@
-"""Command line: ``python -m evaluation {score,generate} ...`` (see ``evaluation/README.md``).
+"""Command line: ``python -m evaluation {score,generate,regress} ...`` (see ``evaluation/README.md``).
 
 Exit codes: 0 success, 2 bad input (malformed row, missing file, unknown name), 1 a known runtime error (model or
 adapter folder unusable, server down, disk full) printed as one line ``selflen: error: ...``; 130/143 when stopped
@@ -101,7 +101,40 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gen-seed", type=int, default=0, help="sampling seed")
     g.add_argument("--counter", choices=sorted(COUNTERS), help="default: the benchmark's own counter")
     _judge_args(g)
+
+    r = sub.add_parser("regress", help="general-ability regression: base model vs adapter or fine-tuned model "
+                       "on lm-eval tasks, with bootstrap standard errors and a verdict per task")
+    r.add_argument("--model", required=True, help="the base model folder or id")
+    other = r.add_mutually_exclusive_group(required=True)
+    other.add_argument("--adapter", help="LoRA adapter folder (evaluated on top of --model)")
+    other.add_argument("--finetuned", help="a fully fine-tuned model folder")
+    r.add_argument("--tasks", type=_csv, default=["selflen_mini_mc"],
+                   help="comma list of lm-eval tasks, e.g. mmlu (default: the offline selflen_mini_mc)")
+    r.add_argument("--limit", type=float, help="documents per task (a fraction below 1)")
+    r.add_argument("--batch-size", type=int, default=4)
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--dtype", default="float32")
+    r.add_argument("--bootstrap-iters", type=int, default=1000)
+    r.add_argument("--include-path", type=Path, help="extra lm-eval task folder (default: evaluation/lm_eval_tasks)")
+    r.add_argument("--out", type=Path, help="write the full result (JSON)")
     return parser
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    """``regress``: both models on each task; one verdict line per (task, metric)."""
+    from evaluation.regression import TASKS_DIR, run_regression, verdict_lines
+
+    limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
+    result = run_regression(
+        args.model, args.adapter, args.tasks, limit, args.batch_size, args.device, args.dtype,
+        args.include_path or TASKS_DIR, finetuned_dir=args.finetuned, bootstrap_iters=args.bootstrap_iters,
+    )  # fmt: skip
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    for line in verdict_lines(result["comparison"] or {}):
+        print(line)
+    return 0
 
 
 def _judge_settings(args: argparse.Namespace, default_backend: str, cache: Path) -> JudgeSettings | None:
@@ -187,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     restore = install_stop_handlers()
     try:
-        return cmd_score(args) if args.command == "score" else cmd_generate(args)
+        commands = {"score": cmd_score, "generate": cmd_generate, "regress": cmd_regress}
+        return commands[args.command](args)
     except RowError as exc:
         print(f"error: {exc} (use --skip-bad to skip and count malformed rows)", file=sys.stderr)
         return 2

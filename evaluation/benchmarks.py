@@ -10,6 +10,8 @@ reporting intervals. The benchmark file table and the data directory rule live i
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import random
 import re
@@ -29,6 +31,7 @@ __all__ = [
     "annotate",
     "benchmark_file",
     "default_data_dir",
+    "ensure_benchmarks",
     "get_spec",
     "lbw_bucket",
     "load_benchmark",
@@ -37,6 +40,7 @@ __all__ = [
     "slice_rows",
 ]
 
+log = logging.getLogger(__name__)
 default_data_dir = resolve_data_dir  # the one data-directory rule: explicit > $SELFLEN_DATA_DIR > repo default
 
 BENCHMARKS: dict[str, BenchmarkSpec] = BENCHMARK_SPECS
@@ -166,6 +170,46 @@ def load_benchmark(name: str, data_dir: str | Path | None = None, online: bool =
         raise FileNotFoundError(_missing_message(name, path))
     rows, _ = read_jsonl(path)
     return annotate(name, rows)
+
+
+DECONTAMINATION_BENCHMARKS = ("longen", "longbench_write")
+"""The files decontamination needs (the benchmarks whose prompts the training instructions must not overlap)."""
+
+
+def ensure_benchmarks(
+    names: Sequence[str], data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+    online: bool = False,
+) -> Path:
+    """The data directory that holds every benchmark file in ``names``.
+
+    The configured folder (:func:`selflen.data.resolve_data_dir`) if it has them all; else ``<cache_dir>/benchmarks``
+    if an earlier online run fetched them there; else, ``online``, each missing file is fetched once from its public
+    source (LonGen from the hub, LongBench-Write from LongWriter's repository) into ``<cache_dir>/benchmarks``.
+    Offline with a file missing it raises ``FileNotFoundError`` with one line saying how to get them.
+    """
+    configured = resolve_data_dir(data_dir)
+    cache = Path(cache_dir).expanduser() / "benchmarks" if cache_dir else None
+    for folder in (configured, cache):
+        if folder is not None and all((folder / get_spec(n).relpath).is_file() for n in names):
+            return folder
+    if online and cache is not None:
+        for n in names:
+            target = cache / get_spec(n).relpath
+            if not target.is_file():
+                rows = _load_online(get_spec(n))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_suffix(".part")
+                tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+                tmp.rename(target)
+                log.info("benchmark %s: %d rows fetched into %s", n, len(rows), target)
+        return cache
+    where = configured or REPO_DATA_DIR
+    missing = [get_spec(n).relpath for n in names if not (where / get_spec(n).relpath).is_file()]
+    raise FileNotFoundError(
+        f"benchmark files missing under {where}: {', '.join(missing)} -- run once with online=true (and "
+        "SELFLEN_ONLINE=1) to fetch them into the cache, or set SELFLEN_DATA_DIR / paths.data_dir to a folder "
+        "that holds them"
+    )
 
 
 def _as_set(values: str | Sequence[str] | None) -> set[str] | None:

@@ -194,6 +194,8 @@ class EvaluateConfig:
     top_p: float = 1.0
     top_k: int = 0
     repetition_penalty: float = 1.1
+    regression_tasks: list[str] = field(default_factory=list)  # lm-eval tasks after the final SFT, e.g. [mmlu]
+    regression_limit: int | None = None  # documents per regression task (None = all)
 
 
 @dataclass
@@ -338,6 +340,58 @@ def check(cfg: TrainConfig) -> None:
         )
     if cfg.finetune.method == "full" and cfg.backend.name != "hf":
         raise ConfigError("finetune.method=full needs backend=hf (vllm/openai serve LoRA adapters, not full weights)")
+
+
+SWEEP_ID_IGNORES = ("redo", "seed_note", "logger", "logger.mode", "hydra")
+"""Overrides that do not change what a sweep computes, so re-running with them resumes the same sweep folder."""
+
+
+def sweep_id(overrides: Any) -> str:
+    """A sweep folder name from the command line's task overrides: readable, plus a hash of all of them, so the
+    same ``-m`` command always lands (and resumes) in the same folder.
+
+    >>> sweep_id(["model=llama3,qwen2", "redo=[extend]"]) == sweep_id(["model=llama3,qwen2"])
+    True
+    >>> sweep_id(["debug=smoke", "model=llama3,qwen2"])[:31]
+    'model=llama3,qwen2_debug=smoke-'
+    """
+    import hashlib
+    import re
+
+    kept = sorted(str(o) for o in (overrides or [])
+                  if str(o).lstrip("+~").partition("=")[0].split(".")[0] not in SWEEP_ID_IGNORES)
+    swept_first = sorted(kept, key=lambda o: ("," not in o, o))  # the swept axes name the folder
+    readable = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", "_".join(swept_first))[:48] or "default"
+    return f"{readable}-{hashlib.sha256(chr(0).join(kept).encode()).hexdigest()[:8]}"
+
+
+SWEEP_ID_ENV = "SELFLEN_SWEEP_ID"
+
+
+def pinned_sweep_id(overrides: Any) -> str:
+    """``sweep_id`` of the ``-m`` command, pinned for its jobs.
+
+    Hydra resolves ``hydra.sweep.dir`` first in the sweep's own config (the command line, ``model=llama3,qwen2``)
+    and again in each job's config (``model=llama3``); the first value is kept in ``$SELFLEN_SWEEP_ID`` so every
+    job of the command — in this process or in a launcher's child process that inherits the environment — lands
+    in the same folder."""
+    import os
+
+    pinned = os.environ.get(SWEEP_ID_ENV)
+    if pinned:
+        return pinned
+    value = sweep_id(overrides)
+    os.environ[SWEEP_ID_ENV] = value
+    return value
+
+
+def register_resolvers() -> None:
+    """Resolvers the config files use beyond the CLI's own (registered on import, so any entry point has them)."""
+    if not OmegaConf.has_resolver("sweep_id"):
+        OmegaConf.register_new_resolver("sweep_id", pinned_sweep_id)
+
+
+register_resolvers()
 
 
 def to_config(raw: DictConfig | dict) -> TrainConfig:

@@ -131,8 +131,14 @@ def train(
     init_adapter: str | Path | None = None,
     on_log: Callable[[dict[str, float]], None] | None = None,
     dtype: str = "float32",
+    report_to: str = "none",
+    on_train_begin: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Train and save to ``out_dir`` (an adapter folder for LoRA, a model folder for full); returns stats."""
+    """Train and save to ``out_dir`` (an adapter folder for LoRA, a model folder for full); returns stats.
+
+    ``report_to="wandb"`` (only when a W&B run is open) lets the transformers W&B integration log the trainer's own
+    metrics (learning rate, grad norm, throughput) into that run; ``on_train_begin`` runs after it set itself up.
+    ``on_log`` receives every numeric trainer log (``loss``, ``learning_rate``, ``grad_norm``, ...) plus ``step``."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -170,10 +176,15 @@ def train(
                 task_type="CAUSAL_LM",
             )
     ckpt_dir = out_dir.parent / (out_dir.name + ".checkpoints")
-    args = sft_config(s, ckpt_dir, examples=len(keep), max_len=max_len, use_cpu=not torch.cuda.is_available())
+    args = sft_config(s, ckpt_dir, examples=len(keep), max_len=max_len, use_cpu=not torch.cuda.is_available(),
+                      report_to=report_to)
     losses: list[float] = []
 
     class _Forward(TrainerCallback):
+        def on_train_begin(self, _args, _state, _control, **_kw):  # noqa: ANN001, ANN202
+            if on_train_begin:
+                on_train_begin()
+
         def on_step_end(self, _args, _state, control, **_kw):  # noqa: ANN001, ANN202
             if stop_requested():  # SIGTERM/SIGINT: save a checkpoint and end training after this step
                 control.should_save = True
@@ -181,10 +192,13 @@ def train(
             return control
 
         def on_log(self, _args, state, _control, logs=None, **_kw):  # noqa: ANN001, ANN202
-            if logs and "loss" in logs:
+            if not logs:
+                return
+            if "loss" in logs:
                 losses.append(float(logs["loss"]))
-                if on_log:
-                    on_log({"loss": float(logs["loss"]), "step": state.global_step})
+            numeric = {k: float(v) for k, v in logs.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            if on_log and numeric:
+                on_log({**numeric, "step": state.global_step})
 
     trainer_cls = _bucketed(SFTTrainer, s.batch_size, s.seed) if s.batching == "bucketed" else SFTTrainer
     trainer = trainer_cls(
@@ -219,7 +233,8 @@ def train(
     return stats
 
 
-def sft_config(s: TrainSettings, ckpt_dir: Path, *, examples: int, max_len: int, use_cpu: bool):  # noqa: ANN201
+def sft_config(s: TrainSettings, ckpt_dir: Path, *, examples: int, max_len: int, use_cpu: bool,  # noqa: ANN201
+               report_to: str = "none"):
     """TRL's ``SFTConfig`` for one training run: loss on the completion only, checkpoints for resuming."""
     from trl import SFTConfig
 
@@ -238,7 +253,8 @@ def sft_config(s: TrainSettings, ckpt_dir: Path, *, examples: int, max_len: int,
         save_strategy="steps",
         save_steps=s.save_steps,
         save_total_limit=1,
-        report_to="none",
+        report_to=report_to,
+        run_name=ckpt_dir.parent.name if report_to != "none" else None,
         seed=s.seed,
         bf16=s.bf16,
         use_cpu=use_cpu,

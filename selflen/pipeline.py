@@ -5,7 +5,11 @@ half-finished one continues from the ids it has.
     iter_0: evaluate (the base model)
     for k in 1..K: instruct -> generate -> select_responses -> extend -> select -> sft_data
                    -> finetune_gen, finetune_ext -> evaluate
-    final: [collect_instruct -> collect_generate] -> length_control -> finetune -> evaluate
+    final: [collect_instruct -> collect_generate] -> length_control -> finetune -> evaluate [-> regression]
+
+Before any stage, ``preflight`` checks the benchmark files evaluation and decontamination need. Each stage that
+runs (not a skipped one) is logged: its metrics against ``iteration``, its folder as a W&B artifact when it is
+data, a model or an evaluation (``ARTIFACT_TYPES``), after declaring the artifacts it read (the lineage).
 
 A stage's identity is the hash of its frozen settings and of the stages it reads (``Runner.open``), so what
 shapes an output and what invalidates it cannot drift apart; evaluation hashes branch off the model they
@@ -26,12 +30,26 @@ from selflen.errors import SelflenError, check_stop
 from selflen.models import resolve_model
 from selflen.report import cards
 from selflen.report import summary as report
-from selflen.stages import evaluate, extend, finetune, generate, instruct, length_control, select, sft_data
+from selflen.stages import (
+    evaluate,
+    extend,
+    finetune,
+    generate,
+    instruct,
+    length_control,
+    regression,
+    select,
+    sft_data,
+)
 from selflen.stages.common import StageResult
 from selflen.store import RunLayout, RunLock, Stage, StoreError, config_hash, write_json
-from selflen.tracking import NullLogger, open_logger
+from selflen.tracking import STEP_METRICS, NullLogger, hydra_job_context, open_logger, run_tags
 
 log = logging.getLogger(__name__)
+ARTIFACT_TYPES = {"sft_data": "dataset", "length_control": "dataset", "finetune": "model",
+                  "finetune_gen": "model", "finetune_ext": "model", "evaluate": "evaluation",
+                  "regression": "evaluation"}
+"""Stages whose folder is versioned as a W&B artifact, by artifact type (the loop's lineage)."""
 
 
 class Runner:
@@ -50,6 +68,7 @@ class Runner:
         self.stages: dict[str, Stage] = {}
         self.manifests: dict[str, dict[str, Any]] = {}
         self.last_done: str | None = None  # the last stage finished (or found finished), for the stop message
+        self.ran: set[str] = set()  # stages run (not skipped) in this session: only they are logged
 
     def open(self, point: int | str, name: str, settings: Any, inputs: list[str]) -> Stage:
         """The stage folder, its hash from its settings and its inputs' hashes (``root`` = the model itself)."""
@@ -72,6 +91,9 @@ class Runner:
             self.last_done = st.name
             return st
         log.info("stage %s: started", st.name)
+        for i in inputs:  # lineage: the artifacts this stage reads
+            if i in self.stages and i.rsplit("/", 1)[-1] in ARTIFACT_TYPES:
+                self.logger.use_artifact(i)
         before = self.engines.stats()
         try:
             res: StageResult = body(st)
@@ -80,6 +102,7 @@ class Runner:
             err.stage = st.name  # type: ignore[attr-defined]
             err.last_done = self.last_done  # type: ignore[attr-defined]
             raise
+        self.ran.add(st.name)
         engine_stats = {k: v for k, v in (self.engines.stats() - before).items() if v}
         if engine_stats:  # retries and failed requests of this stage (a server that came and went)
             log.warning("stage %s: engine %s", st.name, engine_stats)
@@ -93,6 +116,12 @@ class Runner:
         self.logger.log({**metrics, **res.metrics, "iteration": step})
         for key, path in res.images.items():
             self.logger.log_image(key, path)
+        kind = ARTIFACT_TYPES.get(name)
+        if kind is not None:
+            self.logger.log_artifact(st.name, kind, st.dir, {"stage": st.name, "hash": st.hash, "iteration": step,
+                                                             "counts": res.counts, "inputs_stages": inputs})
+        if name == "evaluate":
+            log_eval_table(self.logger, st.dir, step)
         log.info("stage %s: done in %.1f s %s", st.name, manifest["seconds"], res.counts)
         return st
 
@@ -107,6 +136,7 @@ class Runner:
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) the whole loop for ``cfg``; returns the summary also written to ``summary.json``."""
+    cfg = preflight(cfg)  # before any folder, lock or model: a fresh machine without the benchmarks stops here
     layout = RunLayout(Path(cfg.paths.run_dir).expanduser().resolve())
     layout.root.mkdir(parents=True, exist_ok=True)
     with RunLock(layout.root):
@@ -120,14 +150,14 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             seed=cfg.seed,
         )
         write_json(layout.config_path, to_dict(cfg))
-        lg = cfg.logger
+        lg, job = cfg.logger, hydra_job_context()  # a -m job: its sweep is its group, its overrides its tags
         with open_logger(
             lg.name,
             run_dir=layout.root,
-            config=to_dict(cfg),
+            config={**to_dict(cfg), "hydra_job": job},
             project=lg.project,
-            group=lg.group,
-            tags=[*lg.tags, cfg.model.name, cfg.backend.name],
+            group=lg.group or job.get("sweep"),
+            tags=run_tags([*lg.tags, cfg.model.name, cfg.backend.name], job.get("overrides", [])),
             mode=lg.mode,
             entity=lg.entity,
             online=cfg.online,
@@ -141,6 +171,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
 
 def run_loop(r: Runner) -> dict[str, Any]:
     cfg = r.cfg
+    r.logger.define_metrics(STEP_METRICS)
     rows = eval_rows(cfg) if cfg.evaluate.enabled else None
     t0 = time.time()
     if rows is not None and cfg.evaluate.base:
@@ -154,6 +185,8 @@ def run_loop(r: Runner) -> dict[str, Any]:
                                  backend=cfg.backend.name, wall_seconds=round(time.time() - t0, 1))
     plots = report.write_run_plots(r.layout, summary.pop("words_by_iter"), r.logger)
     summary["plots"] = [r.layout.rel(p) for p in plots]
+    summary["checks_off"] = [k for k, on in (("evaluate.enabled", cfg.evaluate.enabled),
+                                             ("instruct.decontaminate", cfg.instruct.decontaminate)) if not on]
     write_json(r.layout.summary_path, summary)
     r.logger.summary(report.flat_for_logger(summary))
     return summary
@@ -185,7 +218,8 @@ def iteration(r: Runner, k: int) -> None:
     r.engines.close()  # free memory for training
     for role, data in zip(("gen", "ext"), sft_data.paths(data_st.dir), strict=True):
         train_role(r, k, role, data, [f"{d}/sft_data", prev[role]])
-    report.log_samples(r.logger, r.ok(f"{d}/select"), k, cfg.logger.samples)
+    if f"{d}/select" in r.ran:  # a resumed run does not log the samples of a finished iteration again
+        report.log_samples(r.logger, r.ok(f"{d}/select"), k, cfg.logger.samples)
 
 
 def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str], epochs: float | None = None) -> None:
@@ -196,9 +230,13 @@ def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str]
     step = last + 1 if k == "final" else int(k)
 
     def on_log(m: dict[str, float]) -> None:
-        r.logger.log({f"train/{role}/loss": m["loss"], f"train/{role}/step": m["step"], "iteration": step})
+        r.logger.log({**{f"train/{role}/{key}": v for key, v in m.items()}, "iteration": step})
 
-    inputs_ = finetune.FinetuneInputs(data, r.model_dir, r.layout, on_log)
+    def on_train_begin() -> None:  # the W&B integration sets "*" against its own step: put the axes back
+        r.logger.define_metrics(STEP_METRICS)
+
+    report_to = "wandb" if r.logger.active else "none"
+    inputs_ = finetune.FinetuneInputs(data, r.model_dir, r.layout, on_log, report_to, on_train_begin)
     st = r.run(k, "finetune" if role == "final" else f"finetune_{role}", s, inputs,
                lambda st: finetune.run(st, inputs_, s))
     folder = finetune.trained_folder(st, s)
@@ -260,6 +298,11 @@ def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]
         out["final_model"] = r.layout.rel(folder) if folder else None
         if rows is not None and folder is not None:
             evaluate_point(r, "final", rows)
+        if cfg.evaluate.regression_tasks and folder is not None:
+            rs = regression.settings(cfg)
+            st = r.run("final", "regression", rs, ["final/finetune"],
+                       lambda st: regression.run(st, r.model_dir, folder, rs))
+            out["regression"] = r.manifests[st.name].get("regression", {})
     return out
 
 
@@ -303,11 +346,44 @@ def model_info(r: Runner) -> dict[str, Any]:
     return cards.describe_model(m.name, r.model_dir, source=m.source, revision=m.revision)
 
 
+def log_eval_table(logger: NullLogger, stage_dir: Path, step: int) -> None:
+    """The evaluation's answers as a W&B table per iteration: prompt, required and produced words, score, finish."""
+    from evaluation.records import read_jsonl
+
+    path = stage_dir / "scored.jsonl"
+    if not path.is_file():
+        return
+    rows, _ = read_jsonl(path)
+    columns = ["iteration", "id", "prompt", "required_words", "produced_words", "score", "finish_reason"]
+    logger.log_table(f"eval/generations/iter_{step}", columns, [
+        [step, r.get("id"), str(r.get("query") or r.get("prompt") or "")[:2000], r.get("required"), r.get("words"),
+         r.get("score"), r.get("finish_reason")] for r in rows])
+
+
+def preflight(cfg: TrainConfig) -> TrainConfig:
+    """Check that the benchmark files the run needs are here (fetching them once into the cache when online);
+    returns ``cfg`` pointing at the folder that holds them. Evaluation and decontamination are only ever off when
+    the config says so (``evaluate.enabled=false``, ``instruct.decontaminate=false``; the summary records it)."""
+    from evaluation.benchmarks import DECONTAMINATION_BENCHMARKS, ensure_benchmarks
+
+    names = ([cfg.evaluate.benchmark] if cfg.evaluate.enabled else []) + (
+        list(DECONTAMINATION_BENCHMARKS) if cfg.instruct.decontaminate else [])
+    if not names:
+        return cfg
+    try:
+        folder = ensure_benchmarks(list(dict.fromkeys(names)), cfg.paths.data_dir or None, cfg.paths.cache_dir,
+                                   online=cfg.online)
+    except FileNotFoundError as err:
+        raise StoreError(f"{err}; or switch them off explicitly with evaluate.enabled=false "
+                         "instruct.decontaminate=false") from None
+    return replace(cfg, paths=replace(cfg.paths, data_dir=str(folder)))
+
+
 def eval_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
     """The held-out slice every evaluation point answers; a missing benchmark stops the run before any stage."""
     data_dir = Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else None
     try:
-        return evaluate.load_rows(evaluate.settings(cfg, 0), data_dir, online=cfg.online)
+        return evaluate.load_rows(evaluate.settings(cfg, 0), data_dir)  # preflight fetched it
     except FileNotFoundError as err:
         raise StoreError(
             f"{str(err).splitlines()[0]} -- set paths.data_dir (or SELFLEN_DATA_DIR) to the benchmark folder, "

@@ -43,15 +43,38 @@ class NullLogger:
     def __init__(self) -> None:
         self.history: list[dict[str, Any]] = []
         self.summary_data: dict[str, Any] = {}
+        self.artifacts: list[dict[str, Any]] = []
+        self.tables: dict[str, list[list[Any]]] = {}
+        self.used: list[str] = []
+        self._pending_inputs: list[str] = []
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         self.history.append(dict(metrics))
 
     def log_table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        pass
+        self.tables[key] = [list(columns), *[list(r) for r in rows]]
 
     def log_image(self, key: str, path: str | Path) -> None:
         pass
+
+    def log_artifact(self, name: str, type: str, path: str | Path, metadata: dict[str, Any] | None = None) -> None:  # noqa: A002
+        """Version ``path`` (a file or folder) as artifact ``name`` of ``type`` (dataset / model / evaluation)."""
+        self.artifacts.append({"name": artifact_name(name), "type": type, "path": str(path),
+                               "metadata": dict(metadata or {}), "inputs": list(self._pending_inputs)})
+        self._pending_inputs.clear()
+
+    def use_artifact(self, name: str) -> None:
+        """Declare artifact ``name`` an input of what is logged next (the lineage edge)."""
+        self._pending_inputs.append(artifact_name(name))
+        self.used.append(artifact_name(name))
+
+    def define_metrics(self, step_metrics: dict[str, str]) -> None:
+        """Chart ``glob -> step metric`` (e.g. ``train/gen/*`` against ``train/gen/step``)."""
+
+    @property
+    def active(self) -> bool:
+        """Whether a W&B run is open (so the trainer's own W&B integration may report into it)."""
+        return False
 
     def summary(self, values: dict[str, Any]) -> None:
         self.summary_data.update(values)
@@ -103,10 +126,42 @@ class WandbLogger(NullLogger):
         self.run.log(metrics)
 
     def log_table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        super().log_table(key, columns, rows)
         self.run.log({key: self._wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
 
     def log_image(self, key: str, path: str | Path) -> None:
         self.run.log({key: self._wandb.Image(str(path))})
+
+    def log_artifact(self, name: str, type: str, path: str | Path, metadata: dict[str, Any] | None = None) -> None:  # noqa: A002
+        inputs = list(self._pending_inputs)
+        super().log_artifact(name, type, path, metadata)
+        path = Path(path)
+        # offline W&B cannot resolve used artifacts, so each artifact also names its inputs in its metadata
+        art = self._wandb.Artifact(artifact_name(name), type=type, metadata={**(metadata or {}), "inputs": inputs})
+        if path.is_dir():
+            art.add_dir(str(path))
+        else:
+            art.add_file(str(path))
+        self.run.log_artifact(art)
+
+    def use_artifact(self, name: str) -> None:
+        super().use_artifact(name)
+        if self.run.settings._offline:
+            return  # wandb refuses use_artifact offline; the edge is in the next artifact's metadata
+        try:
+            self.run.use_artifact(f"{artifact_name(name)}:latest")
+        except Exception as err:  # not logged yet (e.g. an input from before logging was on)
+            log.info("use_artifact(%s) skipped: %s", name, err)
+
+    def define_metrics(self, step_metrics: dict[str, str]) -> None:
+        for step in set(step_metrics.values()):
+            self.run.define_metric(step, hidden=True)
+        for glob, step in step_metrics.items():
+            self.run.define_metric(glob, step_metric=step)
+
+    @property
+    def active(self) -> bool:
+        return self._wandb.run is self.run
 
     def summary(self, values: dict[str, Any]) -> None:
         super().summary(values)
@@ -114,6 +169,51 @@ class WandbLogger(NullLogger):
 
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)
+
+
+def artifact_name(name: str) -> str:
+    """A W&B artifact name from a stage name (``iter_1/sft_data`` -> ``iter_1-sft_data``).
+
+    >>> artifact_name("iter_1/finetune_gen")
+    'iter_1-finetune_gen'
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
+
+
+STEP_METRICS = {"train/gen/*": "train/gen/step", "train/ext/*": "train/ext/step", "train/final/*": "train/final/step",
+                "train/*": "train/global_step", "*": "iteration"}
+"""The chart axes: each role's training curve against its own step, the trainer's own metrics (lr, grad_norm,
+throughput from the transformers W&B integration) against its global step, every stage metric against the
+iteration."""
+
+
+def hydra_job_context() -> dict[str, Any]:
+    """The sweep this job belongs to (its folder name, the W&B group) and the job's own overrides, from Hydra's
+    runtime config; empty outside a Hydra job. A single run (no ``-m``) has no sweep."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized():
+            return {}
+        hc = HydraConfig.get()
+        out: dict[str, Any] = {"overrides": [str(o) for o in hc.overrides.task]}
+        if hc.mode == RunMode.MULTIRUN:
+            out["sweep"] = Path(str(hc.sweep.dir)).name
+            out["override_dirname"] = str(hc.job.override_dirname)
+        return out
+    except Exception as err:  # never let bookkeeping stop a run
+        log.debug("no Hydra job context: %s", err)
+        return {}
+
+
+def run_tags(tags: Sequence[str], overrides: Sequence[str]) -> list[str]:
+    """W&B tags: the configured ones plus the job's overrides (W&B caps a tag at 64 characters).
+
+    >>> run_tags(["x"], ["model=qwen2", "x"])
+    ['x', 'model=qwen2']
+    """
+    return list(dict.fromkeys(str(t)[:64] for t in [*tags, *overrides]))
 
 
 def _persisted_id(run_dir: Path) -> str:

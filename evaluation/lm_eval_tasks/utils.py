@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,24 @@ from evaluation.benchmarks import benchmark_file  # noqa: E402
 from evaluation.counters import count_words_longbench_write, count_words_longen  # noqa: E402
 
 
+def cached_benchmark_file(name: str) -> Path | None:
+    """The copy ``evaluation.benchmarks.ensure_benchmarks`` fetched into ``$SELFLEN_CACHE`` (else
+    ``~/.cache/selflen``)``/benchmarks``, if there is one."""
+    from selflen.data import BENCHMARK_SPECS
+
+    cache = Path(os.environ.get("SELFLEN_CACHE") or "~/.cache/selflen").expanduser()
+    path = cache / "benchmarks" / BENCHMARK_SPECS[name].relpath
+    return path if path.is_file() else None
+
+
 def load_benchmark_docs(selflen_benchmark: str = "", data_files: Any = None, **kwargs: Any) -> Any:
     """A selflen benchmark as a ``DatasetDict`` with one ``test`` split (lm-eval's ``custom_dataset`` hook).
 
     The file is the task's ``dataset_kwargs.data_files`` when it sets one (relative paths are resolved against the
     working directory, as by ``datasets``); otherwise the benchmark's file (``selflen.data.BENCHMARK_SPECS``) in
     the data directory of ``selflen.data.resolve_data_dir``: ``$SELFLEN_DATA_DIR``, else ``<repo>/../shared/data``,
-    whatever the working directory. Other keyword arguments (lm-eval passes the task metadata and the model
-    arguments) are ignored.
+    whatever the working directory; else the copy an online run fetched into the selflen cache. Other keyword
+    arguments (lm-eval passes the task metadata and the model arguments) are ignored.
     """
     import datasets
 
@@ -33,6 +44,8 @@ def load_benchmark_docs(selflen_benchmark: str = "", data_files: Any = None, **k
         if not selflen_benchmark:
             raise ValueError("set dataset_kwargs.selflen_benchmark (or dataset_kwargs.data_files) in the task")
         path = benchmark_file(selflen_benchmark)
+        if not path.is_file():  # fetched once by `python train.py online=true` into the selflen cache
+            path = cached_benchmark_file(selflen_benchmark) or path
         if not path.is_file():
             raise FileNotFoundError(
                 f"{selflen_benchmark}: {path} not found; set SELFLEN_DATA_DIR to the folder that holds "

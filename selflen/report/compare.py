@@ -74,7 +74,8 @@ def plot_scatter(runs: Sequence[Run], path: Path) -> Path | None:
 
 def compare(run_dirs: Sequence[Path], out: Path, title: str = "selflen run comparison",
             use_wandb: bool = True) -> Path:
-    """Read the runs, write ``out/report.md`` and its PNG plots; returns the report's path."""
+    """Read the runs, write ``out/report.md`` and its PNG plots; with ``use_wandb`` (``--publish``) and W&B
+    online, also save a W&B Report (plots uploaded as media) and link it; returns the report's path."""
     runs = [load_run(p) for p in run_dirs]
     label_runs(runs)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,13 +86,22 @@ def compare(run_dirs: Sequence[Path], out: Path, title: str = "selflen run compa
         ("required vs produced words", plot_scatter(runs, out / "required_vs_produced.png")),
     ) if p is not None}
     notes = [f"{r.label}: {r.status}" for r in runs if not r.complete]
-    text = render_report(runs, drawn, title, notes)
-    url = wandb_report(runs, title, text) if use_wandb else None
+    text = render_report(runs, drawn, title, notes) + regression_section(runs)
+    url = wandb_report(runs, title, text, images=drawn) if use_wandb else None
     if url:
         text += f"\nW&B report: {url}\n"
     report = out / REPORT_NAME
     report.write_text(text, encoding="utf-8")
     return report
+
+
+def regression_section(runs: Sequence[Run]) -> str:
+    """The general-ability verdicts of the runs that ran ``final/regression`` (empty when none did)."""
+    from evaluation.regression import verdict_lines
+
+    lines = [f"- {r.label}: {line}" for r in runs for line in verdict_lines((r.summary or {}).get("regression") or {})]
+    return "\n## General-ability regression (final model vs base, paired bootstrap SE)\n\n" + "\n".join(lines) + "\n" \
+        if lines else ""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: <first sweep>/comparison, else ./comparison)")
     p.add_argument("--title", default="selflen run comparison")
-    p.add_argument("--no-wandb", action="store_true", help="never try to create a W&B Report")
+    p.add_argument("--publish", action="store_true",
+                   help="save a W&B Report (needs WANDB_MODE=online and an API key; `pip install selflen[reports]`)")
+    p.add_argument("--no-wandb", action="store_true", help="never try to create a W&B Report (the default)")
     return p
 
 
@@ -130,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: nothing to compare; give run directories or --sweep DIR", file=sys.stderr)
         return 2
     out = args.out or ((args.sweep[0] / "comparison") if args.sweep else Path("comparison"))
-    report = compare(run_dirs, out, title=args.title, use_wandb=not args.no_wandb)
+    report = compare(run_dirs, out, title=args.title, use_wandb=args.publish and not args.no_wandb)
     print(f"compared {len(run_dirs)} runs -> {report}")
     for png in sorted(out.glob("*.png")):
         print(f"plot: {png}")

@@ -38,6 +38,8 @@ class FinetuneInputs:
     base_model_dir: Path
     layout: RunLayout
     on_log: Callable[[dict[str, float]], None] | None = None
+    report_to: str = "none"  # "wandb" only while a W&B run is open (the trainer logs lr, grad norm, throughput)
+    on_train_begin: Callable[[], None] | None = None
 
 
 def settings(cfg, role: str, epochs: float | None = None) -> FinetuneSettings:  # noqa: ANN001 - TrainConfig
@@ -86,6 +88,8 @@ def run(stage: Stage, inputs: FinetuneInputs, s: FinetuneSettings, engine: None 
         init_adapter=root / s.init_adapter if s.init_adapter else None,
         on_log=inputs.on_log,
         dtype=s.dtype,
+        report_to=inputs.report_to,
+        on_train_begin=inputs.on_train_begin,
     )
     return StageResult(
         counts={"examples": stats["examples"], "dropped_too_long": stats["dropped_too_long"]},

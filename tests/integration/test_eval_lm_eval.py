@@ -61,3 +61,21 @@ def test_regression_base_vs_adapter_on_mini_mc(tiny_model: Path, perturbed_adapt
         result["adapter"]["selflen_mini_mc"]["acc"] - result["base"]["selflen_mini_mc"]["acc"]
     )
     assert json.dumps(result)  # plain data, ready for a report
+
+
+def test_regress_cli_base_vs_finetuned_on_mini_mc(tiny_model: Path, perturbed_adapter: Path, tmp_path: Path) -> None:
+    """``python -m evaluation regress`` on the offline task: the same model twice is unchanged (delta 0), an adapter
+    gets a verdict per metric with bootstrap standard errors."""
+    from evaluation.__main__ import main
+
+    out = tmp_path / "same.json"
+    assert main(["regress", "--model", str(tiny_model), "--finetuned", str(tiny_model), "--tasks",
+                 "selflen_mini_mc", "--limit", "8", "--out", str(out)]) == 0
+    same = json.loads(out.read_text())["comparison"]["selflen_mini_mc"]["acc"]
+    assert same["n"] == 8 and same["delta"] == 0.0 and same["verdict"] == "unchanged within 2 SE"
+    assert same["base_se"] >= 0.0
+    out = tmp_path / "adapter.json"
+    assert main(["regress", "--model", str(tiny_model), "--adapter", str(perturbed_adapter), "--tasks",
+                 "selflen_mini_mc", "--limit", "8", "--out", str(out)]) == 0
+    acc = json.loads(out.read_text())["comparison"]["selflen_mini_mc"]["acc"]
+    assert acc["verdict"].startswith(("unchanged", "changed")) and acc["delta_se"] >= 0.0
