@@ -141,7 +141,7 @@ def train(
     ``on_log`` receives every numeric trainer log (``loss``, ``learning_rate``, ``grad_norm``, ...) plus ``step``."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer, TrainerCallback
     from trl import SFTTrainer
 
     out_dir = Path(out_dir)
@@ -159,22 +159,7 @@ def train(
     max_len = max(lengths[i] for i in keep)
     stats.update(max_length=max_len, tokens=sum(lengths[i] for i in keep))
 
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype, "auto")
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype)
-    peft_config = None
-    if s.method == "lora":
-        from peft import LoraConfig, PeftModel
-
-        if init_adapter:
-            model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
-        else:
-            peft_config = LoraConfig(
-                r=s.r,
-                lora_alpha=s.alpha,
-                lora_dropout=s.dropout,
-                target_modules=s.target_modules,
-                task_type="CAUSAL_LM",
-            )
+    model, peft_config = load_model(model_dir, s, dtype, init_adapter)
     ckpt_dir = out_dir.parent / (out_dir.name + ".checkpoints")
     args = sft_config(s, ckpt_dir, examples=len(keep), max_len=max_len, use_cpu=not torch.cuda.is_available(),
                       report_to=report_to)
@@ -231,6 +216,25 @@ def train(
         resumed=resume,
     )
     return stats
+
+
+def load_model(model_dir: str | Path, s: TrainSettings, dtype: str, init_adapter: str | Path | None):  # noqa: ANN201
+    """The model to train and, for a new LoRA adapter, its PEFT config (None when continuing an adapter or for full
+    fine-tuning)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype, "auto")
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype)
+    if s.method != "lora":
+        return model, None
+    from peft import LoraConfig, PeftModel
+
+    if init_adapter:
+        return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True), None
+    config = LoraConfig(r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target_modules,
+                        task_type="CAUSAL_LM")
+    return model, config
 
 
 def sft_config(s: TrainSettings, ckpt_dir: Path, *, examples: int, max_len: int, use_cpu: bool,  # noqa: ANN201

@@ -30,6 +30,7 @@ from selflen.errors import SelflenError, check_stop
 from selflen.models import resolve_model
 from selflen.report import cards
 from selflen.report import summary as report
+from selflen.run_inputs import decontaminator, eval_rows, preflight, seed_prompts
 from selflen.stages import (
     evaluate,
     extend,
@@ -42,7 +43,7 @@ from selflen.stages import (
     sft_data,
 )
 from selflen.stages.common import StageResult
-from selflen.store import RunLayout, RunLock, Stage, StoreError, config_hash, write_json
+from selflen.store import RunLayout, RunLock, Stage, config_hash, write_json
 from selflen.tracking import STEP_METRICS, NullLogger, hydra_job_context, open_logger, run_tags
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class Runner:
             self.logger.log_artifact(st.name, kind, st.dir, {"stage": st.name, "hash": st.hash, "iteration": step,
                                                              "counts": res.counts, "inputs_stages": inputs})
         if name == "evaluate":
-            log_eval_table(self.logger, st.dir, step)
+            report.log_eval_table(self.logger, st.dir, step)
         log.info("stage %s: done in %.1f s %s", st.name, manifest["seconds"], res.counts)
         return st
 
@@ -322,21 +323,13 @@ def collect_round(r: Runner) -> str:
 
 
 def write_data_card(r: Runner, st: Stage, point: int | str, settings: dict[str, Any]) -> None:
-    """README card of a data folder: model, seeds, the settings of the stages that made it, their counts."""
-    names = [n for n in r.manifests if n.startswith(st.name.rsplit("/", 1)[0] + "/")]
-    manifests = {n: r.manifests[n] for n in names}
-    cards.write_data_card(
-        st.dir,
-        title=f"selflen {'length-control' if point == 'final' else f'iteration {point}'} SFT data "
-        f"({r.cfg.model.name})",
-        model=model_info(r),
-        seeds=cards.describe_seeds(r.cfg.language.name),
-        sampling=asdict(next(iter(settings.values()))).get("sampling") or {},
-        filters={name: asdict(s) for name, s in settings.items()},
-        counts={f"{n}/{c}": v for n, m in manifests.items() for c, v in m.get("counts", {}).items()},
-        drops={f"{n}/{c}": v for n, m in manifests.items() for c, v in m.get("drops", {}).items()},
-        licence_note=cards.default_licence_note(r.cfg.model.name),
-        extra={"iteration": point, "experiment": r.cfg.experiment, "debug": r.cfg.debug,
+    """README card of a data folder from the settings and manifests of the stages that made it."""
+    prefix = st.name.rsplit("/", 1)[0] + "/"
+    cards.write_run_data_card(
+        st.dir, point=point, model=model_info(r), language=r.cfg.language.name, model_name=r.cfg.model.name,
+        settings={name: asdict(s) for name, s in settings.items()},
+        manifests={n: m for n, m in r.manifests.items() if n.startswith(prefix)},
+        extra={"experiment": r.cfg.experiment, "debug": r.cfg.debug,
                "git_commit": r.manifests.get(st.name, {}).get("git_commit")},
     )
 
@@ -344,67 +337,3 @@ def write_data_card(r: Runner, st: Stage, point: int | str, settings: dict[str, 
 def model_info(r: Runner) -> dict[str, Any]:
     m = r.cfg.model
     return cards.describe_model(m.name, r.model_dir, source=m.source, revision=m.revision)
-
-
-def log_eval_table(logger: NullLogger, stage_dir: Path, step: int) -> None:
-    """The evaluation's answers as a W&B table per iteration: prompt, required and produced words, score, finish."""
-    from evaluation.records import read_jsonl
-
-    path = stage_dir / "scored.jsonl"
-    if not path.is_file():
-        return
-    rows, _ = read_jsonl(path)
-    columns = ["iteration", "id", "prompt", "required_words", "produced_words", "score", "finish_reason"]
-    logger.log_table(f"eval/generations/iter_{step}", columns, [
-        [step, r.get("id"), str(r.get("query") or r.get("prompt") or "")[:2000], r.get("required"), r.get("words"),
-         r.get("score"), r.get("finish_reason")] for r in rows])
-
-
-def preflight(cfg: TrainConfig) -> TrainConfig:
-    """Check that the benchmark files the run needs are here (fetching them once into the cache when online);
-    returns ``cfg`` pointing at the folder that holds them. Evaluation and decontamination are only ever off when
-    the config says so (``evaluate.enabled=false``, ``instruct.decontaminate=false``; the summary records it)."""
-    from evaluation.benchmarks import DECONTAMINATION_BENCHMARKS, ensure_benchmarks
-
-    names = ([cfg.evaluate.benchmark] if cfg.evaluate.enabled else []) + (
-        list(DECONTAMINATION_BENCHMARKS) if cfg.instruct.decontaminate else [])
-    if not names:
-        return cfg
-    try:
-        folder = ensure_benchmarks(list(dict.fromkeys(names)), cfg.paths.data_dir or None, cfg.paths.cache_dir,
-                                   online=cfg.online)
-    except FileNotFoundError as err:
-        raise StoreError(f"{err}; or switch them off explicitly with evaluate.enabled=false "
-                         "instruct.decontaminate=false") from None
-    return replace(cfg, paths=replace(cfg.paths, data_dir=str(folder)))
-
-
-def eval_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
-    """The held-out slice every evaluation point answers; a missing benchmark stops the run before any stage."""
-    data_dir = Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else None
-    try:
-        return evaluate.load_rows(evaluate.settings(cfg, 0), data_dir)  # preflight fetched it
-    except FileNotFoundError as err:
-        raise StoreError(
-            f"{str(err).splitlines()[0]} -- set paths.data_dir (or SELFLEN_DATA_DIR) to the benchmark folder, "
-            "or switch evaluation off with evaluate.enabled=false"
-        ) from None
-
-
-def seed_prompts(language: str) -> list[str]:
-    from selflen.seeds import load_seeds
-
-    return [s.prompt for s in load_seeds(language)]
-
-
-def decontaminator(cfg: TrainConfig):  # noqa: ANN201
-    from selflen.decontam import Decontaminator, default_data_dir
-
-    data_dir = Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else default_data_dir()
-    if data_dir is None or not data_dir.exists():
-        raise StoreError(
-            "decontamination needs the benchmark files (LonGen, LongBench-Write): set paths.data_dir or "
-            "SELFLEN_DATA_DIR, or switch it off with instruct.decontaminate=false"
-        )
-    dec = Decontaminator.from_data_dir(data_dir)
-    return dec if dec.size else None

@@ -326,3 +326,23 @@ def push_to_hub(folder: Path | str, repo_id: str, online: bool, *, repo_type: st
                       ignore_patterns=list(ignore_patterns), commit_message=f"{PROJECT}: upload {folder.name}")
     log.info("uploaded %s to %s", folder, url)
     return str(url)
+
+
+def write_run_data_card(folder: Path, *, point: int | str, model: Mapping[str, Any], language: str,
+                        model_name: str, settings: Mapping[str, Mapping[str, Any]],
+                        manifests: Mapping[str, Mapping[str, Any]], extra: Mapping[str, Any]) -> Path:
+    """The card of a run's data folder (an iteration's SFT data or the length-control data): the settings of the
+    stages that made it (their frozen settings, so the card cannot drift from what ran) and their counts."""
+    first = next(iter(settings.values()), {})
+    return write_data_card(
+        folder,
+        title=f"selflen {'length-control' if point == 'final' else f'iteration {point}'} SFT data ({model_name})",
+        model=model,
+        seeds=describe_seeds(language),
+        sampling=first.get("sampling") or {},
+        filters=dict(settings),
+        counts={f"{n}/{c}": v for n, m in manifests.items() for c, v in (m.get("counts") or {}).items()},
+        drops={f"{n}/{c}": v for n, m in manifests.items() for c, v in (m.get("drops") or {}).items()},
+        licence_note=default_licence_note(model_name),
+        extra={"iteration": point, **extra},
+    )

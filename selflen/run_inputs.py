@@ -1,0 +1,62 @@
+"""What a run reads besides its own stages: the benchmark files (checked before anything starts, fetched once when
+online), the held-out evaluation slice, the seed instructions and the decontamination set."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from selflen.config import TrainConfig
+from selflen.stages import evaluate
+from selflen.store import StoreError
+
+
+def preflight(cfg: TrainConfig) -> TrainConfig:
+    """Check that the benchmark files the run needs are here (fetching them once into the cache when online);
+    returns ``cfg`` pointing at the folder that holds them. Evaluation and decontamination are only ever off when
+    the config says so (``evaluate.enabled=false``, ``instruct.decontaminate=false``; the summary records it)."""
+    from evaluation.benchmarks import DECONTAMINATION_BENCHMARKS, ensure_benchmarks
+
+    names = ([cfg.evaluate.benchmark] if cfg.evaluate.enabled else []) + (
+        list(DECONTAMINATION_BENCHMARKS) if cfg.instruct.decontaminate else [])
+    if not names:
+        return cfg
+    try:
+        folder = ensure_benchmarks(list(dict.fromkeys(names)), cfg.paths.data_dir or None, cfg.paths.cache_dir,
+                                   online=cfg.online)
+    except FileNotFoundError as err:
+        raise StoreError(f"{err}; or switch them off explicitly with evaluate.enabled=false "
+                         "instruct.decontaminate=false") from None
+    return replace(cfg, paths=replace(cfg.paths, data_dir=str(folder)))
+
+
+def eval_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The held-out slice every evaluation point answers; a missing benchmark stops the run before any stage."""
+    data_dir = Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else None
+    try:
+        return evaluate.load_rows(evaluate.settings(cfg, 0), data_dir)  # preflight fetched it
+    except FileNotFoundError as err:
+        raise StoreError(
+            f"{str(err).splitlines()[0]} -- set paths.data_dir (or SELFLEN_DATA_DIR) to the benchmark folder, "
+            "or switch evaluation off with evaluate.enabled=false"
+        ) from None
+
+
+def seed_prompts(language: str) -> list[str]:
+    from selflen.seeds import load_seeds
+
+    return [s.prompt for s in load_seeds(language)]
+
+
+def decontaminator(cfg: TrainConfig):  # noqa: ANN201
+    from selflen.decontam import Decontaminator, default_data_dir
+
+    data_dir = Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else default_data_dir()
+    if data_dir is None or not data_dir.exists():
+        raise StoreError(
+            "decontamination needs the benchmark files (LonGen, LongBench-Write): set paths.data_dir or "
+            "SELFLEN_DATA_DIR, or switch it off with instruct.decontaminate=false"
+        )
+    dec = Decontaminator.from_data_dir(data_dir)
+    return dec if dec.size else None
