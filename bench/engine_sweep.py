@@ -91,11 +91,20 @@ def main() -> int:
                 tokens = sum(o.tokens for r in res for o in r.outputs)
                 assert tokens == batch * args.max_new_tokens, tokens
                 runs.append(
-                    {"batch": batch, "tokens": tokens, "wall_s": round(wall, 3), "cpu_s": round(cpu, 2),
-                     "tok_s": round(tokens / wall, 2), "loadavg_1m": load}
+                    {
+                        "batch": batch,
+                        "tokens": tokens,
+                        "wall_s": round(wall, 3),
+                        "cpu_s": round(cpu, 2),
+                        "tok_s": round(tokens / wall, 2),
+                        "loadavg_1m": load,
+                    }
                 )
-                print(f"[{args.label}] B={batch} {tokens / wall:.1f} tok/s ({wall:.1f} s, CPU {cpu:.1f} s, "
-                      f"load {load:.2f})", flush=True)
+                print(
+                    f"[{args.label}] B={batch} {tokens / wall:.1f} tok/s ({wall:.1f} s, CPU {cpu:.1f} s, "
+                    f"load {load:.2f})",
+                    flush=True,
+                )
         record["runs"] = runs
     finally:
         engine.close()

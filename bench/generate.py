@@ -117,7 +117,9 @@ class Row:
     def as_dict(self, floor_tps: float, bf16_floor_tps: float | None = None) -> dict[str, Any]:
         return {
             **asdict(self),
-            "engine_pct_of_bf16_floor": None if bf16_floor_tps is None else round(100 * self.engine_tps / bf16_floor_tps, 3),
+            "engine_pct_of_bf16_floor": None
+            if bf16_floor_tps is None
+            else round(100 * self.engine_tps / bf16_floor_tps, 3),
             "bare_tokens_per_s": round(self.bare_tps, 3),
             "engine_tokens_per_s": round(self.engine_tps, 3),
             "engine_over_bare": round(self.ratio, 4),
@@ -357,13 +359,15 @@ def table(rows: Sequence[Row], floor_tps: float, bf16_floor_tps: float | None = 
     bf16 = bf16_floor_tps is not None
     lines = [
         "| engine | config | batch | new tok/seq | bare tok/s | engine tok/s | engine/bare (wall) | "
-        "engine/bare (CPU time) | bare % floor | engine % floor |" + (" engine % bf16 floor |" if bf16 else "")
+        "engine/bare (CPU time) | bare % floor | engine % floor |"
+        + (" engine % bf16 floor |" if bf16 else "")
         + " load (1 min) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if bf16 else "") + "---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.engine} | {r.config} | {r.batch} | {r.new_tokens_per_seq} | {r.bare_tps:.1f} | {r.engine_tps:.1f} | "
+            f"| {r.engine} | {r.config} | {r.batch} | {r.new_tokens_per_seq} | {r.bare_tps:.1f} | "
+            f"{r.engine_tps:.1f} | "
             f"{r.ratio:.3f} | {r.cpu_ratio:.3f} | {100 * r.bare_tps / floor_tps:.1f}% | "
             f"{100 * r.engine_tps / floor_tps:.1f}% |"
             + (f" {100 * r.engine_tps / bf16_floor_tps:.1f}% |" if bf16 else "")
@@ -406,9 +410,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--small", action="store_true", help="the previous small batches 1,8,32 (overrides --batch-sizes)")
     ap.add_argument("--hf-batch-sizes", default=None, help="batch sizes for the hf side only (default: --batch-sizes)")
     ap.add_argument("--engine-only", action="store_true", help="time the engines alone (no bare loop side)")
-    ap.add_argument("--hf-kwargs", default="{}", help='extra HFEngine arguments, JSON (e.g. \'{"dtype": "bfloat16"}\')')
     ap.add_argument(
-        "--vllm-kwargs", default="{}", help='extra VLLMEngine arguments, JSON (e.g. \'{"single_process": true}\')'
+        "--hf-kwargs", default="{}", help='extra HFEngine arguments, JSON (e.g. \'{"dtype": "bfloat16"}\')'
+    )
+    ap.add_argument(
+        "--vllm-kwargs", default="{}", help="extra VLLMEngine arguments, JSON (e.g. '{\"single_process\": true}')"
     )
     ap.add_argument("--max-new-tokens", type=int, default=128, help="tokens generated per sequence (forced)")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per side and batch size (fastest is used)")
@@ -475,7 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             engine_only=args.engine_only,
         )
         for r in vrows:
-            r.config = json.dumps({"dtype": "float32", "enable_lora": not args.vllm_no_lora, **vllm_kwargs}, sort_keys=True)
+            r.config = json.dumps(
+                {"dtype": "float32", "enable_lora": not args.vllm_no_lora, **vllm_kwargs}, sort_keys=True
+            )
         rows += vrows
     rate_end, _ = matmul_gflops()
     print()

@@ -56,8 +56,14 @@ def main() -> int:
             reqs = [
                 Request(
                     [{"role": "user", "content": r["query"]}],
-                    SamplingParams(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.1,
-                                   max_new_tokens=budget, seed=args.seed + i),
+                    SamplingParams(
+                        temperature=0.7,
+                        top_p=0.8,
+                        top_k=20,
+                        repetition_penalty=1.1,
+                        max_new_tokens=budget,
+                        seed=args.seed + i,
+                    ),
                 )
                 for i, r in enumerate(picked)
             ]

@@ -35,14 +35,16 @@ def main() -> int:
     prompts = ["Write a short poem about the sea.", "Explain what a compiler does."]
     reqs = [Request([{"role": "user", "content": p}], greedy, adapter=a) for p in prompts for a in (None, "x")]
     texts = {}
-    for backend, kwargs in (("hf", {"dtype": "float32", "device": "cpu"}),
-                            ("vllm", {"dtype": "float32", "single_process": True, "max_lora_rank": 8})):
+    for backend, kwargs in (
+        ("hf", {"dtype": "float32", "device": "cpu"}),
+        ("vllm", {"dtype": "float32", "single_process": True, "max_lora_rank": 8}),
+    ):
         with build_engine(backend, model_dir, **kwargs) as engine:
             engine.add_adapter("x", out)
             texts[backend] = [r.text for r in engine.generate(reqs)]
     report = {
         "adapter_changes_text": [texts["vllm"][i] != texts["vllm"][i + 1] for i in (0, 2)],
-        "engines_agree": [a == b for a, b in zip(texts["hf"], texts["vllm"])],
+        "engines_agree": [a == b for a, b in zip(texts["hf"], texts["vllm"], strict=True)],
         "texts": texts,
     }
     print(json.dumps(report, indent=1))

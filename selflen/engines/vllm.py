@@ -168,7 +168,9 @@ class VLLMEngine(Engine):
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         # the sampler patch reaches the sampler only when it runs in this process
         self.fast_top_k_top_p = bool(
-            fast_top_k_top_p and cpu and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+            fast_top_k_top_p
+            and cpu
+            and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
             and _install_fast_top_k_top_p()
         )
         from vllm import LLM
@@ -310,7 +312,10 @@ class VLLMEngine(Engine):
             log.info(
                 "%d prompts (%d tokens) exceed max_num_batched_tokens=%d: generating in %d waves; raise "
                 "max_num_batched_tokens to run them together",
-                len(prompt_lengths), sum(prompt_lengths), budget, len(waves),
+                len(prompt_lengths),
+                sum(prompt_lengths),
+                budget,
+                len(waves),
             )
         return waves
 
