@@ -32,8 +32,16 @@ Compute floor: the median GFLOP/s of a fp32 ``torch.mm`` (2048 x 2048, ``--threa
 rate; the table reports each side as a percentage of it. At batch 1 decoding is bound by streaming the fp32 weights
 (~540 MB per token), not by FLOPs, so low percentages there are expected.
 
-    HF_HUB_OFFLINE=1 python bench/generate.py                      # batch 1, 8, 32; 128 new tokens; both engines
+The same run also measures a bf16 ``torch.mm`` when the CPU has native bf16 (AVX512-BF16 / AMX) and reports each
+engine against that "bf16 floor" too (the fp32 floor stays the reference: the % column). ``--hf-kwargs`` /
+``--vllm-kwargs`` pass engine constructor arguments (JSON), ``--engine-only`` skips the bare loops, and every
+row records the 1-minute load average after each timed run.
+
+    HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE python bench/generate.py   # batch 64, 128; 128 new tokens; both engines
+    HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE python bench/generate.py --small   # the previous batch 1, 8, 32
     HF_HUB_OFFLINE=1 python bench/generate.py --batch-sizes 1,8 --max-new-tokens 32 --skip-vllm
+    HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE python bench/generate.py --engine-only --hf-batch-sizes 64 \
+        --vllm-kwargs '{"dtype": "bf16_if_supported", "single_process": true, "max_num_batched_tokens": 16384}'
 """
 
 from __future__ import annotations
@@ -87,10 +95,12 @@ class Row:
     engine_s: list[float] = field(default_factory=list)
     bare_cpu_s: list[float] = field(default_factory=list)
     engine_cpu_s: list[float] = field(default_factory=list)
+    loadavg_1m: list[float] = field(default_factory=list)  # after each timed run
+    config: str = ""
 
     @property
     def bare_tps(self) -> float:
-        return self.tokens / min(self.bare_s)
+        return self.tokens / min(self.bare_s) if self.bare_s else float("nan")
 
     @property
     def engine_tps(self) -> float:
@@ -102,11 +112,14 @@ class Row:
 
     @property
     def cpu_ratio(self) -> float:
-        return min(self.bare_cpu_s) / min(self.engine_cpu_s)
+        return min(self.bare_cpu_s) / min(self.engine_cpu_s) if self.bare_cpu_s else float("nan")
 
-    def as_dict(self, floor_tps: float) -> dict[str, Any]:
+    def as_dict(self, floor_tps: float, bf16_floor_tps: float | None = None) -> dict[str, Any]:
         return {
             **asdict(self),
+            "engine_pct_of_bf16_floor": None
+            if bf16_floor_tps is None
+            else round(100 * self.engine_tps / bf16_floor_tps, 3),
             "bare_tokens_per_s": round(self.bare_tps, 3),
             "engine_tokens_per_s": round(self.engine_tps, 3),
             "engine_over_bare": round(self.ratio, 4),
@@ -131,13 +144,13 @@ def cpu_seconds() -> float:
     return total
 
 
-def matmul_gflops(n: int = 2048, runs: int = 9) -> tuple[float, list[float]]:
-    """Median fp32 ``torch.mm`` rate (GFLOP/s) of an n x n product, with the current torch thread count."""
+def matmul_gflops(n: int = 2048, runs: int = 9, dtype: str = "float32") -> tuple[float, list[float]]:
+    """Median ``torch.mm`` rate (GFLOP/s) of an n x n product in ``dtype``, with the current torch thread count."""
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen)
-    b = torch.randn(n, n, generator=gen)
+    a = torch.randn(n, n, generator=gen).to(getattr(torch, dtype))
+    b = torch.randn(n, n, generator=gen).to(getattr(torch, dtype))
     torch.mm(a, b)  # warm-up: thread pool and allocator
     rates = []
     for _ in range(runs):
@@ -145,6 +158,17 @@ def matmul_gflops(n: int = 2048, runs: int = 9) -> tuple[float, list[float]]:
         torch.mm(a, b)
         rates.append(2 * n**3 / (time.perf_counter() - t0) / 1e9)
     return statistics.median(rates), rates
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 matmul on this CPU (AVX512-BF16 / AMX); the engine's own probe when it is importable."""
+    try:
+        from selflen.engines.vllm import cpu_has_bf16 as probe
+    except ImportError:
+        import torch
+
+        return bool(torch.cpu._is_avx512_bf16_supported())
+    return probe()
 
 
 def prompts(count: int) -> list[str]:
@@ -184,34 +208,47 @@ def compare(
     batch: int,
     new_tokens: int,
     repeats: int,
-    bare: Callable[[int], int],
+    bare: Callable[[int], int] | None,
     engine: Callable[[int], int],
 ) -> Row:
-    """Warm both sides up, then alternate them ``repeats`` times; both must produce ``batch * new_tokens`` tokens."""
+    """Warm both sides up, then alternate them ``repeats`` times; both must produce ``batch * new_tokens`` tokens.
+
+    ``bare=None`` times the engine alone (``--engine-only``)."""
     expected = batch * new_tokens
-    bare(min(4, new_tokens))
+    if bare is not None:
+        bare(min(4, new_tokens))
     engine(min(4, new_tokens))
     row = Row(engine_name, batch, new_tokens, expected)
     for r in range(repeats):
-        sides = [("bare", bare), ("engine", engine)]
+        sides = [("bare", bare), ("engine", engine)] if bare is not None else [("engine", engine)]
         for side, fn in sides if r % 2 == 0 else sides[::-1]:
             seconds, cpu, produced = timed(lambda fn=fn: fn(new_tokens))
             if produced != expected:
                 raise RuntimeError(f"{engine_name} {side} B={batch}: produced {produced} tokens, expected {expected}")
             (row.bare_s if side == "bare" else row.engine_s).append(round(seconds, 4))
             (row.bare_cpu_s if side == "bare" else row.engine_cpu_s).append(round(cpu, 3))
+            row.loadavg_1m.append(round(os.getloadavg()[0], 2))
             print(
                 f"  {engine_name:4s} B={batch:<3d} {side:6s} {seconds:8.2f} s  {produced / seconds:8.2f} tok/s  "
-                f"(CPU {cpu:7.2f} s)",
+                f"(CPU {cpu:7.2f} s, load {os.getloadavg()[0]:.2f})",
                 flush=True,
             )
     return row
 
 
-def bench_hf(model_dir: str, batch_sizes: Sequence[int], new_tokens: int, repeats: int, s: Sampling) -> list[Row]:
+def bench_hf(
+    model_dir: str,
+    batch_sizes: Sequence[int],
+    new_tokens: int,
+    repeats: int,
+    s: Sampling,
+    engine_kwargs: dict[str, Any] | None = None,
+    engine_only: bool = False,
+) -> list[Row]:
     from selflen.engines.hf import HFEngine
 
-    engine = HFEngine(model_dir, dtype="float32", device="cpu", batch_size=max(batch_sizes))
+    kwargs = {"dtype": "float32", "device": "cpu", **(engine_kwargs or {})}
+    engine = HFEngine(model_dir, batch_size=max(batch_sizes), **kwargs)
     real_stop_ids = list(engine.stop_ids)
     engine.stop_ids = [-1]  # benchmark-only: no row stops early, so the engine decodes exactly max_new_tokens
     rows = []
@@ -226,7 +263,7 @@ def bench_hf(model_dir: str, batch_sizes: Sequence[int], new_tokens: int, repeat
         def run_bare(n: int, ids: list[list[int]] = ids) -> int:
             return bare_hf(engine.model, engine.tokenizer, ids, n, s, real_stop_ids)
 
-        rows.append(compare("hf", batch, new_tokens, repeats, run_bare, run_engine))
+        rows.append(compare("hf", batch, new_tokens, repeats, None if engine_only else run_bare, run_engine))
     engine.close()
     return rows
 
@@ -258,7 +295,14 @@ def bare_hf(model: Any, tok: Any, ids: list[list[int]], n: int, s: Sampling, sto
 
 
 def bench_vllm(
-    model_dir: str, batch_sizes: Sequence[int], new_tokens: int, repeats: int, s: Sampling, enable_lora: bool
+    model_dir: str,
+    batch_sizes: Sequence[int],
+    new_tokens: int,
+    repeats: int,
+    s: Sampling,
+    enable_lora: bool,
+    engine_kwargs: dict[str, Any] | None = None,
+    engine_only: bool = False,
 ) -> tuple[list[Row], float]:
     from vllm import SamplingParams as VSP
 
@@ -266,7 +310,8 @@ def bench_vllm(
     from selflen.engines.vllm import VLLMEngine
 
     t0 = time.perf_counter()
-    engine = VLLMEngine(model_dir, dtype="float32", enable_lora=enable_lora, seed=s.seed)
+    kwargs = {"dtype": "float32", "enable_lora": enable_lora, "seed": s.seed, **(engine_kwargs or {})}
+    engine = VLLMEngine(model_dir, **kwargs)
     start_s = time.perf_counter() - t0
     llm = engine.llm
     bare_generate = llm.generate
@@ -304,23 +349,29 @@ def bench_vllm(
                 outs = bare_generate(prompts_, params, use_tqdm=False)
                 return sum(len(o.token_ids) for out in outs for o in out.outputs)
 
-            rows.append(compare("vllm", batch, new_tokens, repeats, run_bare, run_engine))
+            rows.append(compare("vllm", batch, new_tokens, repeats, None if engine_only else run_bare, run_engine))
     finally:
         engine.close()
     return rows, start_s
 
 
-def table(rows: Sequence[Row], floor_tps: float) -> str:
+def table(rows: Sequence[Row], floor_tps: float, bf16_floor_tps: float | None = None) -> str:
+    bf16 = bf16_floor_tps is not None
     lines = [
-        "| engine | batch | tokens | bare tok/s | engine tok/s | engine/bare (wall) | engine/bare (CPU time) | "
-        "bare % floor | engine % floor |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| engine | config | batch | new tok/seq | bare tok/s | engine tok/s | engine/bare (wall) | "
+        "engine/bare (CPU time) | bare % floor | engine % floor |"
+        + (" engine % bf16 floor |" if bf16 else "")
+        + " load (1 min) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if bf16 else "") + "---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.engine} | {r.batch} | {r.tokens} | {r.bare_tps:.1f} | {r.engine_tps:.1f} | "
+            f"| {r.engine} | {r.config} | {r.batch} | {r.new_tokens_per_seq} | {r.bare_tps:.1f} | "
+            f"{r.engine_tps:.1f} | "
             f"{r.ratio:.3f} | {r.cpu_ratio:.3f} | {100 * r.bare_tps / floor_tps:.1f}% | "
             f"{100 * r.engine_tps / floor_tps:.1f}% |"
+            + (f" {100 * r.engine_tps / bf16_floor_tps:.1f}% |" if bf16 else "")
+            + f" {', '.join(f'{x:.1f}' for x in r.loadavg_1m)} |"
         )
     return "\n".join(lines)
 
@@ -355,7 +406,16 @@ def machine() -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--batch-sizes", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
+    ap.add_argument("--batch-sizes", default="64,128", help="comma-separated batch sizes (default 64,128)")
+    ap.add_argument("--small", action="store_true", help="the previous small batches 1,8,32 (overrides --batch-sizes)")
+    ap.add_argument("--hf-batch-sizes", default=None, help="batch sizes for the hf side only (default: --batch-sizes)")
+    ap.add_argument("--engine-only", action="store_true", help="time the engines alone (no bare loop side)")
+    ap.add_argument(
+        "--hf-kwargs", default="{}", help='extra HFEngine arguments, JSON (e.g. \'{"dtype": "bfloat16"}\')'
+    )
+    ap.add_argument(
+        "--vllm-kwargs", default="{}", help="extra VLLMEngine arguments, JSON (e.g. '{\"single_process\": true}')"
+    )
     ap.add_argument("--max-new-tokens", type=int, default=128, help="tokens generated per sequence (forced)")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per side and batch size (fastest is used)")
     ap.add_argument("--temperature", type=float, default=0.7)
@@ -382,7 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_start = os.getloadavg()
     torch.set_num_threads(args.threads)
     model_dir = str(args.model or embedded_model_dir())
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    batch_sizes = [1, 8, 32] if args.small else [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    hf_kwargs, vllm_kwargs = json.loads(args.hf_kwargs), json.loads(args.vllm_kwargs)
     s = Sampling(args.temperature, args.top_p, args.top_k, args.repetition_penalty, args.seed)
     with torch.device("meta"):
         params = sum(
@@ -390,24 +451,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # tied embeddings counted once: the LM head is the one matmul they take part in
     rate, rates = matmul_gflops()
     floor_tps = rate * 1e9 / (2 * params)
+    has_bf16 = cpu_has_bf16()
+    bf16_rate, bf16_rates = matmul_gflops(dtype="bfloat16") if has_bf16 else (None, [])
+    bf16_floor_tps = None if bf16_rate is None else bf16_rate * 1e9 / (2 * params)
     print(
         f"model {model_dir}: {params / 1e6:.1f} M params; fp32 matmul {rate:.1f} GFLOP/s with {args.threads} "
-        f"threads -> compute floor {floor_tps:.1f} tok/s",
+        f"threads -> compute floor {floor_tps:.1f} tok/s"
+        + (f"; bf16 matmul {bf16_rate:.1f} GFLOP/s -> {bf16_floor_tps:.1f} tok/s" if has_bf16 else "; no native bf16"),
         flush=True,
     )
     t_start = time.perf_counter()
     rows: list[Row] = []
     vllm_start_s = None
     if not args.skip_hf:
-        rows += bench_hf(model_dir, batch_sizes, args.max_new_tokens, args.repeats, s)
+        hf_batches = [int(b) for b in args.hf_batch_sizes.split(",")] if args.hf_batch_sizes else batch_sizes
+        hrows = bench_hf(model_dir, hf_batches, args.max_new_tokens, args.repeats, s, hf_kwargs, args.engine_only)
+        for r in hrows:
+            r.config = json.dumps({"dtype": "float32", **hf_kwargs}, sort_keys=True)
+        rows += hrows
     if not args.skip_vllm:
         vrows, vllm_start_s = bench_vllm(
-            model_dir, batch_sizes, args.max_new_tokens, args.repeats, s, enable_lora=not args.vllm_no_lora
+            model_dir,
+            batch_sizes,
+            args.max_new_tokens,
+            args.repeats,
+            s,
+            enable_lora=not args.vllm_no_lora,
+            engine_kwargs=vllm_kwargs,
+            engine_only=args.engine_only,
         )
+        for r in vrows:
+            r.config = json.dumps(
+                {"dtype": "float32", "enable_lora": not args.vllm_no_lora, **vllm_kwargs}, sort_keys=True
+            )
         rows += vrows
     rate_end, _ = matmul_gflops()
     print()
-    print(table(rows, floor_tps))
+    print(table(rows, floor_tps, bf16_floor_tps))
     print(
         f"\nfloor {floor_tps:.1f} tok/s = {rate:.1f} GFLOP/s / (2 x {params / 1e6:.1f} M params); matmul at the end "
         f"{rate_end:.1f} GFLOP/s; total {time.perf_counter() - t_start:.0f} s"
@@ -432,9 +512,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "matmul_gflops_runs": [round(r, 2) for r in rates],
         "matmul_gflops_at_end": round(rate_end, 2),
         "floor_tokens_per_s": round(floor_tps, 2),
+        "cpu_has_bf16": has_bf16,
+        "bf16_matmul_gflops": None if bf16_rate is None else round(bf16_rate, 2),
+        "bf16_matmul_gflops_runs": [round(r, 2) for r in bf16_rates],
+        "bf16_floor_tokens_per_s": None if bf16_floor_tps is None else round(bf16_floor_tps, 2),
+        "hf_kwargs": hf_kwargs,
+        "vllm_kwargs": vllm_kwargs,
         "vllm_start_s": None if vllm_start_s is None else round(vllm_start_s, 1),
         "vllm_enable_lora": not args.vllm_no_lora,
-        "rows": [r.as_dict(floor_tps) for r in rows],
+        "rows": [r.as_dict(floor_tps, bf16_floor_tps) for r in rows],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

