@@ -49,6 +49,10 @@ class BackendConfig:
     enforce_eager: bool = True  # vllm: skip graph capture/compilation (faster start)
     max_lora_rank: int = 64  # vllm: must be >= finetune.lora.r
     cpu_kvcache_gb: int = 2  # vllm on CPU: VLLM_CPU_KVCACHE_SPACE
+    dtype: str | None = None  # vllm: engine dtype (null = model.dtype); bf16_if_supported = bf16 on CPUs with it
+    single_process: bool = True  # vllm: engine core in this process (no busy-polling second process on CPU)
+    max_num_seqs: int | None = None  # vllm: sequences per step (null = vLLM's default)
+    max_num_batched_tokens: int | None = 32768  # vllm: tokens per step; above a call's prompt total on CPU
     base_url: str = "http://127.0.0.1:8000/v1"  # openai
     api_key_env: str = "OPENAI_API_KEY"  # openai: name of the env var holding the key (never the key)
     concurrency: int = 8  # openai: requests in flight
@@ -245,6 +249,7 @@ class TrainConfig:
 CHOICES: dict[str, tuple[Any, ...]] = {
     "model.source": ("embedded", "hub", "local", "tiny"),
     "model.dtype": ("float32", "bfloat16", "float16", "auto"),
+    "backend.dtype": (None, "float32", "bfloat16", "float16", "auto", "bf16_if_supported"),
     "model.chat_format": (None, "chatml", "llama3"),
     "backend.name": ("hf", "vllm", "openai"),
     "backend.device": ("auto", "cpu", "cuda"),

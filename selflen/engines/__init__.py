@@ -67,7 +67,7 @@ def engine_from_config(backend: BackendConfig, model: ModelConfig, model_dir: Pa
         return build_engine(
             "vllm",
             str(model_dir),
-            dtype=model.dtype,
+            dtype=backend.dtype or model.dtype,
             max_model_len=model.max_model_len,
             max_lora_rank=backend.max_lora_rank,
             gpu_memory_utilization=backend.gpu_memory_utilization,
@@ -76,6 +76,9 @@ def engine_from_config(backend: BackendConfig, model: ModelConfig, model_dir: Pa
             cpu_kvcache_gb=backend.cpu_kvcache_gb,
             seed=seed,
             trust_remote_code=model.trust_remote_code,
+            single_process=backend.single_process,
+            max_num_seqs=backend.max_num_seqs,
+            max_num_batched_tokens=backend.max_num_batched_tokens,
         )
     served = model.name if model.source == "hub" else str(model_dir)
     return build_engine(
