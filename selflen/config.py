@@ -169,8 +169,9 @@ class FinetuneConfig:
     batching: str = "bucketed"  # bucketed (sorted batches, shuffled order) | group_by_length | random
     save_steps: int = 20  # checkpoint cadence (resume after a crash)
     logging_steps: int = 5
-    bf16: bool = False
+    bf16: bool = False  # bf16 autocast; on CPU only where it has native bf16 (AVX512-BF16/AMX), else slower
     gradient_checkpointing: bool = False
+    last_extender: bool = True  # train the Extender in the last iteration too (the reference); nothing after uses it
 
 
 @dataclass

@@ -218,6 +218,9 @@ def iteration(r: Runner, k: int) -> None:
     write_data_card(r, data_st, k, {"generate": gen_s, "extend": ext_s, "select": sel_e, "sft_data": data_s})
     r.engines.close()  # free memory for training
     for role, data in zip(("gen", "ext"), sft_data.paths(data_st.dir), strict=True):
+        if role == "ext" and k == cfg.iterations.count and not cfg.finetune.last_extender:
+            log.info("finetune_ext of the last iteration skipped (finetune.last_extender=false): nothing uses it")
+            continue
         train_role(r, k, role, data, [f"{d}/sft_data", prev[role]])
     if f"{d}/select" in r.ran:  # a resumed run does not log the samples of a finished iteration again
         report.log_samples(r.logger, r.ok(f"{d}/select"), k, cfg.logger.samples)
