@@ -129,7 +129,8 @@ class Runner:
     def role_engine(self, role: str, k: int) -> Engine:
         """The engine playing ``role`` in iteration ``k``: the base model in iteration 1, then what the role's
         training in iteration k-1 produced (an adapter on the base engine, or a full model's own engine)."""
-        return self.engines.for_folder(self.layout.trained(role, k - 1), f"{role}{k - 1}")
+        folder, j = self.layout.current(role, k - 1)
+        return self.engines.for_folder(folder, f"{role}{j}")
 
     def ok(self, rel: str) -> list[dict[str, Any]]:
         return [r for r in self.stages[rel].records() if r["status"] == "ok"] if rel in self.stages else []
@@ -229,7 +230,7 @@ def iteration(r: Runner, k: int) -> None:
 def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str], epochs: float | None = None) -> None:
     """Fine-tune ``role`` on ``data``; under ``continue`` lineage training starts where the role's last one ended."""
     last = r.cfg.iterations.count
-    previous = r.layout.trained("gen", last) if role == "final" else r.layout.trained(role, int(k) - 1)
+    previous = r.layout.current("gen", last)[0] if role == "final" else r.layout.current(role, int(k) - 1)[0]
     s = finetune.with_start(finetune.settings(r.cfg, role, epochs), r.layout, previous)
     step = last + 1 if k == "final" else int(k)
 
@@ -263,12 +264,12 @@ def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str]
 def evaluate_point(r: Runner, point: int | str, rows: list[dict[str, Any]]) -> None:
     """Evaluate the Generator of ``point``: 0 = the base model, k = iteration k's, "final" = the final model."""
     if point == 0:
-        folder, inputs = None, ["root"]
+        folder, label, inputs = None, "base", ["root"]
     elif point == "final":
-        folder, inputs = r.layout.trained("final", "final"), ["final/finetune"]
-    else:
-        folder, inputs = r.layout.trained("gen", point), [f"iter_{point}/finetune_gen"]
-    label = "base" if folder is None else ("final" if point == "final" else f"gen{point}")
+        folder, label, inputs = r.layout.trained("final", "final"), "final", ["final/finetune"]
+    else:  # an iteration that trained nothing leaves the previous Generator in place
+        folder, j = r.layout.current("gen", point)
+        label, inputs = f"gen{j}" if folder else "base", [f"iter_{point}/finetune_gen"]
     s = evaluate.settings(r.cfg, point)
     r.run(point, "evaluate", s, inputs, lambda st: evaluate.run(st, rows, s, r.engines.for_folder(folder, label)))
     if folder is not None and folder.name == "model":

@@ -268,6 +268,16 @@ class RunLayout:
             return stage / "model"
         return None
 
+    def current(self, role: str, k: int) -> tuple[Path | None, int]:
+        """The model playing ``role`` after iteration ``k``: the most recent iteration j <= k whose training produced
+        a folder (an iteration with no data trains nothing and leaves the previous one in place), and j; (None, 0)
+        for the base model."""
+        for j in range(k, 0, -1):
+            folder = self.trained(role, j)
+            if folder is not None:
+                return folder, j
+        return None, 0
+
     def iterations(self) -> list[int]:
         """The loop iterations present on disk (``iter_1``, ``iter_2``, ...; ``iter_0`` is the base evaluation)."""
         found = []

@@ -226,3 +226,16 @@ def test_old_format_lock_of_a_live_process_is_refused(tmp_path: Path) -> None:
     (tmp_path / "run.lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
     with pytest.raises(StoreError, match="its process is alive"):
         RunLock(tmp_path).acquire()
+
+
+def test_current_model_of_a_role_skips_iterations_that_trained_nothing(tmp_path: Path) -> None:
+    from selflen.store import RunLayout
+
+    lay = RunLayout(tmp_path)
+    assert lay.current("gen", 3) == (None, 0)
+    adapter = lay.finetune_dir("gen", 1) / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    lay.finetune_dir("gen", 2).mkdir(parents=True)  # iteration 2 had no data: no adapter
+    assert lay.current("gen", 2) == (adapter, 1) and lay.current("gen", 3) == (adapter, 1)
+    assert lay.current("ext", 2) == (None, 0)
