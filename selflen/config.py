@@ -128,6 +128,7 @@ class ExtendConfig:
     min_ratio: float = 1.2  # accept an extension only if words > min_ratio x original (strictly greater)
     keep_fraction: float = 0.6667  # fraction of the stage-1 expansion kept before continuing
     prefix_separator: str = ""  # between the kept stage-1 text and the continuation ("" = the reference's A + B)
+    strip_meta: bool = False  # strip a meta preamble/coda instead of dropping the text (the reference drops it)
     drop_truncated: bool = True
     max_new_tokens: int = 384
 

@@ -24,7 +24,15 @@ from selflen.engines.base import Engine, Result, SamplingParams
 from selflen.stages.common import Chat, StageResult, filter_rules, sampling_params, seed_for, summarize
 from selflen.stages.records import Drop, Extension, Response
 from selflen.store import Stage, config_hash, read_json, write_json
-from selflen.text import FilterRules, accept_extension, check_response, count_words, first_part, keep_leading
+from selflen.text import (
+    FilterRules,
+    accept_extension,
+    check_response,
+    count_words,
+    first_part,
+    keep_leading,
+    strip_meta_lines,
+)
 
 STATE_FILE = "rounds.json"
 
@@ -39,6 +47,7 @@ class ExtendSettings:
     split: str
     split_ratio: float
     prefix_separator: str  # between the kept stage-1 text and the continuation ("" = the reference)
+    strip_meta: bool  # strip a meta preamble/coda ("Here is the revised version:") instead of dropping the text
     rules: FilterRules
     language: str
     sampling: SamplingParams
@@ -59,6 +68,7 @@ def settings(cfg) -> ExtendSettings:  # noqa: ANN001 - TrainConfig
         split=cfg.split.strategy,
         split_ratio=cfg.split.ratio,
         prefix_separator=c.prefix_separator,
+        strip_meta=c.strip_meta,
         rules=filter_rules(cfg),
         language=cfg.language.name,
         sampling=sampling_params(cfg, c.max_new_tokens),
@@ -152,7 +162,7 @@ def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings) 
             for it in pending
         ]
         results1 = engine.generate(reqs1, desc=f"extend r{rnd + 1} stage 1 ({len(reqs1)})")
-        kept = [keep_leading(res.text.strip(), s.keep_fraction) if res.ok else "" for res in results1]
+        kept = [keep_leading(_clean(res.text, s), s.keep_fraction) if res.ok else "" for res in results1]
         reqs2 = [
             s.chat.request(
                 extend_prompt(it.source["instruction"], it.best, s.language),
@@ -179,7 +189,7 @@ def round_outcome(best_words: int, prefix: str, res: Result, s: ExtendSettings) 
     if not res.ok:
         return "", Drop.ENGINE_ERROR
     out = res.outputs[0]
-    text = (prefix + out.text).strip()
+    text = _clean(prefix + out.text, s)
     if out.finish_reason == "length" and s.drop_truncated:
         return text, Drop.TRUNCATED
     reason = check_response(text, s.rules)
@@ -188,6 +198,11 @@ def round_outcome(best_words: int, prefix: str, res: Result, s: ExtendSettings) 
     if count_words(text, s.rules.counter) <= best_words:
         return text, Drop.NOT_LONGER
     return text, None
+
+
+def _clean(text: str, s: ExtendSettings) -> str:
+    text = text.strip()
+    return strip_meta_lines(text, s.rules.meta_words) if s.strip_meta else text
 
 
 def _save(stage: Stage, items: list[_Item], rnd: int) -> None:

@@ -47,6 +47,7 @@ from selflen.text.filters import (
     ends_with_punct,
     meta_text,
     repeated_ngram,
+    strip_meta_lines,
 )
 from selflen.text.judge import parse_yes_no
 from selflen.text.sampling import keep_probability, length_biased_keep, remove_lines
@@ -78,6 +79,7 @@ __all__ = [
     "keep_probability",
     "length_biased_keep",
     "meta_text",
+    "strip_meta_lines",
     "normalise",
     "parse_yes_no",
     "remove_lines",

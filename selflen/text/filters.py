@@ -133,6 +133,29 @@ def meta_text(text: str, words: Sequence[str], head: int = 2, tail: int = 3) -> 
     return any(pattern.search(line) for line in picked)
 
 
+def strip_meta_lines(text: str, words: Sequence[str], head: int = 2, tail: int = 3) -> str:
+    """Remove the lines of the first ``head`` and last ``tail`` non-empty lines that :func:`meta_text` would flag
+    (a model's "Here is the revised version:" preamble or "This revised text adds ..." coda), keeping the body.
+
+    The reference drops such an answer; ``extend.strip_meta`` keeps the body instead, which the filters then judge.
+
+    >>> strip_meta_lines("Here is the revised version:\\n\\nTea is old.\\nIt spread.", META_WORDS)
+    'Tea is old.\\nIt spread.'
+    >>> strip_meta_lines("Tea is old.\\nThis revised text adds detail.", META_WORDS)
+    'Tea is old.'
+    >>> strip_meta_lines("A conversion story.\\nBody.", META_WORDS)
+    'A conversion story.\\nBody.'
+    """
+    pattern = _meta_pattern(tuple(words))
+    if pattern is None:
+        return text
+    lines = text.splitlines()
+    body = [i for i, line in enumerate(lines) if line.strip()]
+    flagged = {i for i in body[: max(head, 0)] + (body[len(body) - tail :] if tail > 0 else [])
+               if pattern.search(lines[i])}
+    return "\n".join(line for i, line in enumerate(lines) if i not in flagged).strip()
+
+
 @dataclass(frozen=True)
 class FilterRules:
     """One language's response filter: end punctuation, repeated n-grams, meta text, minimum length.

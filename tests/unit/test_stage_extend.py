@@ -26,7 +26,8 @@ RESPONSES = [{"id": "k1-i0-s0", "instruction_id": "k1-i0", "instruction": "Write
 def _settings(**changes: object) -> extend.ExtendSettings:
     base = extend.ExtendSettings(
         extensions=1, rounds=2, attempts=1, min_ratio=1.2, keep_fraction=0.6667, split="paragraph_half",
-        split_ratio=0.5, prefix_separator="", rules=RULES, language="en", sampling=SamplingParams(max_new_tokens=99),
+        split_ratio=0.5, prefix_separator="", strip_meta=False, rules=RULES, language="en",
+        sampling=SamplingParams(max_new_tokens=99),
         chat=Chat(), seed=0,
     )
     return replace(base, **changes)
@@ -82,3 +83,18 @@ def test_extensions_prefix_separator_and_resume_from_saved_round(tmp_path: Path)
     assert set(records) == {"k1-i0-s0-e0", "k1-i0-s0-e1"}
     assert records["k1-i0-s0-e1"]["rounds_ok"] == 2 and records["k1-i0-s0-e1"]["drops"] == {"end_punct": 1}
     assert not (stage.dir / extend.STATE_FILE).exists()
+
+
+def test_strip_meta_keeps_the_body_the_reference_would_drop(tmp_path: Path) -> None:
+    rules = FilterRules(end_punct=".!?", ngram_n=0, ngram_tokenizer="whitespace", meta_words=("revised",))
+    more = " And tea became a daily habit for millions of people across the whole wide world today."
+    for strip, status in ((False, "dropped"), (True, "ok")):
+        replies = iter(["Here is the revised text:\n\nPart one.\n\nPart two.\n\nEnd.", more])
+        engine = ScriptedEngine(lambda req, r=replies: next(r))
+        stage = Stage(tmp_path / f"s{strip}", "iter_1/extend", "h")
+        extend.run(stage, RESPONSES, _settings(rounds=1, rules=rules, strip_meta=strip), engine)
+        rec = stage.records()[0]
+        assert rec["status"] == status, strip
+        if strip:
+            assert engine.calls[1][0].prefix == "Part one.\n\nPart two."  # the preamble is not continued
+            assert "revised" not in rec["extended"]
