@@ -24,7 +24,7 @@ from selflen.cli import register_resolvers
 from selflen.config import CONF_DIR, TrainConfig, to_config, to_dict
 from selflen.report.runs import find_runs, flatten
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.data]
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS_DIR = ROOT / "experiments"
 EXPERIMENTS = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))

@@ -14,7 +14,7 @@ import pytest
 
 from selflen.config import CONF_DIR
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.data]
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ["debug=smoke", "logger=none", "evaluate.languages=[en]"]
 STAGES = ["instruct", "generate", "select_responses", "extend", "select", "sft_data", "finetune_gen", "finetune_ext",

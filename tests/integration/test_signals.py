@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.test_pipeline import train
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.data]
 
 
 def term_when(proc: subprocess.Popen, ready, timeout: float = 600) -> str:  # noqa: ANN001

@@ -19,7 +19,7 @@ from selflen.cli import register_resolvers
 from selflen.config import CONF_DIR
 from selflen.report.runs import find_runs
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.data]
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = {"meta-llama/Meta-Llama-3.1-8B-Instruct": "llama3", "Qwen/Qwen2-7B-Instruct": "chatml"}
 FAST = ["debug=smoke", "logger=none", "evaluate.enabled=false", "length_control.enabled=false", "iterations=one",

@@ -19,6 +19,8 @@ from selflen.store import StoreError
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
+# these tests are about locks and servers, not benchmarks: the loop runs without the benchmark files
+NO_DATA = ["evaluate.enabled=false", "instruct.decontaminate=false"]
 
 
 def test_known_errors_share_one_base() -> None:
@@ -207,7 +209,7 @@ def test_train_cli_prints_a_store_error_as_one_line(tmp_path: Path) -> None:
     (run_dir / "run.lock").write_text(json.dumps({
         "pid": 99, "host": "node-b", "since": "now", "renewed": time.time(), "lease_s": 600, "token": "t"}))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "debug=smoke", "logger=none",
+    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "debug=smoke", "logger=none", *NO_DATA,
                            f"hydra.run.dir={run_dir}"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("selflen:")]
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -239,7 +241,7 @@ def test_train_with_a_server_that_stays_down_stops_with_one_line(tmp_path: Path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     proc = subprocess.run([sys.executable, str(REPO / "train.py"), "debug=smoke", "logger=none", "backend=openai",
                            f"backend.base_url=http://127.0.0.1:{port}/v1", "backend.max_retries=1",
-                           "evaluate.enabled=false", f"hydra.run.dir={run_dir}"],
+                           *NO_DATA, f"hydra.run.dir={run_dir}"],
                           cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     lines = [ln for ln in proc.stderr.splitlines() if "selflen:" in ln]
     assert proc.returncode == 1, proc.stderr[-3000:]
