@@ -82,8 +82,8 @@ def resolve_data_dir(explicit: str | Path | None = None) -> Path | None:
     """The benchmark data directory: ``explicit``, else ``$SELFLEN_DATA_DIR``, else ``<repo>/../shared/data``
     if it exists, else ``None`` (see the module docstring).
 
-    >>> resolve_data_dir("/tmp/my-data")
-    PosixPath('/tmp/my-data')
+    >>> resolve_data_dir("my-data")
+    PosixPath('my-data')
     """
     if explicit is not None and str(explicit) != "":
         return Path(explicit).expanduser()

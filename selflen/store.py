@@ -302,17 +302,9 @@ class RunLayout:
         except ValueError:
             return path.as_posix()
 
-    @property
-    def config_path(self) -> Path:
-        return self.root / "config.json"
-
-    @property
-    def summary_path(self) -> Path:
-        return self.root / "summary.json"
-
-    @property
-    def plots_dir(self) -> Path:
-        return self.root / "plots"
+    config_path = property(lambda self: self.root / "config.json")
+    summary_path = property(lambda self: self.root / "summary.json")
+    plots_dir = property(lambda self: self.root / "plots")
 
 
 def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
