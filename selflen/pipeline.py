@@ -126,6 +126,12 @@ class Runner:
         log.info("stage %s: done in %.1f s %s", st.name, manifest["seconds"], res.counts)
         return st
 
+    def decontaminator(self):  # noqa: ANN201 - Decontaminator | None
+        """The benchmark n-gram index, built once per run (None when decontamination is off)."""
+        if not hasattr(self, "_decontam"):
+            self._decontam = decontaminator(self.cfg) if self.cfg.instruct.decontaminate else None
+        return self._decontam
+
     def role_engine(self, role: str, k: int) -> Engine:
         """The engine playing ``role`` in iteration ``k``: the base model in iteration 1, then what the role's
         training in iteration k-1 produced (an adapter on the base engine, or a full model's own engine)."""
@@ -198,7 +204,7 @@ def iteration(r: Runner, k: int) -> None:
     """One macro-iteration: instructions, answers, extensions, selections, SFT data, both roles trained."""
     cfg, d = r.cfg, f"iter_{k}"
     seeds = seed_prompts(cfg.language.name)
-    inst_in = instruct.InstructInputs(seeds, decontaminator(cfg) if cfg.instruct.decontaminate else None)
+    inst_in = instruct.InstructInputs(seeds, r.decontaminator())
     inst_s = instruct.settings(cfg, k)
     r.run(k, "instruct", inst_s, ["root", f"seeds:{config_hash(seeds)}"],
           lambda st: instruct.run(st, inst_in, inst_s, r.engines.for_folder(None, "base")))
@@ -316,7 +322,7 @@ def collect_round(r: Runner) -> str:
     cfg, k = r.cfg, r.cfg.iterations.count + 1
     seeds = seed_prompts(cfg.language.name)
     inst_s = replace(instruct.settings(cfg, k), count=cfg.length_control.collect)
-    inst_in = instruct.InstructInputs(seeds, decontaminator(cfg) if cfg.instruct.decontaminate else None)
+    inst_in = instruct.InstructInputs(seeds, r.decontaminator())
     r.run("final", "collect_instruct", inst_s, ["root", f"seeds:{config_hash(seeds)}"],
           lambda st: instruct.run(st, inst_in, inst_s, r.engines.for_folder(None, "base")))
     gen_s = generate.settings(cfg)
