@@ -176,6 +176,19 @@ class FinetuneConfig:
 
 
 @dataclass
+class LaunchConfig:
+    """How fine-tuning runs (``selflen.launch``): in this process, or launched by accelerate on N processes."""
+
+    name: str = "single"  # inprocess | single | ddp | fsdp | zero3 | zero3_offload
+    launcher: str = "accelerate"  # accelerate (a subprocess that frees its devices) | inprocess
+    num_processes: int = 1  # trainer processes: GPUs, or CPU processes over gloo
+    main_process_port: int = 0  # 0 = a free port
+    accelerate: dict[str, Any] = field(default_factory=lambda: {"distributed_type": "NO"})  # accelerate config
+    deepspeed: dict[str, Any] | None = None  # DeepSpeed JSON ("auto" values filled from finetune.*)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment of the trainer processes
+
+
+@dataclass
 class LengthControlConfig:
     enabled: bool = True
     collect: int = 0  # final collection round: fresh instructions answered by the last Generator (reference 5000)
@@ -236,6 +249,7 @@ class TrainConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     sft_data: SftDataConfig = field(default_factory=SftDataConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
     length_control: LengthControlConfig = field(default_factory=LengthControlConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -263,6 +277,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "finetune.method": ("lora", "full"),
     "finetune.lineage": ("continue", "fresh"),
     "finetune.batching": ("bucketed", "group_by_length", "random"),
+    "launch.launcher": ("accelerate", "inprocess"),
     "length_control.rewrite": ("llm", "template"),
     "logger.name": ("wandb", "none"),
     "logger.mode": ("offline", "online", "disabled"),
@@ -290,6 +305,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "finetune.epochs": (0, None, True, True),
     "finetune.batch_size": (1, None, False, True),
     "finetune.lora.r": (1, None, False, True),
+    "launch.num_processes": (1, None, False, True),
     "length_control.collect": (0, None, False, True),
     "evaluate.max_new_tokens": (1, None, False, True),
     "backend.gpu_memory_utilization": (0, 1, True, False),
@@ -345,8 +361,26 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"backend.max_lora_rank={cfg.backend.max_lora_rank} < finetune.lora.r={cfg.finetune.lora.r}; raise it"
         )
+    _check_launch(cfg)
     if cfg.finetune.method == "full" and cfg.backend.name != "hf":
         raise ConfigError("finetune.method=full needs backend=hf (vllm/openai serve LoRA adapters, not full weights)")
+
+
+def _check_launch(cfg: TrainConfig) -> None:
+    la = cfg.launch
+    if la.launcher == "inprocess" and la.num_processes != 1:
+        raise ConfigError(f"launch.num_processes={la.num_processes} needs launch.launcher=accelerate "
+                          "(in-process training is one process); e.g. launch=ddp")
+    kind = la.accelerate.get("distributed_type", "NO")
+    if kind == "NO" and la.num_processes > 1:
+        raise ConfigError(f"launch.accelerate.distributed_type=NO runs one process, not launch.num_processes="
+                          f"{la.num_processes}; use launch=ddp, fsdp or zero3")
+    if la.accelerate.get("mixed_precision", "no") != "no":
+        raise ConfigError(f"launch.accelerate.mixed_precision={la.accelerate['mixed_precision']!r}: the training "
+                          "precision is finetune.bf16 (one key for every launch); remove it and set finetune.bf16")
+    if (kind == "DEEPSPEED") != (la.deepspeed is not None):
+        raise ConfigError("launch.deepspeed (the DeepSpeed JSON) goes with launch.accelerate.distributed_type="
+                          f"DEEPSPEED, and only with it (got {kind}); use launch=zero3 or launch=zero3_offload")
 
 
 SWEEP_ID_IGNORES = ("redo", "seed_note", "logger", "logger.mode", "hydra")

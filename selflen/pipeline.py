@@ -24,6 +24,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from selflen import launch
 from selflen.config import TrainConfig, to_dict
 from selflen.engines import Engine, EnginePool, engine_from_config
 from selflen.errors import SelflenError, check_stop
@@ -247,7 +248,8 @@ def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str]
         r.logger.define_metrics(STEP_METRICS)
 
     report_to = "wandb" if r.logger.active else "none"
-    inputs_ = finetune.FinetuneInputs(data, r.model_dir, r.layout, on_log, report_to, on_train_begin)
+    inputs_ = finetune.FinetuneInputs(data, r.model_dir, r.layout, on_log, report_to, on_train_begin,
+                                      launch.settings(r.cfg))
     st = r.run(k, "finetune" if role == "final" else f"finetune_{role}", s, inputs,
                lambda st: finetune.run(st, inputs_, s))
     folder = finetune.trained_folder(st, s)

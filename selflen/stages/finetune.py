@@ -2,17 +2,19 @@
 into ``<stage>/adapter`` (LoRA) or ``<stage>/model`` (full fine-tuning).
 
 Config group ``finetune``; the trainer is ``selflen.finetune.train`` (TRL ``SFTTrainer``, loss on the answer
-only). Lineage: ``continue`` starts iteration k from iteration k-1's adapter (the reference's cumulative adapter)
-or from its full weights; ``fresh`` starts from the base model every time.
+only), run as a launched job (``selflen.launch``, config group ``launch``) or in this process. Lineage:
+``continue`` starts iteration k from iteration k-1's adapter (the reference's cumulative adapter) or from its full
+weights; ``fresh`` starts from the base model every time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from selflen.finetune import TrainSettings, train
+from selflen.launch import LaunchSettings, TrainJob, run_job
 from selflen.stages.common import StageResult
 from selflen.stages.records import Drop
 from selflen.store import RunLayout, Stage
@@ -24,6 +26,7 @@ class FinetuneSettings:
     train: TrainSettings
     lineage: str
     dtype: str
+    processes: int = 1  # trainer processes: the global batch is train.batch_size x train.grad_accum x processes
     init_adapter: str | None = None  # run-relative adapter folder training starts from (None: a new adapter)
     start_model: str | None = None  # run-relative full model folder training starts from (None: the base model)
 
@@ -40,6 +43,7 @@ class FinetuneInputs:
     on_log: Callable[[dict[str, float]], None] | None = None
     report_to: str = "none"  # "wandb" only while a W&B run is open (the trainer logs lr, grad norm, throughput)
     on_train_begin: Callable[[], None] | None = None
+    launch: LaunchSettings = field(default_factory=lambda: LaunchSettings(launcher="inprocess"))
 
 
 def settings(cfg, role: str, epochs: float | None = None) -> FinetuneSettings:  # noqa: ANN001 - TrainConfig
@@ -64,7 +68,8 @@ def settings(cfg, role: str, epochs: float | None = None) -> FinetuneSettings:  
         gradient_checkpointing=f.gradient_checkpointing,
         seed=cfg.seed,
     )
-    return FinetuneSettings(role=role, train=train_settings, lineage=f.lineage, dtype=cfg.model.dtype)
+    return FinetuneSettings(role=role, train=train_settings, lineage=f.lineage, dtype=cfg.model.dtype,
+                            processes=cfg.launch.num_processes)
 
 
 def with_start(s: FinetuneSettings, layout: RunLayout, previous: Path | None) -> FinetuneSettings:
@@ -80,17 +85,18 @@ def with_start(s: FinetuneSettings, layout: RunLayout, previous: Path | None) ->
 def run(stage: Stage, inputs: FinetuneInputs, s: FinetuneSettings, engine: None = None) -> StageResult:
     root = inputs.layout.root
     model_dir = root / s.start_model if s.start_model else inputs.base_model_dir
-    stats = train(
-        model_dir,
-        inputs.data,
-        stage.dir / s.output,
-        s.train,
-        init_adapter=root / s.init_adapter if s.init_adapter else None,
-        on_log=inputs.on_log,
-        dtype=s.dtype,
-        report_to=inputs.report_to,
-        on_train_begin=inputs.on_train_begin,
-    )
+    init_adapter = root / s.init_adapter if s.init_adapter else None
+    if inputs.launch.launcher == "inprocess":
+        stats = train(model_dir, inputs.data, stage.dir / s.output, s.train, init_adapter=init_adapter,
+                      on_log=inputs.on_log, dtype=s.dtype, report_to=inputs.report_to,
+                      on_train_begin=inputs.on_train_begin)
+    else:  # the launched trainer reports through its log file; the W&B run stays in this process
+        if inputs.on_train_begin:
+            inputs.on_train_begin()
+        job = TrainJob(model_dir=str(model_dir), data=str(inputs.data), out_dir=str(stage.dir / s.output),
+                       settings=asdict(s.train), dtype=s.dtype,
+                       init_adapter=str(init_adapter) if init_adapter else None)
+        stats = run_job(job, stage.dir / "launch", inputs.launch, inputs.on_log)
     return StageResult(
         counts={"examples": stats["examples"], "dropped_too_long": stats["dropped_too_long"]},
         drops={Drop.TOO_LONG: stats["dropped_too_long"]} if stats["dropped_too_long"] else {},

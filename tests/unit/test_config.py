@@ -15,7 +15,8 @@ from selflen.config import CONF_DIR, ConfigError, TrainConfig, to_config
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 STAGE_GROUPS = ["instruct", "generate", "extend", "select", "sft_data", "finetune", "length_control", "evaluate"]
-GROUPS = ["model", "backend", "language", "split", "sampling", "iterations", "length", "logger", *STAGE_GROUPS]
+GROUPS = ["model", "backend", "language", "split", "sampling", "iterations", "length", "logger", "launch",
+          *STAGE_GROUPS]
 
 
 def _compose(*overrides: str) -> TrainConfig:
