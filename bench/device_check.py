@@ -1,10 +1,14 @@
 """One short check of the CUDA paths on a GPU machine (not a test: CI has no GPU).
 
 Covers: the hf engine in bf16 on CUDA (sampling batch-invariance, greedy determinism, adapter switching), its
-throughput against a bare ``model.generate`` on a mid-size random Llama, and fine-tuning steps (LoRA through
-``selflen.finetune`` / TRL, and a full fine-tune step) on the tiny random model. Writes JSON to ``--out``.
+throughput against a bare ``model.generate`` on a mid-size random Llama, fine-tuning steps (LoRA through
+``selflen.finetune`` / TRL, and a full fine-tune step) on the tiny random model, and the loop itself: two
+iterations through ``train.py`` with ``backend=vllm`` (hf where vLLM is not installed), LoRA fine-tuning through
+the launched path (``launch=ddp`` over every visible GPU, ``single`` on one), iteration 2 generating with
+iteration 1's adapter; its stage timings come from the stages' ``done.json``. Writes JSON to ``--out``.
 
     python bench/device_check.py --out results/device.json
+    python bench/device_check.py --only loop --loop "model=qwen2 model.source=local model.path=/m/Qwen2-7B-Instruct"
 """
 
 from __future__ import annotations
@@ -173,9 +177,42 @@ def finetune_checks(tiny: Path, tmp: Path) -> dict:
     return out
 
 
+def loop_check(tmp: Path, overrides: list[str]) -> dict:
+    """Two smoke-sized iterations of the real loop on this machine's devices; per-stage seconds."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    backend = "vllm" if importlib.util.find_spec("vllm") else "hf"
+    gpus = torch.cuda.device_count() if DEVICE == "cuda" else 0
+    launch = ["launch=ddp", f"launch.num_processes={gpus}"] if gpus > 1 else ["launch=single"]
+    run_dir = tmp / "loop"
+    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "train.py"), "debug=smoke", f"backend={backend}",
+           "iterations=two", "logger=none", f"hydra.run.dir={run_dir}", *launch, *overrides]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"})
+    stages = {str(p.parent.relative_to(run_dir)): json.loads(p.read_text())["seconds"]
+              for p in sorted(run_dir.glob("**/done.json"))}
+    return {
+        "backend": backend,
+        "launch": launch,
+        "command": " ".join(cmd[1:]),
+        "returncode": proc.returncode,
+        "wall_s": round(time.perf_counter() - t, 1),
+        "stage_seconds": stages,
+        "adapter_trained": (run_dir / "iter_1" / "finetune_gen" / "adapter" / "adapter_config.json").exists(),
+        "iteration_2_generated": "iter_2/generate" in stages,
+        "output_tail": None if proc.returncode == 0 else (proc.stdout + proc.stderr)[-3000:],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="device.json")
+    ap.add_argument("--only", default="engine,throughput,finetune,loop", help="comma-separated checks to run")
+    ap.add_argument("--loop", default="", help="extra train.py overrides for the loop check")
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--device", default="cuda", help="cpu: a dry run of this script")
@@ -206,7 +243,10 @@ def main() -> None:
             ("engine", lambda: engine_checks(tiny, tmp / "perturbed")),
             ("throughput", lambda: throughput(tmp, [int(b) for b in args.batches.split(",")], args.new_tokens)),
             ("finetune", lambda: finetune_checks(tiny, tmp)),
+            ("loop", lambda: loop_check(tmp, args.loop.split())),
         ):
+            if name not in args.only.split(","):
+                continue
             t = time.perf_counter()
             try:
                 result[name] = fn()
