@@ -78,6 +78,32 @@ class OpenAIEngine(Engine):
         self.max_stop = max_stop
         self._adapters: dict[str, str] = {}
         self.stats: Counter[str] = Counter()
+        self._model_checked = not load_adapters  # the loop's engine checks its server once (``_check_model``)
+
+    def _check_model(self) -> None:
+        """Stop with one line if the server does not serve ``self.model``.
+
+        Every request would otherwise fail with a 404 that is counted, not raised: each stage would finish "done"
+        with nothing kept, and a re-run would skip it. Only the loop's engine checks (``load_adapters``: a vLLM
+        server, whose ``/v1/models`` lists what it serves); a server without a usable listing is not checked.
+        """
+        if self._model_checked:
+            return
+        try:
+            resp = self.client.get(f"{self.base_url}/models", timeout=10)
+        except httpx.HTTPError:  # unreachable now: the requests say so (EngineUnavailable); checked next time
+            return
+        self._model_checked = True
+        try:
+            served = [m["id"] for m in resp.json()["data"]] if resp.status_code == 200 else None
+        except (ValueError, KeyError, TypeError):
+            served = None
+        if served is not None and self.model not in served:
+            raise SelflenError(
+                f"the server at {self.base_url} serves {served[:4]}, not {self.model!r}: start it with --model "
+                f"{self.model} (a local or embedded model is asked for by its folder, a hub model by model.name) "
+                "or fix backend.base_url"
+            )
 
     def add_adapter(self, name: str, path: str) -> None:
         if self.load_adapters and self._adapters.get(name) != str(path):
@@ -93,6 +119,7 @@ class OpenAIEngine(Engine):
         with the old weights is reused. Not-loaded answers of the unload are expected and ignored. Only transport
         errors are retried: vLLM answers 500 for an adapter it cannot take (a rank above ``--max-lora-rank``).
         """
+        self._check_model()
         resp, last = None, "no attempt"
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -186,6 +213,7 @@ class OpenAIEngine(Engine):
         return Result(completions, prompt_tokens=usage.get("prompt_tokens", 0))
 
     def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
+        self._check_model()
         with ThreadPoolExecutor(self.concurrency) as pool:
             futures = [pool.submit(self._call, r) for r in requests]
             done = [f.result() for f in tqdm(futures, desc=desc or "generate", disable=desc is None)]

@@ -38,6 +38,12 @@ class _VLLMLike(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        srv = self.server.fake  # type: ignore[attr-defined]
+        if self.path != "/v1/models":
+            return self._send(404, {"detail": "Not Found"})
+        return self._send(200, {"object": "list", "data": [{"id": m} for m in [srv.model, *srv.adapters]]})
+
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         srv = self.server.fake  # type: ignore[attr-defined]
@@ -66,6 +72,7 @@ class FakeVLLM:
         self.adapters: dict[str, str] = {}
         self.bodies: list[tuple[str, dict]] = []
         self.runtime_lora = runtime_lora
+        self.model = "base"
         self.answer = "A short essay.\nInstruction 5: another one"
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _VLLMLike)
         self.httpd.fake = self  # type: ignore[attr-defined]
@@ -143,6 +150,19 @@ def test_a_server_without_runtime_lora_stops_with_one_line_saying_what_to_set(tm
         eng.close()
     finally:
         srv.close()
+
+
+def test_a_server_serving_another_model_stops_the_loop_before_any_request(fake: FakeVLLM) -> None:
+    """Without the check every request failed with a counted 404: stages finished "done" with nothing kept."""
+    fake.model = "/somewhere/else"
+    eng = _engine(fake.url)
+    with pytest.raises(SelflenError, match="serves \\['/somewhere/else'\\], not 'base': start it with --model base"):
+        eng.generate([Request([{"role": "user", "content": "go"}])])
+    assert not [p for p, _ in fake.bodies if p == "/v1/chat/completions"]
+    eng.close()
+    fake.model = "base"
+    with _engine(fake.url) as eng:
+        assert eng.generate([Request([{"role": "user", "content": "go"}])])[0].ok
 
 
 def test_a_server_that_is_down_when_an_adapter_is_loaded_is_unavailable(tmp_path: Path) -> None:
