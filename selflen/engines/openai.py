@@ -126,8 +126,9 @@ class OpenAIEngine(Engine):
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
                 self.client.post(f"{self.base_url}/unload_lora_adapter", json={"lora_name": name})
-                resp = self.client.post(f"{self.base_url}/load_lora_adapter",
-                                        json={"lora_name": name, "lora_path": path})
+                resp = self.client.post(
+                    f"{self.base_url}/load_lora_adapter", json={"lora_name": name, "lora_path": path}
+                )
                 break
             except httpx.HTTPError as err:
                 last = f"{type(err).__name__}: {err}"

@@ -49,8 +49,15 @@ def loop_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from selflen.models import resolve_model
 
     cfg = compose(tmp_path_factory.mktemp("compose"))
-    return resolve_model(cfg.model.source, cfg.model.path, cache_dir=cfg.paths.cache_dir, online=False,
-                         chat_format=cfg.model.chat_format, revision=cfg.model.revision, seed=cfg.seed)
+    return resolve_model(
+        cfg.model.source,
+        cfg.model.path,
+        cache_dir=cfg.paths.cache_dir,
+        online=False,
+        chat_format=cfg.model.chat_format,
+        revision=cfg.model.revision,
+        seed=cfg.seed,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +91,9 @@ def test_whole_loop_on_openai(openai_run: Path, server: str) -> None:
     assert {f"{t}-gen1", f"{t}-ext1", f"{t}-gen2", f"{t}-final"} <= set(served_models(server))
 
 
-def test_a_second_run_and_a_resumed_run_share_the_server(openai_run: Path, server: str, loop_model: Path,
-                                                         tmp_path: Path) -> None:
+def test_a_second_run_and_a_resumed_run_share_the_server(
+    openai_run: Path, server: str, loop_model: Path, tmp_path: Path
+) -> None:
     """A second run dir registers its own names next to the first run's; the first run resumed in a new process
     loads its names again although the server still has them (vLLM refuses a plain second load)."""
     from selflen.engines import Request, SamplingParams
@@ -95,13 +103,18 @@ def test_a_second_run_and_a_resumed_run_share_the_server(openai_run: Path, serve
 
     other = tmp_path / "run"
     for role in ("gen", "ext"):
-        shutil.copytree(openai_run / "iter_1" / f"finetune_{role}" / "adapter",
-                        other / "iter_1" / f"finetune_{role}" / "adapter")
+        shutil.copytree(
+            openai_run / "iter_1" / f"finetune_{role}" / "adapter", other / "iter_1" / f"finetune_{role}" / "adapter"
+        )
     req = [Request([{"role": "user", "content": "Write a report."}], SamplingParams(temperature=0, max_new_tokens=8))]
     texts = {}
     for run_dir in (openai_run, other):
-        runner = Runner(compose(run_dir, "backend=openai", f"backend.base_url={server}", "backend.max_retries=1"),
-                        RunLayout(run_dir), loop_model, NullLogger())
+        runner = Runner(
+            compose(run_dir, "backend=openai", f"backend.base_url={server}", "backend.max_retries=1"),
+            RunLayout(run_dir),
+            loop_model,
+            NullLogger(),
+        )
         for role in ("gen", "ext"):
             res = runner.role_engine(role, 2).generate(req)[0]
             assert res.ok, res.outputs[0].error

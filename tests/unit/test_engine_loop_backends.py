@@ -50,8 +50,9 @@ class _VLLMLike(BaseHTTPRequestHandler):
         srv.bodies.append((self.path, body))
         if self.path == "/v1/load_lora_adapter" and srv.runtime_lora:
             if body["lora_name"] in srv.adapters:
-                return self._send(400, {"error": {"message": f"The lora adapter '{body['lora_name']}' has already "
-                                                  "been loaded."}})
+                return self._send(
+                    400, {"error": {"message": f"The lora adapter '{body['lora_name']}' has already been loaded."}}
+                )
             srv.adapters[body["lora_name"]] = body["lora_path"]
             return self._send(200, "Success")
         if self.path == "/v1/unload_lora_adapter" and srv.runtime_lora:
@@ -62,8 +63,13 @@ class _VLLMLike(BaseHTTPRequestHandler):
             if isinstance(body.get("stop"), list) and len(body["stop"]) > MAX_STOP:
                 return self._send(400, {"error": {"message": "body.stop: too_long"}})
             text = srv.answer + ("\n\n---" if body.get("include_stop_str_in_output") else "")
-            return self._send(200, {"choices": [{"index": 0, "message": {"content": text}, "finish_reason": "length"}],
-                                    "usage": {"prompt_tokens": 3, "completion_tokens": 9}})
+            return self._send(
+                200,
+                {
+                    "choices": [{"index": 0, "message": {"content": text}, "finish_reason": "length"}],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 9},
+                },
+            )
         return self._send(404, {"detail": "Not Found"})
 
 
@@ -92,8 +98,9 @@ def fake():  # noqa: ANN201
 
 
 def _engine(url: str) -> OpenAIEngine:
-    return OpenAIEngine("base", base_url=url, concurrency=2, timeout_s=5, max_retries=1, backoff_s=0.01,
-                        load_adapters=True)
+    return OpenAIEngine(
+        "base", base_url=url, concurrency=2, timeout_s=5, max_retries=1, backoff_s=0.01, load_adapters=True
+    )
 
 
 def _adapter(tmp_path: Path, name: str) -> Path:
@@ -104,8 +111,9 @@ def _adapter(tmp_path: Path, name: str) -> Path:
     return folder
 
 
-def test_a_later_engine_of_the_same_run_reloads_an_adapter_the_server_already_has(fake: FakeVLLM,
-                                                                                   tmp_path: Path) -> None:
+def test_a_later_engine_of_the_same_run_reloads_an_adapter_the_server_already_has(
+    fake: FakeVLLM, tmp_path: Path
+) -> None:
     """The pool's engines are closed before each training and on a restart, the server keeps its adapters: the
     next engine loading ``<tag>-gen1`` again used to get vLLM's 400 "already been loaded" and stop the run."""
     gen1 = _adapter(tmp_path, "gen1")
@@ -213,7 +221,9 @@ def test_a_stage_manifest_names_the_adapter_that_generated_it(tmp_path: Path) ->
     s = generate.settings(cfg)
     for k in (1, 2):
         runner.run(k, "generate", s, [], lambda st, k=k: generate.run(st, insts, s, runner.role_engine("gen", k)))
-    served = {k: json.loads((tmp_path / "run" / f"iter_{k}" / "generate" / "done.json").read_text())["served_by"]
-              for k in (1, 2)}
+    served = {
+        k: json.loads((tmp_path / "run" / f"iter_{k}" / "generate" / "done.json").read_text())["served_by"]
+        for k in (1, 2)
+    }
     assert served == {1: ["base"], 2: [f"{runner.engines.tag}-gen1"]}
     assert {r.adapter for r in engine.requests} == {None, f"{runner.engines.tag}-gen1"}
