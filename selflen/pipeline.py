@@ -96,7 +96,7 @@ class Runner:
         for i in inputs:  # lineage: the artifacts this stage reads
             if i in self.stages and i.rsplit("/", 1)[-1] in ARTIFACT_TYPES:
                 self.logger.use_artifact(i)
-        before = self.engines.stats()
+        before, served_from = self.engines.stats(), len(self.engines.served)
         try:
             res: StageResult = body(st)
         except SelflenError as err:
@@ -109,6 +109,9 @@ class Runner:
         if engine_stats:  # retries and failed requests of this stage (a server that came and went)
             log.warning("stage %s: engine %s", st.name, engine_stats)
             res.extra = {**res.extra, "engine": engine_stats}
+        served = list(dict.fromkeys(self.engines.served[served_from:]))
+        if served:  # which model generated this stage: "base" or the run-unique adapter name (<tag>-gen1)
+            res.extra = {**res.extra, "served_by": served}
         manifest = st.finish(res.counts, res.drops, {"metrics": res.metrics, **res.extra})
         self.last_done = st.name
         self.manifests[st.name] = manifest

@@ -99,6 +99,8 @@ class EnginePool:
     ``for_folder(trained)`` answers "which engine and adapter play this trained role": a LoRA adapter folder is
     served on the base model's engine under a name unique to the run (``<tag>-<label>``), a full model folder gets
     an engine of its own, ``None`` is the base model. ``close()`` frees them all (before training, and at the end).
+    ``served`` lists, in order, what each ``for_folder`` call served ("base", an adapter's run-unique name or a full
+    model folder), so a stage's manifest can say which model generated it.
     """
 
     def __init__(self, base_dir: Path, build, tag: str = "") -> None:  # noqa: ANN001 - build(model_dir) -> Engine
@@ -106,6 +108,7 @@ class EnginePool:
         self._build = build
         self.tag = tag
         self._engines: dict[str, Engine] = {}
+        self.served: list[str] = []
 
     def engine(self, model_dir: Path | None = None) -> Engine:
         key = str(model_dir or self.base_dir)
@@ -117,8 +120,10 @@ class EnginePool:
     def for_folder(self, folder: Path | None, label: str) -> Engine:
         """The engine bound to ``folder``: None (base), a LoRA adapter folder, or a full model folder."""
         if folder is None:
+            self.served.append("base")
             return self.engine().bind(None)
         if (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
+            self.served.append(str(folder))
             return self.engine(folder).bind(None)
         from selflen.models import check_adapter
 
@@ -126,7 +131,9 @@ class EnginePool:
         name = f"{self.tag}-{label}" if self.tag else label
         base = self.engine()
         if not base.has_adapter(name):
+            log.info("engine: adapter %s from %s", name, folder)
             base.add_adapter(name, str(folder))
+        self.served.append(name)
         return base.bind(name)
 
     def stats(self) -> Counter:

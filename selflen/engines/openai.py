@@ -8,6 +8,10 @@ the stage stops with one line instead of writing a stage full of errors; re-runn
 An assistant prefix is continued with ``continue_final_message`` (vLLM's chat API); adapters are served model
 names (``--lora-modules gen=DIR``) or, with ``load_adapters=True``, loaded at run time through
 ``/v1/load_lora_adapter`` (vLLM with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``).
+
+The API takes at most ``MAX_STOP`` stop strings: the server gets a reduced set that stops generation at the same
+token (``server_stops``), returns the stop string (``include_stop_str_in_output``), and the client cuts the text at
+the earliest of all of them, so the text is the one the ``vllm`` and ``hf`` engines return.
 """
 
 from __future__ import annotations
@@ -24,10 +28,28 @@ import httpx
 from tqdm.auto import tqdm
 
 from selflen.engines.base import Completion, Engine, Request, Result, error_result, truncate_at_stop
-from selflen.errors import EngineUnavailable, check_stop
+from selflen.errors import EngineUnavailable, SelflenError, check_stop
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+MAX_STOP = 4  # stop strings per request the OpenAI API accepts (vLLM: VLLM_MAX_STOP_STRINGS, default 4)
+
+
+def server_stops(stop: Sequence[str], limit: int = MAX_STOP) -> list[str]:
+    """The stop strings sent to the server: a string containing another one is dropped (the shorter one has always
+    ended the text by then, so generation stops at the same token), then at most ``limit`` are kept; any left out
+    is still cut client-side.
+
+    >>> server_stops(["\\n\\n---", "\\n\\n\\n", "\\n---", "---", "\\nInstruction"])
+    ['\\n\\n\\n', '---', '\\nInstruction']
+    >>> server_stops(["a", "b", "c", "d", "e"])
+    ['a', 'b', 'c', 'd']
+    """
+    unique = [s for i, s in enumerate(stop) if s and s not in stop[:i]]
+    needed = [s for s in unique if not any(t != s and t in s for t in unique)]
+    if len(needed) > limit:
+        log.warning("%d stop strings: the server gets %d, the others are cut client-side", len(needed), limit)
+    return needed[:limit]
 
 
 class OpenAIEngine(Engine):
@@ -43,6 +65,7 @@ class OpenAIEngine(Engine):
         max_retries: int = 4,
         backoff_s: float = 0.5,
         load_adapters: bool = False,
+        max_stop: int = MAX_STOP,
     ) -> None:
         self.model = model
         self.base_url = base_url.rstrip("/")
@@ -52,16 +75,74 @@ class OpenAIEngine(Engine):
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.load_adapters = load_adapters
+        self.max_stop = max_stop
         self._adapters: dict[str, str] = {}
         self.stats: Counter[str] = Counter()
+        self._model_checked = not load_adapters  # the loop's engine checks its server once (``_check_model``)
+
+    def _check_model(self) -> None:
+        """Stop with one line if the server does not serve ``self.model``.
+
+        Every request would otherwise fail with a 404 that is counted, not raised: each stage would finish "done"
+        with nothing kept, and a re-run would skip it. Only the loop's engine checks (``load_adapters``: a vLLM
+        server, whose ``/v1/models`` lists what it serves); a server without a usable listing is not checked.
+        """
+        if self._model_checked:
+            return
+        try:
+            resp = self.client.get(f"{self.base_url}/models", timeout=10)
+        except httpx.HTTPError:  # unreachable now: the requests say so (EngineUnavailable); checked next time
+            return
+        self._model_checked = True
+        try:
+            served = [m["id"] for m in resp.json()["data"]] if resp.status_code == 200 else None
+        except (ValueError, KeyError, TypeError):
+            served = None
+        if served is not None and self.model not in served:
+            raise SelflenError(
+                f"the server at {self.base_url} serves {served[:4]}, not {self.model!r}: start it with --model "
+                f"{self.model} (a local or embedded model is asked for by its folder, a hub model by model.name) "
+                "or fix backend.base_url"
+            )
 
     def add_adapter(self, name: str, path: str) -> None:
         if self.load_adapters and self._adapters.get(name) != str(path):
-            if name in self._adapters:
-                self.client.post(f"{self.base_url}/unload_lora_adapter", json={"lora_name": name})
-            resp = self.client.post(f"{self.base_url}/load_lora_adapter", json={"lora_name": name, "lora_path": path})
-            resp.raise_for_status()
+            self._load_adapter(name, str(path))
         self._adapters[name] = str(path)
+
+    def _load_adapter(self, name: str, path: str) -> None:
+        """Load ``path`` on the server under ``name``, unloading that name first.
+
+        The server outlives this engine: an engine of the same run closed before training, or a run resumed after a
+        crash, may have loaded the name already (vLLM then refuses a second load), and the folder may hold new
+        weights (a redone fine-tune). A fresh load also gets a fresh adapter id, so no prefix-cache entry computed
+        with the old weights is reused. Not-loaded answers of the unload are expected and ignored. Only transport
+        errors are retried: vLLM answers 500 for an adapter it cannot take (a rank above ``--max-lora-rank``).
+        """
+        self._check_model()
+        resp, last = None, "no attempt"
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                self.client.post(f"{self.base_url}/unload_lora_adapter", json={"lora_name": name})
+                resp = self.client.post(
+                    f"{self.base_url}/load_lora_adapter", json={"lora_name": name, "lora_path": path}
+                )
+                break
+            except httpx.HTTPError as err:
+                last = f"{type(err).__name__}: {err}"
+        if resp is None:
+            raise EngineUnavailable(
+                f"could not reach {self.base_url} to load adapter {name} after {self.max_retries} retries "
+                f"({last[:160]}); start the server (or fix backend.base_url) and re-run the same command to resume"
+            )
+        if resp.status_code != 200:
+            raise SelflenError(
+                f"the server at {self.base_url} refused to load adapter {name} from {path} (HTTP {resp.status_code}: "
+                f"{' '.join(resp.text[:300].split())}); a vLLM server needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
+                "--enable-lora, --max-lora-rank >= finetune.lora.r and this folder readable"
+            )
 
     def _payload(self, req: Request) -> dict:
         p = req.params
@@ -77,8 +158,9 @@ class OpenAIEngine(Engine):
         }
         if p.top_k > 0 and not p.greedy:
             body["top_k"] = p.top_k
-        if p.stop:
-            body["stop"] = list(p.stop)
+        if p.stop:  # the client cuts at the earliest of all of them (``_parse``)
+            body["stop"] = server_stops(list(p.stop), self.max_stop)
+            body["include_stop_str_in_output"] = True
         if p.seed is not None:
             body["seed"] = p.seed
         if req.prefix:
@@ -121,8 +203,8 @@ class OpenAIEngine(Engine):
     def _parse(data: dict, req: Request) -> Result:
         completions = []
         for choice in sorted(data.get("choices", []), key=lambda c: c.get("index", 0)):
-            text, _ = truncate_at_stop(choice["message"].get("content") or "", req.params.stop)
-            reason = "length" if choice.get("finish_reason") == "length" else "stop"
+            text, cut = truncate_at_stop(choice["message"].get("content") or "", req.params.stop)
+            reason = "length" if choice.get("finish_reason") == "length" and not cut else "stop"
             completions.append(Completion(text=text, tokens=0, finish_reason=reason))
         usage = data.get("usage") or {}
         if completions and usage.get("completion_tokens") is not None:
@@ -132,6 +214,7 @@ class OpenAIEngine(Engine):
         return Result(completions, prompt_tokens=usage.get("prompt_tokens", 0))
 
     def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
+        self._check_model()
         with ThreadPoolExecutor(self.concurrency) as pool:
             futures = [pool.submit(self._call, r) for r in requests]
             done = [f.result() for f in tqdm(futures, desc=desc or "generate", disable=desc is None)]

