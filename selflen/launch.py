@@ -113,16 +113,23 @@ def check_launchable(s: LaunchSettings) -> None:
                            "(or use launch=fsdp, which needs nothing more)")
 
 
-def launch_command(config_file: Path, job_file: Path, python: str = sys.executable) -> list[str]:
-    """``accelerate launch`` of the trainer module (``python -m`` of the launcher: no console script needed).
+def launch_command(config_file: Path, job_file: Path, python: str = sys.executable,
+                   direct: bool = False) -> list[str]:
+    """``accelerate launch`` of the trainer module (``python -m`` of the launcher: no console script needed);
+    ``direct``: the trainer module alone (one process without a distributed backend: the launcher would only
+    cost its start-up).
 
     >>> launch_command(Path("a.yaml"), Path("job.json"), python="py")[1:5]
     ['-m', 'accelerate.commands.launch', '--config_file', 'a.yaml']
     >>> launch_command(Path("a.yaml"), Path("job.json"), python="py")[-4:]
     ['-m', 'selflen.finetune', '--job', 'job.json']
+    >>> launch_command(Path("a.yaml"), Path("job.json"), python="py", direct=True)
+    ['py', '-m', 'selflen.finetune', '--job', 'job.json']
     """
-    return [python, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
-            "-m", "selflen.finetune", "--job", str(job_file)]
+    trainer = ["-m", "selflen.finetune", "--job", str(job_file)]
+    if direct:
+        return [python, *trainer]
+    return [python, "-m", "accelerate.commands.launch", "--config_file", str(config_file), *trainer]
 
 
 def free_port() -> int:
@@ -201,7 +208,8 @@ def run_job(job: TrainJob, workdir: Path, s: LaunchSettings,
     port = s.main_process_port or free_port()
     config = accelerate_config(s, port, ds_file)
     (workdir / "accelerate.yaml").write_text(json.dumps(config, indent=1), encoding="utf-8")
-    cmd = launch_command(workdir / "accelerate.yaml", workdir / "job.json")
+    direct = s.num_processes == 1 and config.get("distributed_type") == "NO"
+    cmd = launch_command(workdir / "accelerate.yaml", workdir / "job.json", direct=direct)
     out = workdir / "trainer.log"
     with trainer_lock(workdir / "trainer.lock") as lock_fd, open(out, "ab") as sink:
         log.info("launching the trainer (%s, %d process%s): %s", s.name, s.num_processes,
