@@ -26,6 +26,7 @@ import os
 import pickle
 import random
 import shutil
+import signal
 import tempfile
 import traceback
 from collections.abc import Sequence
@@ -185,6 +186,7 @@ def _worker(rank: int, model: str, kwargs: dict[str, Any], conn: connection.Conn
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s replica{rank} %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     cores = os.environ.get("SELFLEN_REPLICA_CORES")
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
@@ -331,9 +333,12 @@ class DataParallelVLLM(Engine):
             f"{proc.exitcode} while {what}; its log: {self.logs[rank]}"
         )
 
-    def _call(self, op: str, args: Sequence[Any], ranks: Sequence[int] | None = None) -> dict[int, Any]:
+    def _check_open(self) -> None:
         if not self._procs:
             raise RuntimeError("this data-parallel vLLM engine is closed")
+
+    def _call(self, op: str, args: Sequence[Any], ranks: Sequence[int] | None = None) -> dict[int, Any]:
+        self._check_open()
         ranks = range(self.data_parallel_size) if ranks is None else ranks
         for r in ranks:
             try:
@@ -343,6 +348,7 @@ class DataParallelVLLM(Engine):
         return self._collect(ranks, f"running {op}")
 
     def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
+        self._check_open()
         # a request without a seed gets one here: the replicas' own random states are seeded alike (vLLM seeds
         # Python's random in-process), so drawing it there would repeat the same seeds on every replica
         requests = [r if r.params.seed is not None else replace(r, params=r.params.with_(seed=random.getrandbits(48)))

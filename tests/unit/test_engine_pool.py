@@ -169,3 +169,19 @@ def test_replica_envs_slice_gpus_and_cores() -> None:
     with pytest.raises(ValueError, match="needs 3 CPU cores"):
         replica_envs(3, 1, [], [0, 1])
     assert split_evenly([1, 2, 3], 3) == [[1], [2], [3]]
+
+
+def test_build_engine_routes_replicas_and_keeps_the_in_process_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import selflen.engines.vllm as single
+    import selflen.engines.vllm_dp as dp
+    from selflen.config import BackendConfig, ModelConfig
+    from selflen.engines import engine_from_config
+
+    made = []
+    monkeypatch.setattr(single, "VLLMEngine", lambda model, **kw: made.append(("one", kw)))
+    monkeypatch.setattr(dp, "DataParallelVLLM", lambda model, **kw: made.append(("dp", kw)))
+    engine_from_config(BackendConfig(name="vllm"), ModelConfig(), Path("m"))
+    engine_from_config(BackendConfig(name="vllm", data_parallel_size=2, sleep_mode=True), ModelConfig(), Path("m"))
+    (kind1, kw1), (kind2, kw2) = made
+    assert kind1 == "one" and "data_parallel_size" not in kw1 and kw1["sleep_mode"] is False
+    assert kind2 == "dp" and kw2["data_parallel_size"] == 2 and kw2["sleep_mode"] is True
