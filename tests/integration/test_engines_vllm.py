@@ -106,6 +106,27 @@ def test_vllm_data_parallel_equals_one_engine(vllm_dp_engine, vllm_engine, pertu
     assert not vllm_dp_engine._procs
 
 
+def test_pool_serves_a_full_model_folder_with_one_vllm_engine_alive(tiny_model: Path, vllm_engine, tmp_path) -> None:
+    """A full fine-tune's folder gets its own vLLM engine; the base engine is closed first, and release() frees it."""
+    import shutil
+
+    from selflen.engines import EnginePool
+
+    full = tmp_path / "finetune_gen" / "model"
+    shutil.copytree(tiny_model, full)  # same weights: the same greedy texts as the base model
+    pool = EnginePool(tiny_model, lambda d: build_engine("vllm", str(d), dtype="float32", max_model_len=512,
+                                                         max_lora_rank=8, cpu_kvcache_gb=1, single_process=True))
+    try:
+        base = pool.engine()
+        got = [r.text for r in pool.for_folder(full, "gen1").generate(requests())]
+        assert base.llm is None  # closed before the full model's engine started
+        assert got == [r.text for r in vllm_engine.generate(requests())]
+        pool.release()  # CPU: closed, no CUDA call
+        assert pool.stats() == {} and not pool._engines
+    finally:
+        pool.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
