@@ -45,7 +45,9 @@ class BackendConfig:
     device: str = "auto"  # hf: auto | cpu | cuda
     batch_size: int = 16  # hf: rows per forward batch
     gpu_memory_utilization: float = 0.85  # vllm
-    tensor_parallel_size: int = 1  # vllm
+    tensor_parallel_size: int = 1  # vllm: devices per engine replica
+    data_parallel_size: int = 1  # vllm: engine replicas, each in its own process on its own devices (1 = in-process)
+    sleep_mode: bool = False  # vllm on CUDA: sleep (weights to CPU) instead of closing before training
     enforce_eager: bool = True  # vllm: skip graph capture/compilation (faster start)
     max_lora_rank: int = 64  # vllm: must be >= finetune.lora.r
     cpu_kvcache_gb: int = 2  # vllm on CPU: VLLM_CPU_KVCACHE_SPACE
@@ -311,6 +313,8 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "backend.gpu_memory_utilization": (0, 1, True, False),
     "backend.batch_size": (1, None, False, True),
     "backend.concurrency": (1, None, False, True),
+    "backend.tensor_parallel_size": (1, None, False, True),
+    "backend.data_parallel_size": (1, None, False, True),
 }
 
 
@@ -362,8 +366,27 @@ def check(cfg: TrainConfig) -> None:
             f"backend.max_lora_rank={cfg.backend.max_lora_rank} < finetune.lora.r={cfg.finetune.lora.r}; raise it"
         )
     _check_launch(cfg)
-    if cfg.finetune.method == "full" and cfg.backend.name != "hf":
-        raise ConfigError("finetune.method=full needs backend=hf (vllm/openai serve LoRA adapters, not full weights)")
+    if cfg.finetune.method == "full" and cfg.backend.name == "openai":
+        raise ConfigError(
+            "finetune.method=full needs backend=hf or backend=vllm (a server cannot load new full weights at run time)"
+        )
+    if cfg.backend.name == "vllm":
+        check_vllm_devices(cfg.backend)
+
+
+def check_vllm_devices(backend: BackendConfig) -> None:
+    """On a GPU machine, the replicas x devices per replica must fit on the visible GPUs (CPU splits its cores)."""
+    dp, tp = backend.data_parallel_size, backend.tensor_parallel_size
+    if dp * tp == 1:
+        return
+    from selflen.engines.vllm_dp import visible_gpus
+
+    gpus = visible_gpus()
+    if gpus and dp * tp > len(gpus):
+        raise ConfigError(
+            f"backend.data_parallel_size={dp} x backend.tensor_parallel_size={tp} needs {dp * tp} GPUs but "
+            f"{len(gpus)} are visible; lower one of them"
+        )
 
 
 def _check_launch(cfg: TrainConfig) -> None:

@@ -227,7 +227,7 @@ def iteration(r: Runner, k: int) -> None:
     data_s = sft_data.settings(cfg)
     data_st = r.run(k, "sft_data", data_s, [f"{d}/select"], lambda st: sft_data.run(st, r.ok(f"{d}/select"), data_s))
     write_data_card(r, data_st, k, {"generate": gen_s, "extend": ext_s, "select": sel_e, "sft_data": data_s})
-    r.engines.close()  # free memory for training
+    r.engines.release()  # free memory for training
     for role, data in zip(("gen", "ext"), sft_data.paths(data_st.dir), strict=True):
         if role == "ext" and k == cfg.iterations.count and not cfg.finetune.last_extender:
             log.info("finetune_ext of the last iteration skipped (finetune.last_extender=false): nothing uses it")

@@ -1,17 +1,20 @@
 """Generation engines behind one interface (see ``base``).
 
 ``build_engine`` picks one by name; ``engine_from_config`` builds the configured backend for a model folder;
-``EnginePool`` owns the engines of one run (one per model folder) and registers adapters under run-unique names.
+``EnginePool`` owns the engines of one run (one per model folder, at most one vLLM engine alive), registers adapters
+under run-unique names and releases device memory before training (``release``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selflen.engines.base import BoundEngine, Completion, Engine, Request, Result, SamplingParams, error_result
+from selflen.errors import SelflenError
 
 if TYPE_CHECKING:
     from selflen.config import BackendConfig, ModelConfig
@@ -24,6 +27,7 @@ __all__ = [
     "BoundEngine",
     "Completion",
     "Engine",
+    "EngineMemoryNotFreed",
     "EnginePool",
     "Request",
     "Result",
@@ -41,8 +45,13 @@ def build_engine(backend: str, model: str, **kwargs: Any) -> Engine:
 
         return HFEngine(model, **kwargs)
     if backend == "vllm":
+        if kwargs.get("data_parallel_size", 1) > 1:
+            from selflen.engines.vllm_dp import DataParallelVLLM
+
+            return DataParallelVLLM(model, **kwargs)
         from selflen.engines.vllm import VLLMEngine
 
+        kwargs.pop("data_parallel_size", None)
         return VLLMEngine(model, **kwargs)
     if backend == "openai":
         from selflen.engines.openai import OpenAIEngine
@@ -72,6 +81,8 @@ def engine_from_config(backend: BackendConfig, model: ModelConfig, model_dir: Pa
             max_lora_rank=backend.max_lora_rank,
             gpu_memory_utilization=backend.gpu_memory_utilization,
             tensor_parallel_size=backend.tensor_parallel_size,
+            data_parallel_size=backend.data_parallel_size,
+            sleep_mode=backend.sleep_mode,
             enforce_eager=backend.enforce_eager,
             cpu_kvcache_gb=backend.cpu_kvcache_gb,
             seed=seed,
@@ -93,30 +104,39 @@ def engine_from_config(backend: BackendConfig, model: ModelConfig, model_dir: Pa
     )
 
 
+class EngineMemoryNotFreed(SelflenError):
+    """Releasing the engines before training left the GPU memory in use."""
+
+
 class EnginePool:
     """The engines of one run, built lazily: one per model folder (a full fine-tune makes a new folder).
 
     ``for_folder(trained)`` answers "which engine and adapter play this trained role": a LoRA adapter folder is
     served on the base model's engine under a name unique to the run (``<tag>-<label>``), a full model folder gets
-    an engine of its own, ``None`` is the base model. ``close()`` frees them all (before training, and at the end).
+    an engine of its own, ``None`` is the base model. At most one exclusive (vLLM) engine is alive: starting one
+    for another folder closes the previous one first, so two large engines never share a device; hf engines may
+    coexist. ``release()`` frees device memory before training, ``close()`` frees everything (at the end).
     ``served`` lists, in order, what each ``for_folder`` call served ("base", an adapter's run-unique name or a full
     model folder), so a stage's manifest can say which model generated it.
     """
 
-    def __init__(self, base_dir: Path, build, tag: str = "") -> None:  # noqa: ANN001 - build(model_dir) -> Engine
+    def __init__(self, base_dir: Path, build, tag: str = "", release_timeout_s: float = 60.0) -> None:  # noqa: ANN001
         self.base_dir = Path(base_dir)
-        self._build = build
+        self._build = build  # build(model_dir) -> Engine
         self.tag = tag
+        self.release_timeout_s = release_timeout_s
         self._engines: dict[str, Engine] = {}
         self.served: list[str] = []
 
     def engine(self, model_dir: Path | None = None) -> Engine:
         key = str(model_dir or self.base_dir)
         if key not in self._engines:
+            for other in [k for k, e in self._engines.items() if getattr(e, "exclusive", False)]:
+                log.info("engine: closing the one for %s before starting another", other)
+                self._engines.pop(other).close()
             log.info("engine: starting for %s", key)
             self._engines[key] = self._build(Path(key))
         return self._engines[key]
-
     def for_folder(self, folder: Path | None, label: str) -> Engine:
         """The engine bound to ``folder``: None (base), a LoRA adapter folder, or a full model folder."""
         if folder is None:
@@ -147,3 +167,51 @@ class EnginePool:
         """Free every engine (vLLM does not reliably release memory in-process otherwise)."""
         while self._engines:
             self._engines.popitem()[1].close()
+
+    def release(self) -> None:
+        """Free device memory for training: an engine that can sleep (vLLM on CUDA with ``backend.sleep_mode``)
+        sleeps and keeps its adapters, waking on its next request; every other engine is closed. On CUDA, after a
+        vLLM engine, wait until the share of memory it was given is free again (``gpu_memory_utilization``)."""
+        need, asleep = 0.0, False
+        for key, eng in list(self._engines.items()):
+            if getattr(eng, "exclusive", False):
+                need = max(need, float(getattr(eng, "gpu_memory_utilization", 0.0)))
+            if getattr(eng, "can_sleep", False):
+                eng.sleep()
+                asleep = True
+            else:
+                self._engines.pop(key).close()
+        if need > 0:
+            wait_for_free_gpu_memory(need, self.release_timeout_s, asleep)
+
+
+def wait_for_free_gpu_memory(fraction: float, timeout_s: float, asleep: bool, poll_s: float = 1.0) -> None:
+    """Wait until every visible GPU has ``fraction`` of its memory free; a clear error after ``timeout_s``.
+
+    Nothing happens without CUDA (the CPU engines hold host memory, freed by closing them)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        short = []
+        for i in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(i)
+            if free < fraction * total:
+                short.append(f"cuda:{i} {free / 2**30:.1f} of {total / 2**30:.1f} GiB free")
+        if not short:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    fix = (
+        "set backend.sleep_mode=false (a sleeping engine still holds its CUDA context and buffers)"
+        if asleep
+        else "set backend.single_process=false (the engine core runs in its own process and frees its memory when "
+        "it exits) or lower backend.gpu_memory_utilization"
+    )
+    raise EngineMemoryNotFreed(
+        f"GPU memory was not freed for training within {timeout_s:.0f} s after releasing the vLLM engines "
+        f"({'; '.join(short)}; needed {fraction:.0%} free, backend.gpu_memory_utilization): {fix}"
+    )

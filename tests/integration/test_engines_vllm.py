@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from selflen.engines import Request, SamplingParams, build_engine
+from selflen.engines.vllm_dp import ReplicaDied
 from tests.servers import vllm_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
@@ -52,6 +56,72 @@ def test_vllm_sampling_n_seed_and_prefix(vllm_engine) -> None:
     assert all(0 < o.tokens <= 12 for o in a.outputs)
     req = Request([{"role": "user", "content": "q"}], GREEDY, prefix="Once")
     assert vllm_engine.render(req)[-1] != vllm_engine.render(Request(req.messages, GREEDY))[-1]
+
+
+def mixed_requests() -> list[Request]:
+    """Base and adapter requests, a long and a short prompt, and one request with two samples."""
+    two = SamplingParams(max_new_tokens=16, seed=7, n=2)  # vLLM refuses n > 1 when greedy: sampled, seeded
+    return [
+        *requests(),
+        *requests("p")[:2],
+        Request([{"role": "user", "content": "Tell me a story " * 20}], GREEDY),
+        Request([{"role": "user", "content": "Two answers, please."}], two),
+    ]
+
+
+@pytest.fixture(scope="module")
+def vllm_dp_engine(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    logs = tmp_path_factory.mktemp("replicas")
+    with build_engine("vllm", str(tiny_model), dtype="float32", max_model_len=512, max_lora_rank=8,
+                      data_parallel_size=2, cpu_kvcache_gb=1, single_process=True, log_dir=str(logs)) as eng:
+        yield eng
+
+
+def test_vllm_data_parallel_equals_one_engine(vllm_dp_engine, vllm_engine, perturbed_adapter) -> None:
+    """Two replicas (one core each) answer a mixed batch in order, exactly as the in-process engine does."""
+    for eng in (vllm_dp_engine, vllm_engine):
+        eng.add_adapter("p", str(perturbed_adapter))
+    assert vllm_dp_engine.has_adapter("p")
+    t0 = time.perf_counter()
+    got = vllm_dp_engine.generate(mixed_requests())
+    t1 = time.perf_counter()
+    want = vllm_engine.generate(mixed_requests())
+    print(f"data_parallel_size=2: {t1 - t0:.2f} s, 1: {time.perf_counter() - t1:.2f} s")
+    assert [[o.text for o in r.outputs] for r in got] == [[o.text for o in r.outputs] for r in want]
+    assert [r.prompt_tokens for r in got] == [r.prompt_tokens for r in want]
+    assert len(got[-1].outputs) == 2 and got[0].text != got[4].text  # n=2 kept whole; the adapter applied
+    assert vllm_dp_engine.generate([]) == []
+    with pytest.raises(KeyError, match="never added"):  # a replica's error comes back as itself
+        vllm_dp_engine.generate(requests("unknown"))
+    assert [r.text for r in vllm_dp_engine.generate(requests())] == [r.text for r in want[:4]]  # still in step
+    victim = vllm_dp_engine._procs[1]
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join(30)
+    died = r"vLLM replica 1 of backend.data_parallel_size=2 exited with code -9 while .*; its log: .*replica1.log"
+    with pytest.raises(ReplicaDied, match=died):  # a clear error, not a hang; the other replica is stopped too
+        vllm_dp_engine.generate(requests())
+    assert not vllm_dp_engine._procs
+
+
+def test_pool_serves_a_full_model_folder_with_one_vllm_engine_alive(tiny_model: Path, vllm_engine, tmp_path) -> None:
+    """A full fine-tune's folder gets its own vLLM engine; the base engine is closed first, and release() frees it."""
+    import shutil
+
+    from selflen.engines import EnginePool
+
+    full = tmp_path / "finetune_gen" / "model"
+    shutil.copytree(tiny_model, full)  # same weights: the same greedy texts as the base model
+    pool = EnginePool(tiny_model, lambda d: build_engine("vllm", str(d), dtype="float32", max_model_len=512,
+                                                         max_lora_rank=8, cpu_kvcache_gb=1, single_process=True))
+    try:
+        base = pool.engine()
+        got = [r.text for r in pool.for_folder(full, "gen1").generate(requests())]
+        assert base.llm is None  # closed before the full model's engine started
+        assert got == [r.text for r in vllm_engine.generate(requests())]
+        pool.release()  # CPU: closed, no CUDA call
+        assert pool.stats() == {} and not pool._engines
+    finally:
+        pool.close()
 
 
 @pytest.fixture(scope="module")

@@ -132,11 +132,12 @@ def test_ablations_run_with_one_glob_command() -> None:
     assert sorted(c[0].split("=", 1)[1] for c in combos) == ABLATIONS
 
 
-def test_full_finetune_refuses_vllm() -> None:
+def test_full_finetune_generates_through_hf_or_vllm_not_a_server() -> None:
     from selflen.config import ConfigError
 
-    with pytest.raises(ConfigError, match="finetune.method=full needs backend=hf"):
-        _validate(_compose(["+experiment=full_finetune", "backend=vllm"]))
+    _validate(_compose(["+experiment=full_finetune", "backend=vllm"]))
+    with pytest.raises(ConfigError, match="needs backend=hf or backend=vllm .a server cannot load new full weights"):
+        _validate(_compose(["+experiment=full_finetune", "backend=openai"]))
 
 
 # -- smoke runs --------------------------------------------------------------------------------------------------
