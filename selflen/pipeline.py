@@ -304,7 +304,7 @@ def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]
     st = r.run("final", "length_control", lc, sources, lambda st: length_control.run(
         st, pooled, lc, r.engines.for_folder(None, "base") if lc.rewrite == "llm" else None))
     write_data_card(r, st, "final", {"length_control": lc})
-    r.engines.close()
+    r.engines.release()  # free memory for the length-following SFT
     examples = r.manifests[st.name]["counts"].get("examples", 0)
     out: dict[str, Any] = {"length_control_examples": examples}
     if cfg.length_control.final_sft and examples:
