@@ -77,6 +77,22 @@ def test_two_gloo_processes_train_what_one_process_trains(tiny_model: Path, tmp_
     assert (tmp_path / "two" / "launch" / "trainer.log").exists()
 
 
+def test_the_shipped_fsdp_launch_trains_what_one_process_trains(tiny_model: Path, tmp_path: Path) -> None:
+    """conf/launch/fsdp.yaml as shipped (FSDP2, full state dict), on 2 gloo processes instead of 8 GPUs."""
+    import yaml
+
+    from selflen.config import CONF_DIR
+
+    shipped = yaml.safe_load((CONF_DIR / "launch" / "fsdp.yaml").read_text())
+    fsdp = LaunchSettings(name="fsdp", num_processes=2, accelerate=shipped["accelerate"])
+    data = _data(tmp_path / "sft.jsonl")
+    one, one_losses, one_adapter = _run_stage(tmp_path, "one", tiny_model, data, ONE, TRAIN)
+    two, two_losses, two_adapter = _run_stage(tmp_path, "fsdp", tiny_model, data, fsdp, replace(TRAIN, batch_size=2))
+    assert (one.counts, one.drops) == (two.counts, two.drops)
+    assert two_losses == pytest.approx(one_losses, rel=LOSS_RTOL)
+    _assert_same_adapter(one_adapter, two_adapter)  # gathered into one ordinary adapter folder
+
+
 PARENT = """
 import json, sys
 from selflen.launch import LaunchSettings, TrainJob, run_job
