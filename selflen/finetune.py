@@ -319,7 +319,7 @@ def sft_config(s: TrainSettings, ckpt_dir: Path, *, examples: int, max_len: int,
     )
 
 
-def _watch_parent(pid: int | None, every_s: float = 2.0) -> None:
+def _watch_parent(pid: int | None, every_s: float = 0.5) -> None:
     """Ask for a stop (a checkpoint, then exit) once process ``pid`` is gone: a trainer outliving a killed run
     must not keep training beside the run that resumes it."""
     import threading

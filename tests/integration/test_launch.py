@@ -104,7 +104,7 @@ run_job(TrainJob(**job), __import__("pathlib").Path(sys.argv[2]), LaunchSettings
 def test_a_trainer_outliving_its_killed_run_checkpoints_and_the_next_run_resumes(tiny_model: Path,
                                                                                 tmp_path: Path) -> None:
     data = _data(tmp_path / "sft.jsonl")
-    train = replace(TRAIN, epochs=6, batch_size=2, save_steps=1)  # 12 steps of global batch 4, a checkpoint each
+    train = replace(TRAIN, epochs=20, batch_size=2, save_steps=1)  # 40 steps of global batch 4, a checkpoint each
     out = tmp_path / "stage" / "adapter"
     job = TrainJob(model_dir=str(tiny_model), data=str(data), out_dir=str(out), settings=asdict(train))
     spec = tmp_path / "spec.json"
@@ -121,7 +121,7 @@ def test_a_trainer_outliving_its_killed_run_checkpoints_and_the_next_run_resumes
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     stats = run_job(job, tmp_path / "stage" / "launch", TWO)  # waits for the orphan's checkpoint, then resumes
-    assert stats["resumed"] and stats["steps"] == 12
+    assert stats["resumed"] and stats["steps"] == 40
     assert (tmp_path / "stage" / "launch" / "result.json").exists()
     assert "is gone: checkpointing and stopping" in (tmp_path / "stage" / "launch" / "trainer.log").read_text()
     # the resumed adapter is the uninterrupted one (optimizer, schedule and data order restored)
