@@ -62,6 +62,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=16)
     p.add_argument("--words", type=int, default=600)
+    p.add_argument("--reverse", action="store_true", help="run the cases in the opposite order (order effects)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "finetune_launch.json")
     args = p.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -69,10 +70,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in _rows(args.rows, args.words)))
-        for i, name in enumerate(CASES):
+        for i, name in enumerate(reversed(CASES) if args.reverse else CASES):
             results.append(one(name, data, Path(tmp) / str(i)))
             print(json.dumps(results[-1]), flush=True)
-    base = results[0]
+    base = next(r for r in results if r["processes"] == 1 and r["case"].startswith("inprocess"))
     report = {"command": " ".join(sys.argv), "machine": f"{platform.machine()} {os.cpu_count()} cores",
               "date": time.strftime("%Y-%m-%d"), "loadavg": os.getloadavg(), "results": results,
               "tok_s_over_inprocess": {r["case"]: round(r["tok_s"] / base["tok_s"], 3) for r in results},
