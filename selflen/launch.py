@@ -193,25 +193,18 @@ def run_job(job: TrainJob, workdir: Path, s: LaunchSettings,
 
     Raises ``Interrupted`` when the run was asked to stop (a checkpoint is on disk, re-running resumes) and
     ``SelflenError`` naming the trainer's log when it failed."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    files = {k: workdir / name for k, name in
-             (("log_file", "train_log.jsonl"), ("result_file", "result.json"), ("stop_file", STOP_FILE))}
-    for path in files.values():
-        path.unlink(missing_ok=True)
-    job = TrainJob(**{**asdict(job), **{k: str(v) for k, v in files.items()}, "parent_pid": os.getpid()})
-    job.write(workdir / "job.json")
     check_launchable(s)
-    ds_file = None
-    if s.deepspeed is not None:
-        ds_file = workdir / "deepspeed.json"
-        ds_file.write_text(json.dumps(s.deepspeed, indent=1), encoding="utf-8")
-    port = s.main_process_port or free_port()
-    config = accelerate_config(s, port, ds_file)
-    (workdir / "accelerate.yaml").write_text(json.dumps(config, indent=1), encoding="utf-8")
-    direct = s.num_processes == 1 and config.get("distributed_type") == "NO"
-    cmd = launch_command(workdir / "accelerate.yaml", workdir / "job.json", direct=direct)
+    workdir.mkdir(parents=True, exist_ok=True)
     out = workdir / "trainer.log"
+    # the lock first: an orphaned trainer of this stage may still be writing its checkpoint, log and result
     with trainer_lock(workdir / "trainer.lock") as lock_fd, open(out, "ab") as sink:
+        files = {k: workdir / name for k, name in
+                 (("log_file", "train_log.jsonl"), ("result_file", "result.json"), ("stop_file", STOP_FILE))}
+        for path in files.values():
+            path.unlink(missing_ok=True)
+        job = TrainJob(**{**asdict(job), **{k: str(v) for k, v in files.items()}, "parent_pid": os.getpid()})
+        job.write(workdir / "job.json")
+        cmd = _write_launch_files(workdir, s)
         log.info("launching the trainer (%s, %d process%s): %s", s.name, s.num_processes,
                  "" if s.num_processes == 1 else "es", " ".join(cmd))
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=trainer_env(s),
@@ -225,6 +218,18 @@ def run_job(job: TrainJob, workdir: Path, s: LaunchSettings,
     if result.get("stopped"):
         raise Interrupted(int(result.get("signum") or 15))
     return result
+
+
+def _write_launch_files(workdir: Path, s: LaunchSettings) -> list[str]:
+    """The accelerate config (and DeepSpeed JSON) of this launch in ``workdir``; the command that runs it."""
+    ds_file = None
+    if s.deepspeed is not None:
+        ds_file = workdir / "deepspeed.json"
+        ds_file.write_text(json.dumps(s.deepspeed, indent=1), encoding="utf-8")
+    config = accelerate_config(s, s.main_process_port or free_port(), ds_file)
+    (workdir / "accelerate.yaml").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    direct = s.num_processes == 1 and config.get("distributed_type") == "NO"
+    return launch_command(workdir / "accelerate.yaml", workdir / "job.json", direct=direct)
 
 
 def _supervise(proc: subprocess.Popen, log_file: Path, stop_file: Path,
