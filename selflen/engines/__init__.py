@@ -137,6 +137,7 @@ class EnginePool:
             log.info("engine: starting for %s", key)
             self._engines[key] = self._build(Path(key))
         return self._engines[key]
+
     def for_folder(self, folder: Path | None, label: str) -> Engine:
         """The engine bound to ``folder``: None (base), a LoRA adapter folder, or a full model folder."""
         if folder is None:

@@ -6,7 +6,6 @@ on a shared server, at most four stop strings per request, and manifests that sa
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +16,7 @@ from selflen.engines import EnginePool
 from selflen.engines.base import Request, SamplingParams
 from selflen.engines.openai import MAX_STOP, OpenAIEngine
 from selflen.errors import EngineUnavailable, SelflenError
+from selflen.launch import free_port
 from tests.scripted import ScriptedEngine
 
 pytestmark = pytest.mark.unit
@@ -174,9 +174,7 @@ def test_a_server_serving_another_model_stops_the_loop_before_any_request(fake: 
 
 
 def test_a_server_that_is_down_when_an_adapter_is_loaded_is_unavailable(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here
+    port = free_port()  # a loopback port nobody listens on
     eng = _engine(f"http://127.0.0.1:{port}/v1")
     with pytest.raises(EngineUnavailable, match="re-run the same command"):
         eng.add_adapter("t-gen1", str(_adapter(tmp_path, "gen1")))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from selflen.errors import EngineUnavailable, Interrupted, SelflenError
+from selflen.launch import free_port
 from selflen.models import ModelNotFound, check_adapter, check_chat_template
 from selflen.seeds import SeedError, load_seeds
 from selflen.store import StoreError
@@ -234,9 +235,7 @@ def test_report_error_for_a_stop_names_the_last_finished_stage(capsys: pytest.Ca
 
 
 def test_train_with_a_server_that_stays_down_stops_with_one_line(tmp_path: Path) -> None:
-    with socket.socket() as s:  # a loopback port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a loopback port nobody listens on
     run_dir = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     proc = subprocess.run([sys.executable, str(REPO / "train.py"), "debug=smoke", "logger=none", "backend=openai",
