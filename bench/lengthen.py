@@ -4,8 +4,10 @@
     python bench/lengthen.py --run +experiment=cpu_lengthen               # run `train.py` first, timed
 
 Reads the run's evaluate folders (``iter_0`` = the base model, ``iter_k`` = iteration k's Generator): mean and
-median words, finish-by-budget rate, repeated 10-gram rate, and the goals of issue 9 (iteration-2 mean words >=
-1.5x base, finish-by-budget <= 10 %, repeated 10-gram rate <= base + 0.02). Also what each iteration's stages
+median words, the mean of the answers the model ended itself, the paired growth over the base (geometric mean of
+per-prompt ratios), finish-by-budget rate, repeated 10-gram rate, and the goals of issue 9 at every iteration (the
+issue names iteration 2: mean words >= 1.5x base, finish-by-budget <= 10 %, repeated 10-gram rate <= base + 0.02).
+Also what each iteration's stages
 kept and dropped, and the Extender's ratios, so a run that does not get there shows where it stops. Writes
 ``bench/results/<name>.json`` and ``<run>/plots/eval_length_histogram.png``.
 """
@@ -26,25 +28,42 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from selflen.report.lengths import eval_length_row, paired_growth  # noqa: E402
 from selflen.store import RunLayout, Stage, read_json  # noqa: E402
 
 GOAL_RATIO, GOAL_BUDGET, GOAL_REPEAT = 1.5, 0.10, 0.02
 
 
-def point_stats(layout: RunLayout, point: int | str) -> dict[str, Any] | None:
+def point_stats(layout: RunLayout, point: int | str, base_rows: list[dict[str, Any]] | None = None
+                ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """One point's held-out length (``selflen.report.lengths``) and its scored rows; None when it has none."""
     path = layout.stage(point, "evaluate") / "scored.jsonl"
     rows = [json.loads(line) for line in path.open()] if path.exists() else []
     if not rows:
-        return None
-    words = [r["words"] for r in rows]
+        return None, rows
+    row = eval_length_row(None, rows)
     return {
-        "n": len(rows),
-        "mean_words": round(statistics.fmean(words), 1),
-        "median_words": statistics.median(words),
-        "finish_by_budget_rate": round(sum(r.get("finish_reason") == "length" for r in rows) / len(rows), 4),
-        "repeated_10gram_rate": round(statistics.fmean(r["repetition"].get("repeated_10gram_rate", 0.0)
-                                                       for r in rows), 4),
-        "words": words,
+        "n": row["n"],
+        "mean_words": row["mean_words"],
+        "median_words": row["median_words"],
+        "effective_words": row["effective_words"],
+        "ended_mean_words": row["ended_mean_words"],
+        "ended_n": sum(r.get("finish_reason") != "length" for r in rows),
+        "paired_growth": paired_growth(base_rows if base_rows is not None else rows, rows),
+        "finish_by_budget_rate": row["finish_by_budget_rate"],
+        "repeated_10gram_rate": row["repeated_ngram_rate"],
+        "words": [r["words"] for r in rows],
+    }, rows
+
+
+def goal(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    """Issue 9's three goals at one point, against the base model of the same run."""
+    ratio = point["mean_words"] / max(1e-9, base["mean_words"])
+    return {
+        "mean_words_ratio": round(ratio, 3),
+        "ratio_ok": ratio >= GOAL_RATIO,
+        "finish_by_budget_ok": point["finish_by_budget_rate"] <= GOAL_BUDGET,
+        "repetition_ok": point["repeated_10gram_rate"] <= base["repeated_10gram_rate"] + GOAL_REPEAT,
     }
 
 
@@ -89,24 +108,16 @@ def histogram(points: dict[str, dict[str, Any]], path: Path) -> None:
 
 def measure(run_dir: Path, wall_seconds: float | None, command: list[str] | None) -> dict[str, Any]:
     layout = RunLayout(run_dir)
-    points = {}
+    points: dict[str, dict[str, Any]] = {}
+    base_rows: list[dict[str, Any]] | None = None
     for point in [0, *layout.iterations()]:
-        stats = point_stats(layout, point)
+        stats, rows = point_stats(layout, point, base_rows)
+        if point == 0:
+            base_rows = rows
         if stats is not None:
             points["base" if point == 0 else f"iter_{point}"] = stats
     base = points.get("base")
-    last_name = f"iter_{max(layout.iterations())}" if layout.iterations() else None
-    last = points.get(last_name or "")
-    goals = {}
-    if base and last:
-        ratio = last["mean_words"] / max(1e-9, base["mean_words"])
-        goals = {
-            "point": last_name,
-            "mean_words_ratio": round(ratio, 3),
-            "ratio_ok": ratio >= GOAL_RATIO,
-            "finish_by_budget_ok": last["finish_by_budget_rate"] <= GOAL_BUDGET,
-            "repetition_ok": last["repeated_10gram_rate"] <= base["repeated_10gram_rate"] + GOAL_REPEAT,
-        }
+    goals = {name: goal(base, point) for name, point in points.items() if base and name != "base"}
     if points:
         histogram(points, layout.plots_dir / "eval_length_histogram.png")
     return {
@@ -141,11 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(run_dir.resolve(), wall, command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(f"{'point':>8} {'n':>3} {'mean':>7} {'median':>7} {'by budget':>9} {'rep10':>6}")
+    print(f"{'point':>8} {'n':>3} {'mean':>7} {'median':>7} {'ended':>7} {'paired':>6} {'by budget':>9} {'rep10':>6}")
     for name, s in result["points"].items():
-        print(f"{name:>8} {s['n']:>3} {s['mean_words']:>7.1f} {s['median_words']:>7.1f} "
+        ended = f"{s['ended_mean_words']:.1f}" if s["ended_mean_words"] is not None else "-"
+        paired = f"{s['paired_growth']:.2f}x" if s["paired_growth"] is not None else "-"
+        print(f"{name:>8} {s['n']:>3} {s['mean_words']:>7.1f} {s['median_words']:>7.1f} {ended:>7} {paired:>6} "
               f"{s['finish_by_budget_rate']:>9.2%} {s['repeated_10gram_rate']:>6.3f}")
-    print("goals:", json.dumps(result["goals"]))
+    for name, g in result["goals"].items():
+        print(f"goals at {name}:", json.dumps(g))
     print("wall seconds:", wall, "| written:", args.out)
     return 0
 

@@ -3,6 +3,7 @@ evaluate folder (its ``summary.json`` and ``scored.jsonl``). A leaf module: ``ru
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -61,6 +62,14 @@ def _budget_rate(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) 
     return float(rate) if is_number(rate) else None
 
 
+def _ended_mean(rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """Mean words of the answers the model ended itself (any finish reason but ``length``); None when every answer
+    hit the budget or no row says how it finished. Apart from answers that loop to the budget, this is the
+    length the model chooses."""
+    known = [r for r in rows if r.get("finish_reason") is not None]
+    return _mean(r["words"] for r in known if r["finish_reason"] != "length") if known else None
+
+
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -75,6 +84,8 @@ def eval_length_row(summary: Mapping[str, Any] | None, scored: Sequence[Mapping[
     ...     {"words": 300, "finish_reason": "stop", "repetition": rep(300, 0.0)}])
     >>> row["mean_words"], row["effective_words"], row["finish_by_budget_rate"], row["repeated_ngram_rate"], row["n"]
     (200.0, 190.0, 0.5, 0.1, 2)
+    >>> row["ended_mean_words"]  # the answer that stopped by itself
+    300.0
     """
     summary = summary or {}
     overall = summary.get("overall") or {}
@@ -94,9 +105,34 @@ def eval_length_row(summary: Mapping[str, Any] | None, scored: Sequence[Mapping[
         "mean_words": _round(mean_words if is_number(mean_words) else None, 1),
         "median_words": round(statistics.median(words), 1) if words else None,
         "effective_words": _round(effective if is_number(effective) else None, 1),
+        "ended_mean_words": _round(_ended_mean(rows), 1),
         "repeated_ngram_rate": _round(repeated if is_number(repeated) else None, 4),
         "ngram_n": NGRAM_N,
         "finish_by_budget_rate": _round(_budget_rate(summary, rows), 4),
         "score": score if is_number(score) else None,
         "n": len(rows) if rows else summary.get("n"),
     }
+
+
+def _row_key(row: Mapping[str, Any]) -> tuple[Any, Any]:
+    return row.get("id"), row.get("sample")
+
+
+def paired_growth(base: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """Geometric mean, over the held-out prompts both points answered, of the ratio of a point's words to the
+    base model's. Answers pair up by ``id`` and ``sample``; rows without an id are left out. Each prompt counts
+    once, so a few answers that loop to the budget move it less than they move the ratio of means. None when no
+    prompt pairs up.
+
+    >>> base = [{"id": "a", "words": 100}, {"id": "b", "words": 400}, {"id": "c", "words": 50}]
+    >>> paired_growth(base, [{"id": "a", "words": 200}, {"id": "b", "words": 200}])  # 2x and 0.5x
+    1.0
+    >>> paired_growth(base, [{"id": "z", "words": 10}]) is None  # nothing pairs up; nor do rows without an id
+    True
+    """
+    def usable(row: Mapping[str, Any]) -> bool:
+        return row.get("id") is not None and is_number(row.get("words")) and row["words"] > 0
+
+    words = {_row_key(r): float(r["words"]) for r in base if usable(r)}
+    logs = [math.log(float(r["words"]) / words[_row_key(r)]) for r in rows if usable(r) and _row_key(r) in words]
+    return round(math.exp(statistics.fmean(logs)), 3) if logs else None

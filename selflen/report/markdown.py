@@ -75,6 +75,10 @@ def acceptance_section(runs: Sequence[Run]) -> str:
           fmt(a.get("rate")), a.get("kept")] for r in runs for k, a in r.acceptance.items()]) + "\n"
 
 
+def _times(ratio: Any) -> str | None:
+    return f"{ratio:.2f}x" if is_number(ratio) else None
+
+
 def eval_length_section(runs: Sequence[Run]) -> str:
     """The Generator's length on the held-out slice at base, 1..K and final, with growth over base."""
     rows, notes = [], []
@@ -85,18 +89,21 @@ def eval_length_section(runs: Sequence[Run]) -> str:
             ratio = ratios.get(point)
             rows.append([run.label, point_label(point), e.get("n"), fmt(e.get("mean_words"), 1),
                          fmt(e.get("median_words"), 1), fmt(e.get("effective_words"), 1),
-                         _pct(e.get("finish_by_budget_rate")), _pct(e.get("repeated_ngram_rate")),
-                         f"{ratio:.2f}x" if is_number(ratio) else None, fmt(e.get("score"))])
+                         fmt(e.get("ended_mean_words"), 1), _pct(e.get("finish_by_budget_rate")),
+                         _pct(e.get("repeated_ngram_rate")), _times(ratio), _times(e.get("paired_growth")),
+                         fmt(e.get("score"))])
         if note := budget_note(budget_bound(run.eval_lengths)):
             notes.append(f"- {run.label}: {note}")
     if not rows:
         return ("## Held-out length\n\n_No evaluate folders with scored answers (`iter_0/evaluate/` for the base "
                 "model, `iter_<k>/evaluate/`, `final/evaluate/`)._\n")
     text = ("## Held-out length\n\nThe Generator's answers on the held-out evaluation slice at each point (base = "
-            "the model before training). Finish by budget: answers stopped by max_new_tokens; repeated 10-grams: "
-            "share of 10-gram positions whose 10-gram occurs again in the answer.\n\n" + md_table(
-                ["run", "point", "n", "mean words", "median words", "effective words", "finish by budget",
-                 "repeated 10-grams", "growth vs base", "score"], rows))
+            "the model before training). Ended words: mean of the answers the model ended itself; finish by budget: "
+            "answers stopped by max_new_tokens; repeated 10-grams: share of 10-gram positions whose 10-gram occurs "
+            "again in the answer; growth: mean words over the base's; paired growth: geometric mean over prompts "
+            "of words over the base's words on the same prompt.\n\n" + md_table(
+                ["run", "point", "n", "mean words", "median words", "effective words", "ended words",
+                 "finish by budget", "repeated 10-grams", "growth vs base", "paired growth", "score"], rows))
     return text + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
 
 

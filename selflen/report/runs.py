@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selflen.report.lengths import eval_length_row
+from selflen.report.lengths import eval_length_row, paired_growth
 from selflen.report.plots import is_number, point_key
 from selflen.store import DONE_NAME, LOCK_NAME, RECORDS_NAME, RunLayout, read_jsonl
 
@@ -254,12 +254,15 @@ def _eval_files(folder: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any
 
 def eval_rows(layout: RunLayout) -> dict[str, dict[str, Any]]:
     """:func:`~selflen.report.summary.eval_length_row` of every evaluate folder holding a summary or scored rows,
-    keyed ``"0"`` (base), ``"1"``..``"K"``, ``"final"``."""
-    out = {}
+    keyed ``"0"`` (base), ``"1"``..``"K"``, ``"final"``, each with its ``paired_growth`` over the base model's
+    answers to the same prompts (None without them)."""
+    out, scored = {}, {}
     for point, folder in _eval_folders(layout).items():
         summary, rows = _eval_files(folder)
         if summary is not None or rows:
-            out[point] = eval_length_row(summary, rows)
+            out[point], scored[point] = eval_length_row(summary, rows), rows
+    for point, row in out.items():
+        row["paired_growth"] = paired_growth(scored.get("0") or [], scored[point])
     return out
 
 

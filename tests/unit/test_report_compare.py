@@ -45,8 +45,8 @@ def make_run(root: Path, model: str, *, keep: float = 0.6667, iterations: int = 
                                                            "metrics": {"eval/longen/score": 30.0, "eval/n": 2}})
         _json(root / "iter_0" / "evaluate" / "summary.json", {"overall": {"score": 0.3, "mean_words": 250.0}})
         _jsonl(root / "iter_0" / "evaluate" / "scored.jsonl",
-               [{"required": 500, "words": 200 * scale, "finish_reason": "length"},
-                {"required": 1000, "words": 300 * scale, "finish_reason": "stop"}])
+               [{"id": "a", "required": 500, "words": 200 * scale, "finish_reason": "length"},
+                {"id": "b", "required": 1000, "words": 300 * scale, "finish_reason": "stop"}])
     summary_iters = {}
     for k in range(1, iterations + 1):
         gen = [10 * k * scale, 12 * k * scale]
@@ -68,7 +68,8 @@ def make_run(root: Path, model: str, *, keep: float = 0.6667, iterations: int = 
                                                   "metrics": {"eval/longen/score": 40.0 + 10 * k, "eval/n": 2}})
             _json(it / "evaluate" / "summary.json", {"overall": {"score": 99.0}})  # done.json's metrics win
             _jsonl(it / "evaluate" / "longen" / "scored.jsonl",
-                   [{"required": 500, "words": 300 * k}, {"required": 1000, "words": 450 * k}, {"words": 3}])
+                   [{"id": "a", "required": 500, "words": 300 * k}, {"id": "b", "required": 1000, "words": 450 * k},
+                    {"words": 3}])  # the row without an id pairs with no base answer
         summary_iters[str(k)] = {"generator_mean_words": sum(gen) / 2, "extender_mean_words": sum(ext) / 2}
     if complete:
         # the pipeline's summary holds each point's overall score; the evaluate folders take precedence
@@ -228,9 +229,10 @@ def test_report_has_held_out_length_per_point(sweep: Path, tmp_path: Path) -> No
     assert compare.main(["--sweep", str(sweep), "--out", str(out), "--no-wandb"]) == 0
     text = (out / compare.REPORT_NAME).read_text()
     assert "## Held-out length" in text
-    assert "| model=llama3 | base | 2 | 250.0 | 250.0 | — | 50.0% | — | 1.00x | 0.3 |" in text
-    assert "| model=llama3 | 2 | 3 | 501.0 | 600.0 | — | — | — | 2.00x |" in text
-    assert "| model=qwen2 | 1 | 3 | 251.0 | 300.0 | — | — | — | 0.50x |" in text
+    # columns: n, mean, median, effective, ended words, by budget, repeated, growth, paired growth, score
+    assert "| model=llama3 | base | 2 | 250.0 | 250.0 | — | 300.0 | 50.0% | — | 1.00x | 1.00x | 0.3 |" in text
+    assert "| model=llama3 | 2 | 3 | 501.0 | 600.0 | — | — | — | — | 2.00x | 3.00x |" in text
+    assert "| model=qwen2 | 1 | 3 | 251.0 | 300.0 | — | — | — | — | 0.50x | 0.75x |" in text
     assert "model=llama3: the budget, not the model, set the length at base" in text
     assert "| model=llama3 | base | 30.0 |" in text  # the base model's score in the scores table
     assert (out / "eval_length.png").stat().st_size > 1000 and "](eval_length.png)" in text

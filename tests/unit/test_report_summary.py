@@ -35,6 +35,22 @@ def test_eval_length_row_from_rows() -> None:
     assert row["mean_words"] == 250.0 and row["median_words"] == 250.0  # the rows, not the summary's mean
     assert row["effective_words"] == 125.0 and row["repeated_ngram_rate"] == 0.25
     assert row["finish_by_budget_rate"] == 0.25 and row["score"] == 0.62 and row["n"] == 4
+    assert row["ended_mean_words"] == 300.0  # the three answers that ended by themselves
+
+
+def test_ended_mean_is_unknown_without_finish_reasons_and_none_when_all_hit_the_budget() -> None:
+    assert L.eval_length_row({}, _scored([100, 200]))["ended_mean_words"] is None
+    assert L.eval_length_row({}, _scored([100, 200], ["length", "length"]))["ended_mean_words"] is None
+
+
+def test_paired_growth_matches_prompts_and_samples() -> None:
+    base = [{"id": "p", "sample": 0, "words": 100}, {"id": "p", "sample": 1, "words": 400},
+            {"id": "q", "sample": 0, "words": 0}]
+    rows = [{"id": "p", "sample": 0, "words": 300}, {"id": "p", "sample": 1, "words": 1200},
+            {"id": "q", "sample": 0, "words": 50}]  # q: the base wrote nothing, no ratio
+    assert L.paired_growth(base, rows) == 3.0
+    assert L.paired_growth(base, base) == 1.0
+    assert L.paired_growth([], rows) is None
 
 
 def test_eval_length_row_falls_back_to_summary_and_text() -> None:
