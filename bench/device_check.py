@@ -7,7 +7,7 @@ iterations through ``train.py`` with ``backend=vllm`` (hf where vLLM is not inst
 the launched path (``launch=ddp`` over every visible GPU, ``single`` on one), iteration 2 generating with
 iteration 1's adapter; its stage timings come from the stages' ``done.json``. Writes JSON to ``--out``.
 
-    python bench/device_check.py --out results/device.json
+    python bench/device_check.py --out bench/results/device.json
     python bench/device_check.py --only loop --loop "model=qwen2 model.source=local model.path=/m/Qwen2-7B-Instruct"
 """
 
@@ -210,7 +210,7 @@ def loop_check(tmp: Path, overrides: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="device.json")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "device.json"))
     ap.add_argument("--only", default="engine,throughput,finetune,loop", help="comma-separated checks to run")
     ap.add_argument("--loop", default="", help="extra train.py overrides for the loop check")
     ap.add_argument("--batches", default="1,8,32")

@@ -194,7 +194,7 @@ class LaunchConfig:
 class LengthControlConfig:
     enabled: bool = True
     collect: int = 0  # final collection round: fresh instructions answered by the last Generator (reference 5000)
-    min_words: int = 2000  # pooled answers within [min_words, max_words] get constraints
+    min_words: int = 150  # pooled answers with min_words <= words < max_words get constraints (paper: 2000)
     max_words: int = 8000
     mix: dict[str, float] = field(default_factory=lambda: {"about": 0.4, "range": 0.25, "above": 0.1, "below": 0.25})
     rewrite: str = "llm"  # llm (base model rewrites the query, template fallback) | template
@@ -406,7 +406,7 @@ def _check_launch(cfg: TrainConfig) -> None:
                           f"DEEPSPEED, and only with it (got {kind}); use launch=zero3 or launch=zero3_offload")
 
 
-SWEEP_ID_IGNORES = ("redo", "seed_note", "logger", "logger.mode", "hydra")
+SWEEP_ID_IGNORES = ("redo", "logger", "logger.mode", "hydra")
 """Overrides that do not change what a sweep computes, so re-running with them resumes the same sweep folder."""
 
 

@@ -300,13 +300,17 @@ def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]
         for rec in r.ok(src)
     ]
     lc = length_control.settings(cfg)
-    pooled = length_control.pool(pooled, lc.min_words, lc.max_words)
+    unpooled, pooled = pooled, length_control.pool(pooled, lc.min_words, lc.max_words)
     st = r.run("final", "length_control", lc, sources, lambda st: length_control.run(
         st, pooled, lc, r.engines.for_folder(None, "base") if lc.rewrite == "llm" else None))
     write_data_card(r, st, "final", {"length_control": lc})
     r.engines.release()  # free memory for the length-following SFT
     examples = r.manifests[st.name]["counts"].get("examples", 0)
     out: dict[str, Any] = {"length_control_examples": examples}
+    if cfg.length_control.final_sft and not examples:
+        log.warning("final length-following SFT skipped: no pooled answer has %d <= words < %d; lower "
+                    "length_control.min_words (answers of this run: %s words at most)", lc.min_words, lc.max_words,
+                    max((p["words"] for p in unpooled), default=0))
     if cfg.length_control.final_sft and examples:
         train_role(r, "final", "final", st.dir / length_control.LC_FILE,
                    [st.name, f"iter_{last}/finetune_gen"], epochs=cfg.length_control.epochs)

@@ -50,11 +50,16 @@ def settings(cfg) -> LengthControlSettings:  # noqa: ANN001 - TrainConfig
 
 
 def pool(records: Sequence[dict], min_words: int, max_words: int) -> list[dict]:
-    """Unique (query, answer) pairs whose answers lie in [min_words, max_words]."""
+    """Unique (query, answer) pairs whose answers have ``min_words <= words < max_words`` (the reference's bounds).
+
+    >>> recs = [{"query": "q", "answer": a, "words": w} for a, w in (("a", 99), ("b", 100), ("b", 100), ("c", 300))]
+    >>> [r["answer"] for r in pool(recs, 100, 300)]  # the duplicate and the upper bound are left out
+    ['b']
+    """
     seen, out = set(), []
     for r in records:
         key = (r["query"], r["answer"])
-        if min_words <= r["words"] <= max_words and key not in seen:
+        if min_words <= r["words"] < max_words and key not in seen:
             seen.add(key)
             out.append(r)
     return out

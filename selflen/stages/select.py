@@ -61,20 +61,20 @@ def run(stage: Stage, items: Sequence[Record], s: SelectSettings, engine: None =
     The rank rule needs a population: it always drops the shortest ~21 %, so with one item it drops that item.
     Below ``min_items`` survivors it is skipped (``rank_rule: false`` in ``done.json``).
     """
-    todo = [r for r in items if not stage.has(r["id"])]
-    use_rule = False
-    if todo:
-        unique = dedup_mask([r[s.text_key] for r in todo], threshold=s.dedup_threshold)
-        survivors = [r for r, u in zip(todo, unique, strict=True) if u]
-        rng = random.Random(seed_for(s.seed, s.iteration, "select", s.text_key))
-        use_rule = s.length_biased and len(survivors) >= s.min_items
-        keep = length_biased_keep(lengths(survivors, s), rng) if use_rule else [True] * len(survivors)
-        kept_ids = {r["id"] for r, k in zip(survivors, keep, strict=True) if k}
-        for r, u in zip(todo, unique, strict=True):
-            reason = None if r["id"] in kept_ids else (Drop.DUPLICATE if not u else Drop.LENGTH_BIAS)
-            rec = {k: v for k, v in r.items() if k not in ("status", "reason", "drops")}
-            stage.append({**rec, "status": "dropped" if reason else "ok", "reason": reason,
-                          "drops": {reason: 1} if reason else {}})
+    # decided over all items, so a resumed stage keeps exactly the records an uninterrupted one keeps
+    unique = dedup_mask([r[s.text_key] for r in items], threshold=s.dedup_threshold)
+    survivors = [r for r, u in zip(items, unique, strict=True) if u]
+    rng = random.Random(seed_for(s.seed, s.iteration, "select", s.text_key))
+    use_rule = s.length_biased and len(survivors) >= s.min_items
+    keep = length_biased_keep(lengths(survivors, s), rng) if use_rule else [True] * len(survivors)
+    kept_ids = {r["id"] for r, k in zip(survivors, keep, strict=True) if k}
+    for r, u in zip(items, unique, strict=True):
+        if stage.has(r["id"]):
+            continue
+        reason = None if r["id"] in kept_ids else (Drop.DUPLICATE if not u else Drop.LENGTH_BIAS)
+        rec = {k: v for k, v in r.items() if k not in ("status", "reason", "drops")}
+        stage.append({**rec, "status": "dropped" if reason else "ok", "reason": reason,
+                      "drops": {reason: 1} if reason else {}})
     result = summarize(stage.records(), stage.name.rsplit("/", 1)[-1])
     result.extra["rank_rule"] = use_rule
     return result

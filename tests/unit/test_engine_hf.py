@@ -46,7 +46,9 @@ def test_greedy_is_deterministic_and_length_reason(engine) -> None:
     req = Request(chat("hello"), SamplingParams(temperature=0.0, max_new_tokens=6, repetition_penalty=1.0))
     a, b = engine.generate([req, req])
     assert a.text == b.text
-    assert a.outputs[0].finish_reason == "length" or a.outputs[0].tokens < 6
+    out = a.outputs[0]
+    assert out.finish_reason in ("stop", "length")
+    assert (out.finish_reason == "length") == (out.tokens == 6)  # "length" exactly when the budget was used up
 
 
 def test_stop_strings_cut_the_text(engine) -> None:

@@ -90,7 +90,7 @@ def test_trainer_lock_waits_for_an_orphaned_holder_then_names_the_file(tmp_path:
                 fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
             finally:
                 os.close(other)
-        assert fd >= 0
+        assert os.fstat(fd).st_ino == os.stat(lock).st_ino  # the descriptor handed out holds the lock file
 
 
 def test_deepspeed_launch_without_deepspeed_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,3 +48,17 @@ def test_ranks_by_characters_or_words(tmp_path: Path) -> None:
     by_chars = select.lengths(rows, select.SelectSettings("response", True, "chars", 10, 0.8, 0, 1))
     by_words = select.lengths(rows, select.SelectSettings("response", True, "words", 10, 0.8, 0, 1))
     assert by_chars[0] == 100 and by_words[0] == 1
+
+
+def test_a_resumed_select_keeps_what_an_uninterrupted_one_keeps(tmp_path: Path) -> None:
+    """A crash after some records were written: the rest are decided over all items, not over the remainder."""
+    s = select.SelectSettings("extended", True, "chars", 10, 0.95, 0, 1)
+    rows = _rows(40)
+    whole = select.run(Stage(tmp_path / "whole", "s", "h"), rows, s)
+    expected = {r["id"]: r["status"] for r in Stage.read_records(tmp_path / "whole")}
+    partial = Stage(tmp_path / "part", "s", "h")
+    for r in Stage.read_records(tmp_path / "whole")[:25]:  # what was on disk when the run died
+        partial.append(r)
+    resumed = select.run(Stage(tmp_path / "part", "s", "h"), rows, s)
+    assert {r["id"]: r["status"] for r in Stage.read_records(tmp_path / "part")} == expected
+    assert resumed.extra["rank_rule"] is True and resumed.counts == whole.counts
