@@ -9,7 +9,8 @@ per-prompt ratios), finish-by-budget rate, repeated 10-gram rate, and the goals 
 issue names iteration 2: mean words >= 1.5x base, finish-by-budget <= 10 %, repeated 10-gram rate <= base + 0.02).
 Also what each iteration's stages
 kept and dropped, and the Extender's ratios, so a run that does not get there shows where it stops. Writes
-``bench/results/<name>.json`` and ``<run>/plots/eval_length_histogram.png``.
+``bench/results/<name>.json``, ``<run>/plots/eval_length_histogram.png`` and ``<run>/plots/eval_paired.png``
+(each prompt's words at every iteration against the base model's).
 """
 
 from __future__ import annotations
@@ -106,6 +107,21 @@ def histogram(points: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def paired_scatter(layout: RunLayout, path: Path) -> Path | None:
+    """Each held-out prompt's words at iteration k against the base model's on the same prompt (y = x: no change)."""
+    from selflen.report.plots import scatter
+
+    def rows(point: int) -> dict[tuple[Any, Any], float]:
+        f = layout.stage(point, "evaluate") / "scored.jsonl"
+        return {(r.get("id"), r.get("sample")): r["words"] for r in map(json.loads, f.open())} if f.exists() else {}
+
+    base = rows(0)
+    groups = {f"iteration {k}": [(base[key], w) for key, w in rows(k).items() if key in base]
+              for k in layout.iterations()}
+    return scatter(groups, path, title="held-out words per prompt: iteration k vs the base model",
+                   axes=("base model's words", "iteration k's words", "as long as the base"))
+
+
 def measure(run_dir: Path, wall_seconds: float | None, command: list[str] | None) -> dict[str, Any]:
     layout = RunLayout(run_dir)
     points: dict[str, dict[str, Any]] = {}
@@ -120,6 +136,7 @@ def measure(run_dir: Path, wall_seconds: float | None, command: list[str] | None
     goals = {name: goal(base, point) for name, point in points.items() if base and name != "base"}
     if points:
         histogram(points, layout.plots_dir / "eval_length_histogram.png")
+        paired_scatter(layout, layout.plots_dir / "eval_paired.png")
     return {
         "run_dir": str(run_dir),
         "command": command,

@@ -159,9 +159,11 @@ def eval_scores(panels: Mapping[str, Mapping[str, Mapping[Point, float]]], path:
 
 
 def scatter(groups: Mapping[str, Sequence[tuple[float, float]]], path: Path | str, title: str = "required vs produced",
-            log: bool = False, keep_empty: bool = False) -> Path | None:
-    """Required vs produced words, one colour per group, with the y = x line. On log axes an empty answer is
-    drawn at 1 word so it stays visible. None when there are no points, unless ``keep_empty`` (empty axes)."""
+            log: bool = False, keep_empty: bool = False, axes: tuple[str, str, str] = (
+                "required words", "produced words", "produced = required")) -> Path | None:
+    """Required vs produced words, one colour per group, with the y = x line; ``axes`` names x, y and that line
+    (other pairs of word counts use it too). On log axes an empty answer is drawn at 1 word so it stays visible.
+    None when there are no points, unless ``keep_empty`` (empty axes)."""
     pairs = {name: [(float(r), float(w)) for r, w in pts] for name, pts in groups.items() if pts}
     if not pairs and not keep_empty:
         return None
@@ -176,9 +178,9 @@ def scatter(groups: Mapping[str, Sequence[tuple[float, float]]], path: Path | st
     values = values or [1.0, 10.0]
     lo = min(values) if log else 0.0
     hi = max(max(values), 1.0)
-    ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1, linestyle=":", label="produced = required")
+    ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1, linestyle=":", label=axes[2])
     if log:
         ax.set(xscale="log", yscale="log")
-    ax.set(xlabel="required words", ylabel="produced words", title=title)
+    ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
     ax.legend(fontsize=7)
     return save(fig, path)
