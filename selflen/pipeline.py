@@ -308,9 +308,7 @@ def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]
     examples = r.manifests[st.name]["counts"].get("examples", 0)
     out: dict[str, Any] = {"length_control_examples": examples}
     if cfg.length_control.final_sft and not examples:
-        log.warning("final length-following SFT skipped: no pooled answer has %d <= words < %d; lower "
-                    "length_control.min_words (answers of this run: %s words at most)", lc.min_words, lc.max_words,
-                    max((p["words"] for p in unpooled), default=0))
+        log.warning(length_control.empty_pool_message([p["words"] for p in unpooled], lc.min_words, lc.max_words))
     if cfg.length_control.final_sft and examples:
         train_role(r, "final", "final", st.dir / length_control.LC_FILE,
                    [st.name, f"iter_{last}/finetune_gen"], epochs=cfg.length_control.epochs)

@@ -49,6 +49,21 @@ def settings(cfg) -> LengthControlSettings:  # noqa: ANN001 - TrainConfig
     )
 
 
+def empty_pool_message(words: Sequence[int], min_words: int, max_words: int) -> str:
+    """What to say when no answer of the run falls in the pool's bounds, naming the key to change.
+
+    >>> print(*empty_pool_message([120, 290], 2000, 8000).split("; "), sep="\\n")
+    final length-following SFT skipped: no pooled answer has 2000 <= words < 8000 (the longest has 290)
+    lower length_control.min_words
+    >>> empty_pool_message([9100], 2000, 8000).endswith("raise length_control.max_words")
+    True
+    """
+    longest = max(words, default=0)
+    key = "length_control.min_words" if longest < min_words else "length_control.max_words"
+    return (f"final length-following SFT skipped: no pooled answer has {min_words} <= words < {max_words} "
+            f"(the longest has {longest}); {'lower' if longest < min_words else 'raise'} {key}")
+
+
 def pool(records: Sequence[dict], min_words: int, max_words: int) -> list[dict]:
     """Unique (query, answer) pairs whose answers have ``min_words <= words < max_words`` (the reference's bounds).
 
