@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from selflen.data import BENCHMARKS
 from selflen.text.counting import COUNTERS
 from selflen.text.filters import NGRAM_TOKENIZERS
+from selflen.text.judge import RULES
 from selflen.text.split import SPLIT_STRATEGIES
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package
@@ -72,6 +73,7 @@ class LanguageConfig:
     counter: str = "longen"  # word counter used for every length rule
     line_joiner: str = "\n"  # joins kept lines in the Extender's outline after line removal (reference zh: "\n\n")
     instruction_label: str = "Instruction"  # self-instruct transcript label ("指令" in zh)
+    rules: str = "selflen"  # selflen | reference: the reference's end punctuation, meta words and substring match
 
 
 @dataclass
@@ -105,9 +107,10 @@ class InstructConfig:
     judge: bool = True  # yes/no suitability judge on self-instructed prompts
     judge_temperature: float = 0.7  # the reference samples the judge with the shared decoding
     judge_min_words: int = 2000  # the judge asks whether the instruction suits a text of more than N words
+    judge_parse: str = "selflen"  # selflen (a robust yes/no reading) | reference (exactly "yes" / "是")
     min_words: int = 4  # accept when min <= words < max (reference: 3 < w < 500)
     max_words: int = 500
-    dedup_threshold: float = 0.8  # near-duplicate Jaccard threshold for instructions
+    dedup_threshold: float | None = 0.8  # near-duplicate Jaccard threshold; null: no deduplication (reference)
     decontaminate: bool = True  # drop prompts overlapping LonGen / LongBench-Write
     drop_truncated: bool = True  # an instruction cut by the token budget is unfinished: dropped
     max_new_tokens: int = 120
@@ -129,6 +132,7 @@ class ExtendConfig:
     attempts: int = 1  # tries per round before giving up on the round
     min_ratio: float = 1.2  # accept an extension only if words > min_ratio x original (strictly greater)
     keep_fraction: float = 0.6667  # fraction of the stage-1 expansion kept before continuing
+    keep_rule: str = "selflen"  # selflen (content paragraphs, at least one kept) | reference (raw pieces)
     prefix_separator: str = ""  # between the kept stage-1 text and the continuation ("" = the reference's A + B)
     strip_meta: bool = False  # strip a meta preamble/coda instead of dropping the text (the reference drops it)
     drop_truncated: bool = True
@@ -140,12 +144,13 @@ class SelectConfig:
     length_biased: bool = True  # keep longer items with probability 1 - 2r^3
     length_unit: str = "chars"  # chars (the reference's len(str)) | words
     min_items: int = 10  # below this many items the rank rule is skipped (with n=1 it drops everything)
-    dedup_threshold: float = 0.8
+    dedup_threshold: float | None = 0.8  # null: no deduplication (reference)
 
 
 @dataclass
 class SftDataConfig:
     p_keep_line: float = 0.8  # Extender data: keep each outline line with this probability
+    line_removal: str = "selflen"  # selflen (blank lines kept, never empty) | reference (every line drawn)
     max_examples: int | None = None
 
 
@@ -276,6 +281,10 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "split.strategy": SPLIT_STRATEGIES,
     "instruct.pool": ("growing", "seeds"),
     "select.length_unit": ("chars", "words"),
+    "language.rules": RULES,
+    "instruct.judge_parse": RULES,
+    "extend.keep_rule": RULES,
+    "sft_data.line_removal": RULES,
     "finetune.method": ("lora", "full"),
     "finetune.lineage": ("continue", "fresh"),
     "finetune.batching": ("bucketed", "group_by_length", "random"),
@@ -318,6 +327,9 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
 }
 
 
+OFF_WHEN_NULL = {"instruct.dedup_threshold", "select.dedup_threshold"}  # null turns the rule off
+
+
 def _get(obj: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         obj = getattr(obj, part)
@@ -338,6 +350,8 @@ def check(cfg: TrainConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
     for key, (lo, hi, lo_open, hi_open) in RANGES.items():
         value = _get(cfg, key)
+        if value is None and key in OFF_WHEN_NULL:
+            continue
         bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
         bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
         if bad_lo or bad_hi:

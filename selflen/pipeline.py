@@ -5,7 +5,8 @@ half-finished one continues from the ids it has.
     iter_0: evaluate (the base model)
     for k in 1..K: instruct -> generate -> select_responses -> extend -> select -> sft_data
                    -> finetune_gen, finetune_ext -> evaluate
-    final: [collect_instruct -> collect_generate] -> length_control -> finetune -> evaluate [-> regression]
+    final: [collect_instruct -> collect_generate -> collect_select] -> length_control -> finetune -> evaluate
+           [-> regression]
 
 Before any stage, ``preflight`` checks the benchmark files evaluation and decontamination need. Each stage that
 runs (not a skipped one) is logged: its metrics against ``iteration``, its folder as a W&B artifact when it is
@@ -290,7 +291,8 @@ def evaluate_point(r: Runner, point: int | str, rows: list[dict[str, Any]]) -> N
 def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]:
     """Pool long answers (plus a final collection round), add length constraints, run the length-following SFT."""
     cfg, last = r.cfg, r.cfg.iterations.count
-    sources = [f"iter_{k}/{s}" for k in range(1, last + 1) for s in ("select_responses", "extend")]
+    # the reference pools what it saved: answers and extensions after the length bias
+    sources = [f"iter_{k}/{s}" for k in range(1, last + 1) for s in ("select_responses", "select")]
     if cfg.length_control.collect > 0:
         sources.append(collect_round(r))
     pooled = [
@@ -336,7 +338,10 @@ def collect_round(r: Runner) -> str:
     r.run("final", "collect_generate", gen_s, ["final/collect_instruct", f"iter_{k - 1}/finetune_gen"],
           lambda st: generate.run(st, r.ok("final/collect_instruct"), gen_s, r.role_engine("gen", k)))
     r.engines.close()
-    return "final/collect_generate"
+    sel_s = select.settings(cfg, k, "response")  # the reference's step 1 ends with the length bias
+    r.run("final", "collect_select", sel_s, ["final/collect_generate"],
+          lambda st: select.run(st, r.ok("final/collect_generate"), sel_s))
+    return "final/collect_select"
 
 
 def write_data_card(r: Runner, st: Stage, point: int | str, settings: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ ITERATION_STAGES = (
     "finetune_ext",
     "evaluate",
 )
-FINAL_STAGES = ("collect_instruct", "collect_generate", "length_control", "finetune", "evaluate")
+FINAL_STAGES = ("collect_instruct", "collect_generate", "collect_select", "length_control", "finetune", "evaluate")
 RECORDS = ("dropped", "ok", "records")
 COUNT_KEYS = {
     "instruct": RECORDS,
@@ -32,6 +32,7 @@ COUNT_KEYS = {
     "select": RECORDS,
     "collect_instruct": RECORDS,
     "collect_generate": RECORDS,
+    "collect_select": RECORDS,
     "sft_data": ("ext_examples", "gen_examples"),
     "finetune_gen": ("dropped_too_long", "examples"),
     "finetune_ext": ("dropped_too_long", "examples"),

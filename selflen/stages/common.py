@@ -122,14 +122,20 @@ def sampling_params(cfg: Any, max_new_tokens: int, stop: Sequence[str] | None = 
 
 
 def filter_rules(cfg: Any):  # noqa: ANN201 - FilterRules
-    """The language group's response filters."""
+    """The language group's response filters; ``language.rules=reference`` swaps in the reference's own end
+    punctuation (Qwen's set for Chinese, LLaMA's for the rest), meta words (none for Chinese, as Qwen) and its
+    case-sensitive substring match."""
     from selflen.text import FilterRules
+    from selflen.text.filters import LLAMA_END_PUNCT, META_WORDS, QWEN_END_PUNCT
 
     lang = cfg.language
+    reference = lang.rules == "reference"
+    zh = lang.name == "zh"
     return FilterRules(
-        end_punct=lang.end_punct,
+        end_punct=(QWEN_END_PUNCT if zh else LLAMA_END_PUNCT) if reference else lang.end_punct,
         ngram_n=lang.ngram_n,
         ngram_tokenizer=lang.ngram_tokenizer,
-        meta_words=tuple(lang.meta_words),
+        meta_words=(() if zh else META_WORDS) if reference else tuple(lang.meta_words),
         counter=lang.counter,
+        meta_match="substring" if reference else "words",
     )

@@ -55,6 +55,7 @@ class ExtendSettings:
     seed: int
     drop_truncated: bool = True
     prompts: str = ""  # fingerprint of the extend prompt template
+    keep_rule: str = "selflen"  # selflen | reference (the raw "\n\n" pieces)
 
 
 def settings(cfg) -> ExtendSettings:  # noqa: ANN001 - TrainConfig
@@ -65,6 +66,7 @@ def settings(cfg) -> ExtendSettings:  # noqa: ANN001 - TrainConfig
         attempts=c.attempts,
         min_ratio=c.min_ratio,
         keep_fraction=c.keep_fraction,
+        keep_rule=c.keep_rule,
         split=cfg.split.strategy,
         split_ratio=cfg.split.ratio,
         prefix_separator=c.prefix_separator,
@@ -162,7 +164,7 @@ def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings) 
             for it in pending
         ]
         results1 = engine.generate(reqs1, desc=f"extend r{rnd + 1} stage 1 ({len(reqs1)})")
-        kept = [keep_leading(_clean(res.text, s), s.keep_fraction) if res.ok else "" for res in results1]
+        kept = [keep_leading(_clean(res.text, s), s.keep_fraction, s.keep_rule) if res.ok else "" for res in results1]
         reqs2 = [
             s.chat.request(
                 extend_prompt(it.source["instruction"], it.best, s.language),

@@ -24,6 +24,8 @@ from selflen.stages.records import Drop, Instruction
 from selflen.store import Stage, config_hash
 from selflen.text import count_words, dedup_mask, normalise, parse_yes_no
 
+EXAMPLES = 2  # seed examples in each self-instruct transcript (the reference's 2)
+
 
 @dataclass(frozen=True)
 class InstructSettings:
@@ -38,7 +40,7 @@ class InstructSettings:
     judge: bool
     judge_temperature: float
     judge_min_words: int
-    dedup_threshold: float
+    dedup_threshold: float | None
     decontaminate: bool
     drop_truncated: bool
     counter: str
@@ -47,6 +49,7 @@ class InstructSettings:
     seed: int
     iteration: int
     prompts: str = ""  # fingerprint of the prompt templates used
+    judge_parse: str = "selflen"  # selflen | reference (exactly "yes" / "是")
 
 
 @dataclass
@@ -72,12 +75,13 @@ def settings(cfg, k: int) -> InstructSettings:  # noqa: ANN001 - TrainConfig
         judge=c.judge,
         judge_temperature=c.judge_temperature,
         judge_min_words=c.judge_min_words,
+        judge_parse=c.judge_parse,
         dedup_threshold=c.dedup_threshold,
         decontaminate=c.decontaminate,
         drop_truncated=c.drop_truncated,
         counter=lang.counter,
         # the reference's stop strings plus the next numbered example ("\nInstruction 4")
-        sampling=sampling_params(cfg, c.max_new_tokens, stop=[*cfg.sampling.stop, f"\n{label}"]),
+        sampling=sampling_params(cfg, c.max_new_tokens, stop=[*cfg.sampling.stop, *next_example_markers(label)]),
         chat=Chat(cfg.model.system_prompt),
         seed=cfg.seed,
         iteration=k,
@@ -89,14 +93,28 @@ def prompt_fingerprint(language: str) -> str:
     return config_hash([prompts.load(n, language).template for n in ("self_instruct", "judge")])
 
 
+def next_example_markers(label: str) -> list[str]:
+    """Where the model starts a numbered example after the one it was asked for: the transcript lists
+    ``EXAMPLES`` and opens the next, so the one after is ``EXAMPLES + 2`` (the reference's "\\nInstruction 4" and
+    "\\n指令4"). A line that merely starts with the label ("Instructions must be numbered") is no marker.
+
+    >>> next_example_markers("指令")
+    ['\\n指令 4', '\\n指令4']
+    """
+    n = EXAMPLES + 2
+    return [f"\n{label} {n}", f"\n{label}{n}"]
+
+
 def clean_instruction(text: str, label: str) -> str:
     """Cut a completion at the next numbered example and strip list/label noise.
 
     >>> clean_instruction(" Write a history of tea.\\nInstruction 4: more", "Instruction")
     'Write a history of tea.'
+    >>> clean_instruction(" Write a lab manual.\\nInstructions for each step must be numbered.", "Instruction")
+    'Write a lab manual.\\nInstructions for each step must be numbered.'
     """
-    cut = text.find(f"\n{label}")
-    text = text if cut < 0 else text[:cut]
+    cuts = [i for i in (text.find(m) for m in next_example_markers(label)) if i >= 0]
+    text = text[: min(cuts)] if cuts else text
     return text.strip().strip('"').strip()
 
 
@@ -125,6 +143,8 @@ def screen(candidate: str, s: InstructSettings, accepted: list[str], decontam: D
         return Drop.WORD_BOUNDS
     if decontam is not None and decontam.is_contaminated(candidate):
         return Drop.CONTAMINATED
+    if s.dedup_threshold is None:  # the reference keeps duplicates
+        return None
     norm = normalise(candidate)
     if any(normalise(a) == norm for a in accepted):
         return Drop.DUPLICATE
@@ -195,7 +215,7 @@ def _request(sid: str, attempt: int, s: InstructSettings, seeds: Sequence[str], 
     grown = groups.get(pool_group(_slot(sid), s.pool_reset), []) if s.pool == "growing" else []
     pool = [*seeds, *grown]
     rng = rng_for(s.seed, sid, attempt)
-    examples = rng.sample(pool, 2) if len(pool) >= 2 else list(pool)
+    examples = rng.sample(pool, EXAMPLES) if len(pool) >= EXAMPLES else list(pool)
     return s.chat.request(
         prompts.render("self_instruct", s.language),
         s.sampling,
@@ -218,4 +238,5 @@ def _judge(engine: Engine, candidates: dict[str, str], s: InstructSettings, atte
         for sid, c in candidates.items()
     ]
     outs = engine.generate(reqs, desc="judge")
-    return {sid: parse_yes_no(o.text) if o.ok else None for sid, o in zip(candidates, outs, strict=True)}
+    return {sid: parse_yes_no(o.text, s.judge_parse) if o.ok else None
+            for sid, o in zip(candidates, outs, strict=True)}

@@ -25,7 +25,7 @@ class SelectSettings:
     length_biased: bool
     length_unit: str  # chars | words
     min_items: int
-    dedup_threshold: float
+    dedup_threshold: float | None  # None: no deduplication
     seed: int
     iteration: int
 
@@ -62,7 +62,8 @@ def run(stage: Stage, items: Sequence[Record], s: SelectSettings, engine: None =
     Below ``min_items`` survivors it is skipped (``rank_rule: false`` in ``done.json``).
     """
     # decided over all items, so a resumed stage keeps exactly the records an uninterrupted one keeps
-    unique = dedup_mask([r[s.text_key] for r in items], threshold=s.dedup_threshold)
+    texts = [r[s.text_key] for r in items]
+    unique = [True] * len(texts) if s.dedup_threshold is None else dedup_mask(texts, threshold=s.dedup_threshold)
     survivors = [r for r, u in zip(items, unique, strict=True) if u]
     rng = random.Random(seed_for(s.seed, s.iteration, "select", s.text_key))
     use_rule = s.length_biased and len(survivors) >= s.min_items

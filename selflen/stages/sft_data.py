@@ -33,11 +33,13 @@ class SftDataSettings:
     chat: Chat
     seed: int
     prompts: str = ""
+    line_removal: str = "selflen"  # selflen | reference
 
 
 def settings(cfg) -> SftDataSettings:  # noqa: ANN001 - TrainConfig
     return SftDataSettings(
         p_keep_line=cfg.sft_data.p_keep_line,
+        line_removal=cfg.sft_data.line_removal,
         joiner=cfg.language.line_joiner,
         language=cfg.language.name,
         max_examples=cfg.sft_data.max_examples,
@@ -56,7 +58,8 @@ def run(stage: Stage, kept: Sequence[Extension], s: SftDataSettings, engine: Non
     gen, ext = [], []
     for r in rows:
         gen.append({"id": r["id"], "messages": pair(s.chat, r["instruction"], r["extended"])})
-        outline = remove_lines(r["response"], s.p_keep_line, rng_for(s.seed, r["id"], "lines"), joiner=s.joiner)
+        outline = remove_lines(r["response"], s.p_keep_line, rng_for(s.seed, r["id"], "lines"), joiner=s.joiner,
+                               rule=s.line_removal)
         prompt = extend_prompt(r["instruction"], outline, s.language)
         ext.append({"id": r["id"], "messages": pair(s.chat, prompt, r["extended"])})
     write_jsonl(stage.dir / GEN_FILE, gen)

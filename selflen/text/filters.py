@@ -17,6 +17,7 @@ from selflen.text.scripts import ASCII, char_class, has_cjk
 
 __all__ = [
     "LLAMA_END_PUNCT",
+    "META_MATCHES",
     "META_WORDS",
     "NGRAM_TOKENIZERS",
     "QWEN_END_PUNCT",
@@ -111,8 +112,15 @@ def _meta_pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(alts), re.IGNORECASE) if alts else None
 
 
-def meta_text(text: str, words: Sequence[str], head: int = 2, tail: int = 3) -> bool:
+META_MATCHES: tuple[str, ...] = ("words", "substring")
+"""How :func:`meta_text` matches: ``words`` (selflen) or ``substring`` (the reference)."""
+
+
+def meta_text(text: str, words: Sequence[str], head: int = 2, tail: int = 3, match: str = "words") -> bool:
     """True if one of ``words`` appears in the first ``head`` or last ``tail`` non-empty lines.
+
+    ``match="substring"`` is the reference's rule instead: a case-sensitive substring of the first ``head`` or
+    last ``tail`` lines, blank lines counted.
 
     Catches a model talking about its own edit ("Here is the revised version:"). Unlike the reference
     (case-sensitive substring), matching is case-insensitive and on whole words, so "Response" is caught
@@ -124,7 +132,15 @@ def meta_text(text: str, words: Sequence[str], head: int = 2, tail: int = 3) -> 
     False
     >>> meta_text("以下是修改后的版本：\\n正文。", ("修改后",))
     True
+    >>> [meta_text(t, META_WORDS, match="substring") for t in ("A conversion.\\nBody.", "Response:\\nBody.")]
+    [True, False]
     """
+    if match == "substring":
+        lines = text.split("\n")
+        picked = lines[: max(head, 0)] + (lines[len(lines) - tail :] if tail > 0 else [])
+        return any(w and w in line for w in words for line in picked)
+    if match != "words":
+        raise ValueError(f"unknown meta match {match!r}; allowed: {', '.join(META_MATCHES)}")
     pattern = _meta_pattern(tuple(words))
     if pattern is None:
         return False
@@ -170,12 +186,15 @@ class FilterRules:
     meta_words: tuple[str, ...]
     min_words: int = 1
     counter: str = "longen"
+    meta_match: str = "words"  # words (selflen) | substring (the reference)
 
     def __post_init__(self) -> None:
         if self.ngram_n < 0:
             raise ValueError(f"ngram_n must be >= 0, got {self.ngram_n}")
         if self.ngram_tokenizer not in NGRAM_TOKENIZERS:
             raise ValueError(f"unknown n-gram tokenizer {self.ngram_tokenizer!r}; allowed: {NGRAM_TOKENIZERS}")
+        if self.meta_match not in META_MATCHES:
+            raise ValueError(f"unknown meta match {self.meta_match!r}; allowed: {META_MATCHES}")
         if self.counter not in COUNTERS:
             raise ValueError(f"unknown word counter {self.counter!r}; allowed: {COUNTERS}")
         object.__setattr__(self, "meta_words", tuple(self.meta_words))
@@ -198,7 +217,7 @@ def check_response(text: str, rules: FilterRules) -> str | None:
         return REASON_TOO_SHORT
     if rules.end_punct is not None and not ends_with_punct(text, rules.end_punct):
         return REASON_END_PUNCT
-    if rules.meta_words and meta_text(text, rules.meta_words):
+    if rules.meta_words and meta_text(text, rules.meta_words, match=rules.meta_match):
         return REASON_META_TEXT
     if rules.ngram_n > 0 and repeated_ngram(text, rules.ngram_n, rules.ngram_tokenizer):
         return REASON_REPEATED_NGRAM

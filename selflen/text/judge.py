@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["parse_yes_no"]
+__all__ = ["RULES", "parse_yes_no"]
+
+RULES: tuple[str, ...] = ("selflen", "reference")
+"""Each rule below that differs from the reference keeps the reference's exact behaviour as ``rule="reference"``."""
 
 
 _JUNK_RE = re.compile(r"[\W_]*")
@@ -16,7 +19,7 @@ _YES_RE = re.compile(r"(?:yes(?![a-z])|是的|是|适合|合适|可以)")
 _CONNECTOR_RE = re.compile(r"\s*(?:/|\||or(?![a-z])|and(?![a-z])|或者|或|还是|和|与)?\s*")
 
 
-def parse_yes_no(text: str) -> bool | None:
+def parse_yes_no(text: str, rule: str = "selflen") -> bool | None:
     """Read a judge's yes/no verdict robustly (the reference accepted only an exact "是" / "yes").
 
     The first meaningful token decides, after stripping whitespace, markdown, quotes and punctuation and
@@ -29,7 +32,16 @@ def parse_yes_no(text: str) -> bool | None:
     [True, False, True, True, False]
     >>> [parse_yes_no(t) for t in ["Yes/No", "是否", "Maybe", "", "Answer: NO"]]
     [None, None, None, None, False]
+
+    ``rule="reference"``: yes only for exactly "是" or "yes" (any case) after stripping, no for anything else.
+
+    >>> [parse_yes_no(t, "reference") for t in [" YES ", "Yes.", "是", "是的"]]
+    [True, False, True, False]
     """
+    if rule == "reference":
+        return text.strip() == "是" or text.strip().lower() == "yes"
+    if rule != "selflen":
+        raise ValueError(f"unknown judge rule {rule!r}; allowed: {', '.join(RULES)}")
     s = text.strip().lower()
     pos = _JUNK_RE.match(s).end()  # type: ignore[union-attr]
     label = _LABEL_RE.match(s, pos)

@@ -41,7 +41,7 @@ def length_biased_keep(lengths: Sequence[int], rng: random.Random) -> list[bool]
     return [rng.random() > 2.0 * (1.0 - first[length] / n) ** 3 for length in lengths]
 
 
-def remove_lines(text: str, p_keep: float, rng: random.Random, joiner: str = "\n") -> str:
+def remove_lines(text: str, p_keep: float, rng: random.Random, joiner: str = "\n", rule: str = "selflen") -> str:
     """Randomly delete lines of an outline, so the Extender learns to add content rather than paraphrase.
 
     The text is split on ``"\\n"``; each non-blank line is kept independently with probability ``p_keep``
@@ -55,9 +55,18 @@ def remove_lines(text: str, p_keep: float, rng: random.Random, joiner: str = "\n
     'a\\nb\\nc'
     >>> remove_lines("a\\n\\nb", 1.0, random.Random(0), joiner="\\n\\n")
     'a\\n\\n\\n\\nb'
+
+    ``rule="reference"`` keeps each line, blank or not, independently and may keep none:
+
+    >>> remove_lines("a\\n\\nb\\nc", 0.0, random.Random(0), rule="reference")
+    ''
     """
     if not 0.0 <= p_keep <= 1.0:
         raise ValueError(f"p_keep must be in [0, 1], got {p_keep}")
+    if rule == "reference":  # every line, blank ones too, kept with p_keep; nothing kept is an empty outline
+        return joiner.join(line for line in text.split("\n") if rng.random() < p_keep)
+    if rule != "selflen":
+        raise ValueError(f"unknown line-removal rule {rule!r}; allowed: selflen, reference")
     lines = text.split("\n")
     content = [i for i, line in enumerate(lines) if line.strip()]
     keep = {i: rng.random() < p_keep for i in content}

@@ -117,7 +117,7 @@ def first_part(text: str, strategy: str, ratio: float = 0.5) -> str:
     raise ValueError(f"unknown split strategy {strategy!r}; allowed: {', '.join(SPLIT_STRATEGIES)}")
 
 
-def keep_leading(text: str, fraction: float = 2 / 3) -> str:
+def keep_leading(text: str, fraction: float = 2 / 3, rule: str = "selflen") -> str:
     """Keep the leading ``fraction`` of a stage-1 expansion, dropping its likely conclusion.
 
     Paragraphs are split on ``"\\n\\n"`` (blank pieces from runs of newlines are not counted) and the first
@@ -133,9 +133,20 @@ def keep_leading(text: str, fraction: float = 2 / 3) -> str:
     'One. Two.'
     >>> keep_leading("Just one sentence.")
     'Just one sentence.'
+
+    ``rule="reference"`` is the reference's cut: the first ``floor(n·fraction)`` of the ``"\\n\\n"`` pieces, blank
+    ones counted, so a one-paragraph text keeps nothing.
+
+    >>> keep_leading("A\\n\\n\\n\\nB\\n\\nC", rule="reference"), keep_leading("Just one.", rule="reference")
+    ('A\\n\\n', '')
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    if rule == "reference":
+        pieces = text.split("\n\n")
+        return "\n\n".join(pieces[: math.floor(len(pieces) * fraction + 1e-9)])
+    if rule != "selflen":
+        raise ValueError(f"unknown keep rule {rule!r}; allowed: selflen, reference")
     if not text.strip():
         return ""
     parts = text.split("\n\n")

@@ -210,6 +210,14 @@ def _check_prefix(run: Path, summary: dict) -> None:
             assert "\n\n" in r["extended"]
 
 
+def _check_reference_rules(run: Path, summary: dict) -> None:
+    cfg = flatten(json.loads((run / "config.json").read_text()))
+    assert (cfg["language.rules"], cfg["instruct.judge_parse"], cfg["extend.keep_rule"]) == ("reference",) * 3
+    assert cfg["instruct.dedup_threshold"] is None and cfg["select.min_items"] == 0
+    for stage in ("select_responses", "select"):  # no near-duplicate removal: only the length bias drops
+        assert set(_done(run / "iter_1" / stage).get("drops") or {}) <= {"length_bias"}
+
+
 def _check_config(key: str, value: Any) -> Callable[[Path, dict], None]:
     def check(run: Path, summary: dict) -> None:
         assert flatten(json.loads((run / "config.json").read_text()))[key] == value
@@ -232,6 +240,7 @@ CHECKS: dict[str, Callable[[Path, dict], None]] = {
     "split_sentence_half": _check_config("split.strategy", "sentence_half"),
     "split_word_ratio": _check_config("split.strategy", "word_ratio"),
     "long_targets": _check_config("experiment", "long_targets"),
+    "reference_rules": _check_reference_rules,
 }
 
 

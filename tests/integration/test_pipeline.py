@@ -74,7 +74,7 @@ def test_smoke_run_writes_every_stage(smoke_run: Path) -> None:
         for role in ("gen", "ext"):
             assert (smoke_run / f"iter_{k}" / f"finetune_{role}" / "adapter" / "adapter_config.json").exists()
         assert (smoke_run / f"iter_{k}" / "sft_data" / "gen_sft.jsonl").exists()
-    for name in ("collect_instruct", "collect_generate", "length_control", "finetune", "evaluate"):
+    for name in ("collect_instruct", "collect_generate", "collect_select", "length_control", "finetune", "evaluate"):
         assert (smoke_run / "final" / name / "done.json").exists(), name
     assert (smoke_run / "iter_0" / "evaluate" / "done.json").exists()  # the base model, same slice and budget
     assert (smoke_run / "final" / "finetune" / "adapter" / "adapter_config.json").exists()

@@ -153,3 +153,34 @@ def test_schema_defaults_equal_the_default_yaml() -> None:
     set_by_model = {"instruct.judge"}  # model/smollm2_135m.yaml: a 135M model cannot judge
     differ = {k for k in composed.keys() | schema.keys() if composed.get(k) != schema.get(k)}
     assert differ - {"paths.root", "paths.run_dir", "paths.cache_dir", "paths.data_dir"} == set_by_model
+
+
+@pytest.mark.parametrize(("language", "marker"), [("en", "\nInstruction 4"), ("zh", "\n指令4")])
+def test_self_instruct_stops_at_the_next_numbered_example_only(language: str, marker: str) -> None:
+    from selflen.stages import instruct
+
+    stop = instruct.settings(_compose(f"language={language}"), 1).sampling.stop
+    label = "Instruction" if language == "en" else "指令"
+    assert marker in stop and f"\n{label}" not in stop  # "Instructions must be numbered" is no new example
+    assert {"---", "\n\n\n"} <= set(stop)  # the reference's stop strings stay
+
+
+def test_reference_rules_swap_in_the_references_filters_per_language() -> None:
+    from selflen.stages.common import filter_rules
+    from selflen.text.filters import LLAMA_END_PUNCT, META_WORDS, QWEN_END_PUNCT
+
+    own = filter_rules(_compose())
+    en = filter_rules(_compose("language.rules=reference"))
+    zh = filter_rules(_compose("language=zh", "language.rules=reference"))
+    assert (own.meta_match, own.end_punct) == ("words", _compose().language.end_punct)
+    assert (en.end_punct, en.meta_words, en.meta_match) == (LLAMA_END_PUNCT, META_WORDS, "substring")
+    assert (zh.end_punct, zh.meta_words) == (QWEN_END_PUNCT, ())  # the Qwen reference has no meta-text rule
+
+
+def test_null_dedup_threshold_turns_dedup_off_and_rule_names_are_checked() -> None:
+    from selflen.config import ConfigError, check
+
+    cfg = _compose("instruct.dedup_threshold=null", "select.dedup_threshold=null")
+    check(cfg)  # null is "off", not out of range
+    with pytest.raises(ConfigError, match=r"extend.keep_rule='paragraphs' is not allowed; choose one of selflen"):
+        check(_compose("extend.keep_rule=paragraphs"))

@@ -62,3 +62,12 @@ def test_a_resumed_select_keeps_what_an_uninterrupted_one_keeps(tmp_path: Path) 
     resumed = select.run(Stage(tmp_path / "part", "s", "h"), rows, s)
     assert {r["id"]: r["status"] for r in Stage.read_records(tmp_path / "part")} == expected
     assert resumed.extra["rank_rule"] is True and resumed.counts == whole.counts
+
+
+def test_no_dedup_keeps_duplicates(tmp_path: Path) -> None:
+    rows = _rows(3)
+    rows[1]["extended"] = rows[0]["extended"]
+    off = select.SelectSettings("extended", False, "chars", 10, None, 0, 1)
+    on = select.SelectSettings("extended", False, "chars", 10, 0.8, 0, 1)
+    assert select.run(Stage(tmp_path / "off", "s", "h"), rows, off).counts["ok"] == 3
+    assert select.run(Stage(tmp_path / "on", "s", "h"), rows, on).drops == {"duplicate": 1}
