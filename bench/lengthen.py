@@ -107,17 +107,17 @@ def histogram(points: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def paired_scatter(layout: RunLayout, path: Path) -> Path | None:
-    """Each held-out prompt's words at iteration k against the base model's on the same prompt (y = x: no change)."""
+def paired_scatter(scored: dict[int, list[dict[str, Any]]], path: Path) -> Path | None:
+    """Each held-out prompt's words at iteration k against the base model's on the same prompt (y = x: no change);
+    ``scored`` maps points (0 = base) to their scored rows."""
     from selflen.report.plots import scatter
 
-    def rows(point: int) -> dict[tuple[Any, Any], float]:
-        f = layout.stage(point, "evaluate") / "scored.jsonl"
-        return {(r.get("id"), r.get("sample")): r["words"] for r in map(json.loads, f.open())} if f.exists() else {}
+    def words(point: int) -> dict[tuple[Any, Any], float]:
+        return {(r.get("id"), r.get("sample")): r["words"] for r in scored.get(point, [])}
 
-    base = rows(0)
-    groups = {f"iteration {k}": [(base[key], w) for key, w in rows(k).items() if key in base]
-              for k in layout.iterations()}
+    base = words(0)
+    groups = {f"iteration {k}": [(base[key], w) for key, w in words(k).items() if key in base]
+              for k in scored if k != 0}
     return scatter(groups, path, title="held-out words per prompt: iteration k vs the base model",
                    axes=("base model's words", "iteration k's words", "as long as the base"))
 
@@ -125,18 +125,16 @@ def paired_scatter(layout: RunLayout, path: Path) -> Path | None:
 def measure(run_dir: Path, wall_seconds: float | None, command: list[str] | None) -> dict[str, Any]:
     layout = RunLayout(run_dir)
     points: dict[str, dict[str, Any]] = {}
-    base_rows: list[dict[str, Any]] | None = None
+    scored: dict[int, list[dict[str, Any]]] = {}
     for point in [0, *layout.iterations()]:
-        stats, rows = point_stats(layout, point, base_rows)
-        if point == 0:
-            base_rows = rows
+        stats, scored[point] = point_stats(layout, point, scored.get(0))
         if stats is not None:
             points["base" if point == 0 else f"iter_{point}"] = stats
     base = points.get("base")
     goals = {name: goal(base, point) for name, point in points.items() if base and name != "base"}
     if points:
         histogram(points, layout.plots_dir / "eval_length_histogram.png")
-        paired_scatter(layout, layout.plots_dir / "eval_paired.png")
+        paired_scatter(scored, layout.plots_dir / "eval_paired.png")
     return {
         "run_dir": str(run_dir),
         "command": command,

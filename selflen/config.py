@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from selflen.data import BENCHMARKS
 from selflen.text.counting import COUNTERS
 from selflen.text.filters import NGRAM_TOKENIZERS
-from selflen.text.judge import RULES
+from selflen.text.rules import RULES
 from selflen.text.split import SPLIT_STRATEGIES
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["RULES", "parse_yes_no"]
+from selflen.text.rules import is_reference
 
-RULES: tuple[str, ...] = ("selflen", "reference")
+__all__ = ["parse_yes_no"]
 """Each rule below that differs from the reference keeps the reference's exact behaviour as ``rule="reference"``."""
 
 
@@ -38,10 +38,8 @@ def parse_yes_no(text: str, rule: str = "selflen") -> bool | None:
     >>> [parse_yes_no(t, "reference") for t in [" YES ", "Yes.", "是", "是的"]]
     [True, False, True, False]
     """
-    if rule == "reference":
+    if is_reference(rule, "judge rule"):
         return text.strip() == "是" or text.strip().lower() == "yes"
-    if rule != "selflen":
-        raise ValueError(f"unknown judge rule {rule!r}; allowed: {', '.join(RULES)}")
     s = text.strip().lower()
     pos = _JUNK_RE.match(s).end()  # type: ignore[union-attr]
     label = _LABEL_RE.match(s, pos)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from selflen.text.rules import is_reference
+
 __all__ = ["keep_probability", "length_biased_keep", "remove_lines"]
 
 
@@ -63,10 +65,8 @@ def remove_lines(text: str, p_keep: float, rng: random.Random, joiner: str = "\n
     """
     if not 0.0 <= p_keep <= 1.0:
         raise ValueError(f"p_keep must be in [0, 1], got {p_keep}")
-    if rule == "reference":  # every line, blank ones too, kept with p_keep; nothing kept is an empty outline
+    if is_reference(rule, "line-removal rule"):  # every line, blank ones too, kept with p_keep; may be empty
         return joiner.join(line for line in text.split("\n") if rng.random() < p_keep)
-    if rule != "selflen":
-        raise ValueError(f"unknown line-removal rule {rule!r}; allowed: selflen, reference")
     lines = text.split("\n")
     content = [i for i, line in enumerate(lines) if line.strip()]
     keep = {i: rng.random() < p_keep for i in content}

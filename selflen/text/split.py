@@ -6,6 +6,7 @@ import math
 import re
 
 from selflen.text.counting import LONGEN_UNIT_RE
+from selflen.text.rules import is_reference
 
 __all__ = ["SPLIT_STRATEGIES", "first_part", "keep_leading", "split_sentences"]
 
@@ -142,11 +143,9 @@ def keep_leading(text: str, fraction: float = 2 / 3, rule: str = "selflen") -> s
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-    if rule == "reference":
+    if is_reference(rule, "keep rule"):
         pieces = text.split("\n\n")
         return "\n\n".join(pieces[: math.floor(len(pieces) * fraction + 1e-9)])
-    if rule != "selflen":
-        raise ValueError(f"unknown keep rule {rule!r}; allowed: selflen, reference")
     if not text.strip():
         return ""
     parts = text.split("\n\n")
