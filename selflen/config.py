@@ -56,6 +56,7 @@ class BackendConfig:
     single_process: bool = True  # vllm: engine core in this process (no busy-polling second process on CPU)
     max_num_seqs: int | None = None  # vllm: sequences per step (null = vLLM's default)
     max_num_batched_tokens: int | None = 32768  # vllm: tokens per step; above a call's prompt total on CPU
+    merge_adapters: str = "auto"  # vllm: serve LoRA adapters merged into model copies (auto = on CPU) | always | never
     base_url: str = "http://127.0.0.1:8000/v1"  # openai
     api_key_env: str = "OPENAI_API_KEY"  # openai: name of the env var holding the key (never the key)
     concurrency: int = 8  # openai: requests in flight
@@ -276,6 +277,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "model.chat_format": (None, "chatml", "llama3"),
     "backend.name": ("hf", "vllm", "openai"),
     "backend.device": ("auto", "cpu", "cuda"),
+    "backend.merge_adapters": ("auto", "always", "never"),
     "language.ngram_tokenizer": NGRAM_TOKENIZERS,
     "language.counter": COUNTERS,
     "split.strategy": SPLIT_STRATEGIES,

@@ -27,9 +27,9 @@ from typing import Any
 
 from selflen import launch
 from selflen.config import TrainConfig, to_dict
-from selflen.engines import Engine, EnginePool, engine_from_config
+from selflen.engines import Engine, EnginePool, engine_from_config, merges_adapters
 from selflen.errors import SelflenError, check_stop
-from selflen.models import resolve_model
+from selflen.models import merged_model_dir, resolve_model
 from selflen.report import cards
 from selflen.report import summary as report
 from selflen.run_inputs import decontaminator, eval_rows, preflight, seed_prompts
@@ -63,10 +63,12 @@ class Runner:
         m = cfg.model
         identity = {"model": [m.name, m.source, m.path, m.revision, m.dtype, m.chat_format], "seed": cfg.seed}
         self.root_hash = config_hash(identity)
+        merge = merges_adapters(cfg.backend)
         self.engines = EnginePool(
             model_dir,
-            lambda d: engine_from_config(cfg.backend, cfg.model, d, cfg.seed),
+            lambda d: engine_from_config(cfg.backend, cfg.model, d, cfg.seed, enable_lora=not merge),
             tag=config_hash(str(layout.root))[:8],  # adapter names unique to this run on a shared server
+            merge=self.merged_folder if merge else None,
         )
         self.stages: dict[str, Stage] = {}
         self.manifests: dict[str, dict[str, Any]] = {}
@@ -130,6 +132,15 @@ class Runner:
             report.log_eval_table(self.logger, st.dir, step)
         log.info("stage %s: done in %.1f s %s", st.name, manifest["seconds"], res.counts)
         return st
+
+    def merged_folder(self, adapter: Path, label: str) -> Path:
+        """``adapter`` folded into a copy of the base model, under ``<run>/merged/`` (safe to delete: rebuilt on
+        demand), saved in the engine's dtype."""
+        from selflen.engines.vllm import resolve_dtype
+
+        dtype = resolve_dtype(self.cfg.backend.dtype or self.cfg.model.dtype)
+        dtype = "float32" if dtype == "auto" else dtype
+        return merged_model_dir(self.model_dir, adapter, self.layout.root / "merged", label, dtype)
 
     def decontaminator(self):  # noqa: ANN201 - Decontaminator | None
         """The benchmark n-gram index, built once per run (None when decontamination is off)."""

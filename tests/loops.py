@@ -81,10 +81,13 @@ def run_tag(run_dir: Path) -> str:
     return config_hash(str(run_dir.resolve()))[:8]
 
 
-def expected_served(run_dir: Path) -> dict[str, list[str]]:
+def expected_served(run_dir: Path, merged: bool = False) -> dict[str, list[str]]:
     """Which model generated each stage of a two-iteration smoke run: iteration 2 generates and extends with the
-    adapters trained in iteration 1, each evaluation uses the Generator it evaluates."""
+    adapters trained in iteration 1, each evaluation uses the Generator it evaluates (``merged``: each adapter was
+    served merged into a model copy, as vLLM on CPU does)."""
     t = run_tag(run_dir)
+    if merged:
+        return {k: [v if v == "base" else f"{v} (merged)" for v in vs] for k, vs in expected_served(run_dir).items()}
     served = {f"iter_{k}/instruct": ["base"] for k in (1, 2)}
     served.update(
         {
@@ -104,6 +107,6 @@ def expected_served(run_dir: Path) -> dict[str, list[str]]:
     return served
 
 
-def check_served(found: dict[str, dict[str, Any]], run_dir: Path) -> None:
+def check_served(found: dict[str, dict[str, Any]], run_dir: Path, merged: bool = False) -> None:
     got = {name: m["served_by"] for name, m in found.items() if "served_by" in m}
-    assert got == expected_served(run_dir)
+    assert got == expected_served(run_dir, merged)

@@ -60,8 +60,27 @@ def build_engine(backend: str, model: str, **kwargs: Any) -> Engine:
     raise ValueError(f"backend={backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
 
 
-def engine_from_config(backend: BackendConfig, model: ModelConfig, model_dir: Path, seed: int = 0) -> Engine:
-    """The configured backend serving the model folder ``model_dir`` (the base model or a fully trained one)."""
+def merges_adapters(backend: BackendConfig) -> bool:
+    """Whether trained LoRA adapters are served merged into model copies (``backend.merge_adapters``).
+
+    ``auto`` merges for vLLM on a CPU, where a request carrying an adapter decodes two to three times slower than a
+    plain one (``bench/lora_merge.py``); one engine start per role change costs less. On GPUs vLLM's LoRA kernels
+    are fast and an engine start is slow, so adapters stay per request. Other backends serve adapters as they are.
+    """
+    if backend.name != "vllm" or backend.merge_adapters == "never":
+        return False
+    if backend.merge_adapters == "always":
+        return True
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def engine_from_config(
+    backend: BackendConfig, model: ModelConfig, model_dir: Path, seed: int = 0, enable_lora: bool = True
+) -> Engine:
+    """The configured backend serving the model folder ``model_dir`` (the base model, a fully trained or a merged
+    one); ``enable_lora=False`` starts vLLM without adapter support (nothing is served through adapters)."""
     if backend.name == "hf":
         return build_engine(
             "hf",
@@ -79,6 +98,7 @@ def engine_from_config(backend: BackendConfig, model: ModelConfig, model_dir: Pa
             dtype=backend.dtype or model.dtype,
             max_model_len=model.max_model_len,
             max_lora_rank=backend.max_lora_rank,
+            enable_lora=enable_lora,
             gpu_memory_utilization=backend.gpu_memory_utilization,
             tensor_parallel_size=backend.tensor_parallel_size,
             data_parallel_size=backend.data_parallel_size,
@@ -116,13 +136,17 @@ class EnginePool:
     an engine of its own, ``None`` is the base model. At most one exclusive (vLLM) engine is alive: starting one
     for another folder closes the previous one first, so two large engines never share a device; hf engines may
     coexist. ``release()`` frees device memory before training, ``close()`` frees everything (at the end).
-    ``served`` lists, in order, what each ``for_folder`` call served ("base", an adapter's run-unique name or a full
-    model folder), so a stage's manifest can say which model generated it.
+    ``served`` lists, in order, what each ``for_folder`` call served ("base", an adapter's run-unique name, that name
+    with " (merged)", or a full model folder), so a stage's manifest can say which model generated it. With
+    ``merge`` (a function ``merge(adapter_folder, name) -> model folder``), an adapter is folded into a copy of the
+    base model and served as a model of its own instead (vLLM on CPU: see ``backend.merge_adapters``).
     """
 
-    def __init__(self, base_dir: Path, build, tag: str = "", release_timeout_s: float = 60.0) -> None:  # noqa: ANN001
+    def __init__(self, base_dir: Path, build, tag: str = "", release_timeout_s: float = 60.0,  # noqa: ANN001
+                 merge=None) -> None:  # noqa: ANN001
         self.base_dir = Path(base_dir)
         self._build = build  # build(model_dir) -> Engine
+        self._merge = merge  # merge(adapter_dir, name) -> merged model folder, or None to serve adapters
         self.tag = tag
         self.release_timeout_s = release_timeout_s
         self._engines: dict[str, Engine] = {}
@@ -150,6 +174,10 @@ class EnginePool:
 
         check_adapter(folder)
         name = f"{self.tag}-{label}" if self.tag else label
+        if self._merge is not None:
+            merged = Path(self._merge(folder, label))
+            self.served.append(f"{name} (merged)")
+            return self.engine(merged).bind(None)
         base = self.engine()
         if not base.has_adapter(name):
             log.info("engine: adapter %s from %s", name, folder)

@@ -72,7 +72,10 @@ def test_whole_loop_on_vllm(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     train(run_dir, "backend=vllm")
     found = check_structure(run_dir)
-    check_served(found, run_dir)  # iteration 2 generated and extended with iteration 1's adapters
+    # iteration 2 generated and extended with iteration 1's adapters, each merged into a model copy (CPU: auto)
+    check_served(found, run_dir, merged=True)
+    merged = sorted(p.name.rsplit("-", 1)[0] for p in (run_dir / "merged").iterdir() if (p / "config.json").exists())
+    assert merged == ["ext1", "final", "gen1", "gen2"]
     assert json.loads((run_dir / "summary.json").read_text())["backend"] == "vllm"
 
 

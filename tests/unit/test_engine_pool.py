@@ -96,6 +96,34 @@ def test_release_closes_engines_that_cannot_sleep_and_keeps_sleeping_ones(tmp_pa
     assert len(built) == 1
 
 
+def test_a_merging_pool_serves_each_adapter_as_a_model_of_its_own(tmp_path: Path) -> None:
+    built: list[FakeEngine] = []
+    merges: list[tuple[Path, str]] = []
+
+    def merge(adapter: Path, label: str) -> Path:
+        merges.append((adapter, label))
+        folder = tmp_path / "merged" / f"{label}-1"
+        return folder if folder.exists() else _full_model(folder)
+
+    def build(folder: Path) -> FakeEngine:
+        built.append(FakeEngine(folder, exclusive=True))
+        return built[-1]
+
+    pool = EnginePool(tmp_path / "base", build, tag="t", merge=merge)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"x")
+    pool.for_folder(None, "base")
+    pool.for_folder(adapter, "gen1")
+    pool.for_folder(adapter, "gen1")  # asked again (a resumed stage): the same copy, the same engine
+    assert merges == [(adapter, "gen1"), (adapter, "gen1")]
+    assert [e.folder for e in built] == [tmp_path / "base", tmp_path / "merged" / "gen1-1"]
+    assert built[0].closed == 1 and built[1].closed == 0  # one vLLM engine alive at a time
+    assert not built[0]._adapters and not built[1]._adapters  # nothing served through per-request adapters
+    assert pool.served == ["base", "t-gen1 (merged)", "t-gen1 (merged)"]
+
+
 class FakeCuda:
     """``torch.cuda`` with one device whose free memory follows a script."""
 
