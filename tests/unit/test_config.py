@@ -81,6 +81,18 @@ def test_vllm_replicas_must_fit_the_visible_gpus(monkeypatch: pytest.MonkeyPatch
         _compose("backend=vllm", "backend.data_parallel_size=2", "backend.tensor_parallel_size=2")
 
 
+def test_the_lora_rank_bound_applies_only_where_vllm_serves_adapters(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    big = ("backend=vllm", "backend.max_lora_rank=8", "finetune.lora.r=16")
+    _compose(*big)  # CPU: adapters are served merged into model copies, vLLM never loads them
+    with pytest.raises(ConfigError, match=r"backend.max_lora_rank=8 < finetune.lora.r=16; raise it"):
+        _compose(*big, "backend.merge_adapters=never")
+    with pytest.raises(ConfigError, match=r"backend.merge_adapters='True' is not allowed; choose one of auto, always"):
+        _compose("backend=vllm", "backend.merge_adapters=true")
+
+
 def test_unknown_group_option_lists_choices() -> None:
     with pytest.raises(ConfigError, match=r"backend='nope' is not a known option; choose one of hf, openai, vllm"):
         precheck(["backend=nope"])

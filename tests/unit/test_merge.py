@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from selflen.config import BackendConfig
-from selflen.engines import merges_adapters
+from selflen.engines import Engine, merges_adapters
 from selflen.models import check_chat_template, merged_model_dir
 
 
@@ -49,9 +49,14 @@ def test_the_copy_is_built_once_and_again_for_a_retrained_adapter(
     shutil.copytree(perturbed_adapter, retrained)
     cfg = (retrained / "adapter_config.json").read_text()
     (retrained / "adapter_config.json").write_text(cfg.replace('"lora_alpha": 16', '"lora_alpha": 8'))
-    second = merged_model_dir(tiny_model, retrained, tmp_path, "gen1")
-    assert second != first and (second / "config.json").exists()
-    assert merged_model_dir(tiny_model, perturbed_adapter, tmp_path, "gen1", dtype="bfloat16") not in (first, second)
+    built: list[str] = []
+    second = merged_model_dir(tiny_model, retrained, tmp_path, "gen1", before_build=lambda: built.append("x"))
+    assert second != first and (second / "config.json").exists() and built == ["x"]
+    assert not first.exists()  # the copy of the adapter before retraining is gone (each copy is a whole model)
+    assert merged_model_dir(tiny_model, retrained, tmp_path, "gen1", before_build=lambda: built.append("y")) == second
+    assert built == ["x"]  # nothing built, so nothing freed for it
+    other = merged_model_dir(tiny_model, retrained, tmp_path, "ext1", dtype="bfloat16")
+    assert other.name.startswith("ext1-") and second.exists()  # another role's copy leaves this one alone
 
 
 def test_a_broken_adapter_is_refused_before_anything_loads(tiny_model: Path, tmp_path: Path) -> None:
@@ -80,3 +85,64 @@ def test_which_backends_merge(monkeypatch: pytest.MonkeyPatch, name: str, settin
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert merges_adapters(BackendConfig(name=name, merge_adapters=setting)) is expected
+
+
+class _Engine(Engine):
+    exclusive = True
+
+    def __init__(self) -> None:
+        self._adapters: dict[str, str] = {}
+
+    def generate(self, requests, desc=None):  # noqa: ANN001, ANN201
+        return []
+
+    def add_adapter(self, name: str, path: str) -> None:
+        self._adapters[name] = path
+
+
+def test_the_runner_serves_merged_copies_on_engines_without_lora(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    import torch
+
+    import selflen.pipeline as pipeline
+    from selflen.config import TrainConfig
+    from selflen.store import RunLayout
+    from selflen.tracking import NullLogger
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    starts: list[tuple[Path, bool]] = []
+    merges: list[tuple[str, str, Path]] = []
+
+    def start(backend, model, folder, seed, enable_lora=True):  # noqa: ANN001, ANN202
+        starts.append((Path(folder), enable_lora))
+        return _Engine()
+
+    def merge(base, adapter, out_root, label, dtype, trust_remote_code=False, before_build=None):  # noqa: ANN001, ANN202
+        merges.append((label, dtype, Path(out_root)))
+        before_build()
+        folder = Path(out_root) / f"{label}-key"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text("{}")
+        return folder
+
+    monkeypatch.setattr(pipeline, "engine_from_config", start)
+    monkeypatch.setattr(pipeline, "merged_model_dir", merge)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"x")
+    run = tmp_path / "run"
+    for backend, merged in (("vllm", True), ("hf", False)):
+        starts.clear(), merges.clear()
+        cfg = TrainConfig()
+        cfg.backend.name, cfg.backend.dtype = backend, "bfloat16"
+        runner = pipeline.Runner(cfg, RunLayout(run), tmp_path / "base", NullLogger())
+        runner.engines.for_folder(None, "base")
+        bound = runner.engines.for_folder(adapter, "gen1")
+        if merged:
+            assert merges == [("gen1", "bfloat16", run / "merged")]
+            assert starts == [(tmp_path / "base", False), (run / "merged" / "gen1-key", False)]
+            assert not bound.has_adapter(f"{runner.engines.tag}-gen1")
+        else:  # the hf engine serves the adapter on the base model
+            assert merges == [] and starts == [(tmp_path / "base", True)]
+            assert bound.has_adapter(f"{runner.engines.tag}-gen1")
