@@ -12,6 +12,7 @@ few-shot pool is the seeds (``pool: seeds``, LLaMA reference) or the seeds plus 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,28 +95,55 @@ def prompt_fingerprint(language: str) -> str:
 
 
 def next_example_markers(label: str) -> list[str]:
-    """Where the model starts a numbered example after the one it was asked for: the transcript lists
+    """Where the model starts a numbered example after the one it was asked for (stop strings): the transcript lists
     ``EXAMPLES`` and opens the next, so the one after is ``EXAMPLES + 2`` (the reference's "\\nInstruction 4" and
-    "\\n指令4"). A line that merely starts with the label ("Instructions must be numbered") is no marker.
+    "\\n指令4"). SmolLM2 often writes the plural ("\\nInstructions 4": half of the 120 accepted instructions of an
+    iteration carried one), so a label in Latin letters also gets its plural. A line that merely starts with the
+    label ("Instructions must be numbered") is no marker; ``clean_instruction`` also cuts at a later number the stop
+    strings cannot list.
 
     >>> next_example_markers("指令")
     ['\\n指令 4', '\\n指令4']
+    >>> next_example_markers("Instruction")[-1]
+    '\\nInstructions 4'
     """
     n = EXAMPLES + 2
-    return [f"\n{label} {n}", f"\n{label}{n}"]
+    markers = [f"\n{label} {n}", f"\n{label}{n}"]
+    return [*markers, f"\n{label}s {n}"] if label.isascii() else markers
+
+
+def _next_example_at(text: str, label: str) -> int:
+    """Index of the first line that opens another numbered example (``Instruction 5:``, ``Instructions 4``,
+    ``指令6``), or -1."""
+    m = re.search(rf"\n[ \t]*{re.escape(label)}s?[ \t]*\d", text)
+    return m.start() if m else -1
 
 
 def clean_instruction(text: str, label: str) -> str:
-    """Cut a completion at the next numbered example and strip list/label noise.
+    """Cut a completion at the next numbered example (any number, singular or plural) and strip list/label noise.
 
     >>> clean_instruction(" Write a history of tea.\\nInstruction 4: more", "Instruction")
     'Write a history of tea.'
+    >>> clean_instruction(" Write a blog post on sleep.\\nInstructions 6: Write a poem.", "Instruction")
+    'Write a blog post on sleep.'
     >>> clean_instruction(" Write a lab manual.\\nInstructions for each step must be numbered.", "Instruction")
     'Write a lab manual.\\nInstructions for each step must be numbered.'
     """
-    cuts = [i for i in (text.find(m) for m in next_example_markers(label)) if i >= 0]
-    text = text[: min(cuts)] if cuts else text
+    cut = _next_example_at(text, label)
+    text = text[:cut] if cut >= 0 else text
     return text.strip().strip('"').strip()
+
+
+def ends_before_the_budget(text: str, finish_reason: str, label: str) -> bool:
+    """Whether a completion holds a whole instruction: it ended by itself, or the budget cut it only after the
+    model had moved on to another numbered example (the instruction before that line is complete).
+
+    >>> ends_before_the_budget(" Write a report on tea.\\nInstructions 5: Write a report on", "length", "Instruction")
+    True
+    >>> ends_before_the_budget(" Write a report on tea and its", "length", "Instruction")
+    False
+    """
+    return finish_reason != "length" or _next_example_at(text, label) >= 0
 
 
 def transcript_prefix(examples: Sequence[str], label: str) -> str:
@@ -173,7 +201,7 @@ def run(stage: Stage, inputs: InstructInputs, s: InstructSettings, engine: Engin
             cand = clean_instruction(res.text, s.label) if res.ok else ""
             if not res.ok:
                 reason = Drop.ENGINE_ERROR
-            elif res.outputs[0].finish_reason == "length" and s.drop_truncated:
+            elif s.drop_truncated and not ends_before_the_budget(res.text, res.outputs[0].finish_reason, s.label):
                 reason = Drop.TRUNCATED  # cut by the token budget: an unfinished instruction
             else:
                 reason = screen(cand, s, [*accepted_all, *candidates.values()], decontam)

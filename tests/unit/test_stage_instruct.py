@@ -71,6 +71,23 @@ def test_a_truncated_instruction_is_kept_when_asked(tmp_path: Path) -> None:
     assert instruct.run(_stage(tmp_path), instruct.InstructInputs(SEEDS), s, engine).counts["ok"] == 1
 
 
+def test_a_further_numbered_example_is_cut_off_even_past_the_budget(tmp_path: Path) -> None:
+    """SmolLM2 goes on with "Instructions 4: ..." (plural, which the old stop strings missed) until the budget: the
+    instruction before that line is whole, so it is kept without the rest; one cut inside itself is still dropped."""
+    replies = iter([
+        (" Write a long report on rivers and their history.\nInstructions 4: Write a poem about", "length"),
+        (" Write a long report on mountains and their", "length"),
+        " Write a long report on lakes and their wildlife.\nInstructions 6: Write a long essay on the sea.",
+    ])
+    engine = ScriptedEngine(lambda req: next(replies))
+    s = _settings(count=3, attempts=1)
+    result = instruct.run(_stage(tmp_path), instruct.InstructInputs(SEEDS), s, engine)
+    assert result.drops == {"truncated": 1, "attempts_exhausted": 1}
+    kept = {r["id"]: r["instruction"] for r in _stage(tmp_path).records() if r["status"] == "ok"}
+    assert kept == {"k1-i0": "Write a long report on rivers and their history.",
+                    "k1-i2": "Write a long report on lakes and their wildlife."}
+
+
 def test_judge_is_sampled_and_its_verdicts_are_counted(tmp_path: Path) -> None:
     verdicts = iter(["Yes.", "No", "maybe"])
 
