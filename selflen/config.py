@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from selflen.data import BENCHMARKS
+from selflen.models import merges_adapters
 from selflen.text.counting import COUNTERS
 from selflen.text.filters import NGRAM_TOKENIZERS
 from selflen.text.rules import RULES
@@ -377,7 +378,7 @@ def check(cfg: TrainConfig) -> None:
         cfg.backend.name == "vllm"
         and cfg.finetune.method == "lora"
         and cfg.backend.max_lora_rank < cfg.finetune.lora.r
-        and not _serves_merged(cfg.backend)
+        and not merges_adapters(cfg.backend)
     ):
         raise ConfigError(
             f"backend.max_lora_rank={cfg.backend.max_lora_rank} < finetune.lora.r={cfg.finetune.lora.r}; raise it"
@@ -389,12 +390,6 @@ def check(cfg: TrainConfig) -> None:
         )
     if cfg.backend.name == "vllm":
         check_vllm_devices(cfg.backend)
-
-
-def _serves_merged(backend: BackendConfig) -> bool:
-    from selflen.engines import merges_adapters
-
-    return merges_adapters(backend)
 
 
 def check_vllm_devices(backend: BackendConfig) -> None:

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -276,6 +277,23 @@ def resolve_model(
         check_chat_template(folder)
         return folder
     raise ModelNotFound(f"model.source={source!r} is unknown; use embedded, hub, local or tiny")
+
+
+def merges_adapters(backend: Any) -> bool:
+    """Whether trained LoRA adapters are served merged into model copies (``backend.merge_adapters`` of a
+    ``BackendConfig``).
+
+    ``auto`` merges for vLLM on a CPU, where a request carrying an adapter decodes two to three times slower than a
+    plain one (``bench/lora_merge.py``); one engine start per role change costs less. On GPUs vLLM's LoRA kernels
+    are fast and an engine start is slow, so adapters stay per request. Other backends serve adapters as they are.
+    """
+    if backend.name != "vllm" or backend.merge_adapters == "never":
+        return False
+    if backend.merge_adapters == "always":
+        return True
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 def adapter_digest(adapter_dir: Path | str) -> str:

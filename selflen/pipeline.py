@@ -27,9 +27,9 @@ from typing import Any
 
 from selflen import launch
 from selflen.config import TrainConfig, to_dict
-from selflen.engines import Engine, EnginePool, engine_from_config, merges_adapters
+from selflen.engines import Engine, EnginePool, engine_from_config
 from selflen.errors import SelflenError, check_stop
-from selflen.models import merged_model_dir, resolve_model
+from selflen.models import merged_model_dir, merges_adapters, resolve_model
 from selflen.report import cards
 from selflen.report import summary as report
 from selflen.run_inputs import decontaminator, eval_rows, preflight, seed_prompts

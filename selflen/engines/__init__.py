@@ -60,22 +60,6 @@ def build_engine(backend: str, model: str, **kwargs: Any) -> Engine:
     raise ValueError(f"backend={backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
 
 
-def merges_adapters(backend: BackendConfig) -> bool:
-    """Whether trained LoRA adapters are served merged into model copies (``backend.merge_adapters``).
-
-    ``auto`` merges for vLLM on a CPU, where a request carrying an adapter decodes two to three times slower than a
-    plain one (``bench/lora_merge.py``); one engine start per role change costs less. On GPUs vLLM's LoRA kernels
-    are fast and an engine start is slow, so adapters stay per request. Other backends serve adapters as they are.
-    """
-    if backend.name != "vllm" or backend.merge_adapters == "never":
-        return False
-    if backend.merge_adapters == "always":
-        return True
-    import torch
-
-    return not torch.cuda.is_available()
-
-
 def engine_from_config(
     backend: BackendConfig, model: ModelConfig, model_dir: Path, seed: int = 0, enable_lora: bool = True
 ) -> Engine:

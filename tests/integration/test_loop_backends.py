@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from selflen.config import BackendConfig
-from selflen.engines import merges_adapters
+from selflen.models import merges_adapters
 from tests.loops import SMOKE, check_served, check_structure, run_tag
 from tests.servers import served_models, vllm_server
 

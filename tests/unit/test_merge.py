@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from selflen.config import BackendConfig
-from selflen.engines import Engine, merges_adapters
-from selflen.models import check_chat_template, merged_model_dir
+from selflen.engines import Engine
+from selflen.models import check_chat_template, merged_model_dir, merges_adapters
 
 
 def _logits(model_dir: Path, adapter: Path | None = None):  # noqa: ANN202 - a tensor
