@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from evaluation import api
@@ -19,6 +20,7 @@ from evaluation.judge import Judge, judge_summary, rubric_for
 from evaluation.records import write_jsonl
 from selflen.engines import build_engine
 from selflen.engines.base import Engine, Request, SamplingParams
+from selflen.models import merged_model_dir, merges_adapters
 
 __all__ = ["JudgeSettings", "generate_responses", "judge_and_summarize", "run_generate", "write_outputs"]
 
@@ -102,16 +104,33 @@ def run_generate(
     engine_kwargs: dict[str, Any] | None = None,
     counter: str | None = None,
     judge: JudgeSettings | None = None,
+    merge_adapter: str = "auto",
 ) -> dict[str, Any]:
     """Generate, score, optionally judge, and write ``responses.jsonl``, ``scored.jsonl``, ``summary.json``
-    and ``scatter.png`` under ``out_dir``. Returns the summary."""
+    and ``scatter.png`` under ``out_dir``. Returns the summary.
+
+    ``merge_adapter`` (auto|always|never, as ``backend.merge_adapters`` of a run): a merged adapter is folded into a
+    copy of ``model`` under ``<out_dir>/merged/`` and served as a plain model; ``auto`` merges for vLLM on a CPU,
+    where an adapter on every request decodes about three times slower."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    kwargs = dict(engine_kwargs or {})
+    served, merged = model, None
+    if adapter_dir and merges_adapters(SimpleNamespace(name=backend, merge_adapters=merge_adapter)):
+        from selflen.engines.vllm import resolve_dtype
+
+        dtype = resolve_dtype(str(kwargs.get("dtype", "float32")))  # the engine's: vLLM's own default is float32
+        dtype = "float32" if dtype == "auto" else dtype
+        merged = merged_model_dir(model, adapter_dir, out / "merged", "adapter", dtype,
+                                  trust_remote_code=bool(kwargs.get("trust_remote_code", False)))  # fmt: skip
+        served = str(merged)
+        kwargs.setdefault("enable_lora", False)
     started = time.time()
-    with build_engine(backend, model, **(engine_kwargs or {})) as engine:
-        if adapter_dir:
-            engine.add_adapter(ADAPTER_NAME, adapter_dir)
-        responses = generate_responses(engine, rows, benchmark, params, ADAPTER_NAME if adapter_dir else None)
+    with build_engine(backend, served, **kwargs) as engine:
+        adapter = ADAPTER_NAME if adapter_dir and merged is None else None
+        if adapter:
+            engine.add_adapter(adapter, adapter_dir)
+        responses = generate_responses(engine, rows, benchmark, params, adapter)
     gen_seconds = time.time() - started
     write_jsonl(out / "responses.jsonl", responses)
     scored, summary = api.score_rows(responses, benchmark, counter)
@@ -128,6 +147,7 @@ def run_generate(
         "backend": backend,
         "model": model,
         "adapter": adapter_dir,
+        "merged_model": str(merged) if merged else None,
         "params": asdict(params),
         "prompts": len(rows),
         "outputs": len(responses),

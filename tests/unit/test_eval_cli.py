@@ -321,6 +321,39 @@ def test_generate_with_fake_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (out / "scatter.png").is_file() and (out / "judge_cache.jsonl").is_file()
 
 
+@pytest.mark.parametrize("mode", ["always", "never"])
+def test_generate_serves_an_adapter_merged_or_per_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          mode: str) -> None:
+    load_raw("longbench_write_en")
+    built: list[tuple[str, dict[str, Any]]] = []
+    engines: list[WordEngine] = []
+
+    def build(backend: str, model: str, **kw: Any) -> WordEngine:
+        built.append((model, kw))
+        engines.append(WordEngine(model))
+        return engines[-1]
+
+    def merge(base: str, adapter: str, out_root: Path, label: str, dtype: str, **_: Any) -> Path:
+        assert (base, adapter, dtype) == ("fake", str(tmp_path), "float32")
+        return out_root / f"{label}-merged"
+
+    monkeypatch.setattr("evaluation.runner.build_engine", build)
+    monkeypatch.setattr("evaluation.runner.merged_model_dir", merge)
+    out = tmp_path / "gen"
+    argv = ["generate", "--benchmark", "longbench_write_en", "--backend", "vllm", "--model", "fake", "--limit", "2",
+            "--adapter", str(tmp_path), "--merge-adapter", mode, "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    _, summary = read_out_dir(out)
+    if mode == "always":  # the merged copy is the model; no adapter rides on the requests; no LoRA in the engine
+        assert built == [(str(out / "merged" / "adapter-merged"), {"enable_lora": False})]
+        assert engines[0]._adapters == {}
+        assert summary["generation"]["merged_model"] == str(out / "merged" / "adapter-merged")
+    else:
+        assert built == [("fake", {})] and list(engines[0]._adapters.values()) == [str(tmp_path)]
+        assert summary["generation"]["merged_model"] is None
+    assert summary["generation"]["adapter"] == str(tmp_path)
+
+
 def read_out_dir(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows = [json.loads(x) for x in (out / "scored.jsonl").read_text(encoding="utf-8").splitlines()]
     return rows, json.loads((out / "summary.json").read_text(encoding="utf-8"))
