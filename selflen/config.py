@@ -123,6 +123,7 @@ class GenerateConfig:
     samples: int = 2  # Generator answers per instruction
     attempts: int = 1  # extra tries for a sample that failed the filters (reference: up to 19)
     drop_truncated: bool = True  # drop answers cut off by max_new_tokens (finish reason "length")
+    stop_loops: bool = True  # end an answer caught in a verbatim loop early and drop it (the reference: runs on)
     length_biased: bool = True  # the reference also applies drop_short to the Generator's answers
     max_new_tokens: int = 320
 
@@ -138,6 +139,7 @@ class ExtendConfig:
     prefix_separator: str = ""  # between the kept stage-1 text and the continuation ("" = the reference's A + B)
     strip_meta: bool = False  # strip a meta preamble/coda instead of dropping the text (the reference drops it)
     drop_truncated: bool = True
+    stop_loops: bool = True  # end a rewrite caught in a verbatim loop early and drop it (the reference: runs on)
     max_new_tokens: int = 384
 
 

@@ -12,7 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-FinishReason = Literal["stop", "length", "error"]
+FinishReason = Literal["stop", "length", "loop", "error"]  # loop: stopped early by ``SamplingParams.stop_loops``
+
+# ``stop_loops``: a generation ends once its last tokens are LOOP_COUNT back-to-back copies of one pattern of
+# LOOP_MIN_PATTERN..LOOP_MAX_PATTERN tokens (vLLM's ``repetition_detection`` rule). Three copies of 8+ tokens (in
+# English prose 5+ words each) hold a repeated 10-word window, which the repeated-n-gram filter drops whatever follows.
+LOOP_MIN_PATTERN, LOOP_MAX_PATTERN, LOOP_COUNT = 8, 128, 3
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     n: int = 1
+    stop_loops: bool = False  # end a generation caught in a verbatim loop (finish reason "loop")
 
     @property
     def greedy(self) -> bool:
@@ -88,6 +94,30 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def ends_in_loop(tokens: Sequence[int], min_pattern: int = LOOP_MIN_PATTERN, max_pattern: int = LOOP_MAX_PATTERN,
+                 count: int = LOOP_COUNT) -> bool:
+    """Whether ``tokens`` end in ``count`` back-to-back copies of one pattern of ``min_pattern..max_pattern``
+    tokens: the rule ``stop_loops`` applies after every new token (vLLM's ``repetition_detection``).
+
+    >>> ends_in_loop([1, 2, 3] * 3, min_pattern=3)
+    True
+    >>> ends_in_loop([9] + [1, 2, 3] * 2 + [1, 2, 4], min_pattern=3)
+    False
+    >>> ends_in_loop([7] * 9, min_pattern=3)  # a run of one token is a loop of any pattern size
+    True
+    """
+    n = len(tokens)
+    for size in range(min_pattern, max_pattern + 1):
+        if size * count > n:
+            return False
+        if tokens[n - 1] != tokens[n - 1 - size]:  # the common case, rejected in one comparison
+            continue
+        tail = list(tokens[n - size :])
+        if all(list(tokens[n - size * (m + 1) : n - size * m]) == tail for m in range(1, count)):
+            return True
+    return False
 
 
 class Engine(abc.ABC):

@@ -17,9 +17,28 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
-from selflen.engines.base import Completion, Engine, Request, Result, SamplingParams, truncate_at_stop
+from selflen.engines.base import (
+    LOOP_COUNT,
+    LOOP_MAX_PATTERN,
+    LOOP_MIN_PATTERN,
+    Completion,
+    Engine,
+    Request,
+    Result,
+    SamplingParams,
+    ends_in_loop,
+    truncate_at_stop,
+)
 from selflen.errors import check_stop
 
 log = logging.getLogger(__name__)
@@ -116,6 +135,24 @@ class RowSampler(LogitsProcessor):
             choice = torch.argmax(logits + self._gumbel(step, vocab), dim=-1, keepdim=True)
         one_hot = torch.full_like(scores, float("-inf")).scatter(1, choice, 0.0)
         return torch.where(self.sampled, one_hot, scores)
+
+
+class LoopStop(StoppingCriteria):
+    """Ends each row (with ``stop_loops`` on) whose new tokens close a verbatim loop (``ends_in_loop``)."""
+
+    def __init__(self, flags: Sequence[bool], prompt_len: int) -> None:
+        self.flags, self.prompt_len = list(flags), prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        new = input_ids.shape[1] - self.prompt_len
+        if new < LOOP_MIN_PATTERN * LOOP_COUNT:
+            return done
+        tail = input_ids[:, -min(new, LOOP_MAX_PATTERN * LOOP_COUNT) :].tolist()
+        for i, on in enumerate(self.flags):
+            if on and ends_in_loop(tail[i]):
+                done[i] = True
+        return done
 
 
 @dataclass
@@ -245,25 +282,36 @@ class HFEngine(Engine):
         sampler = RowSampler(
             [r.params for r in chunk], [r.seed for r in chunk], self.device, batch["input_ids"].shape[1]
         )
+        loops = [r.params.stop_loops for r in chunk]
+        criteria = StoppingCriteriaList([LoopStop(loops, batch["input_ids"].shape[1])] if any(loops) else [])
         with self._activate(chunk[0].adapter):
             out = self.model.generate(
                 **batch,
                 generation_config=config,
                 logits_processor=LogitsProcessorList([sampler]),
+                stopping_criteria=criteria,
                 tokenizer=self.tokenizer if stop else None,
             )
         new = out[:, batch["input_ids"].shape[1] :].tolist()
-        return [self._completion(tokens, max_new, stop) for tokens in new]
+        return [self._completion(tokens, max_new, stop, on) for tokens, on in zip(new, loops, strict=True)]
 
-    def _completion(self, tokens: list[int], max_new: int, stop: tuple[str, ...]) -> Completion:
+    def _completion(self, tokens: list[int], max_new: int, stop: tuple[str, ...], stop_loops: bool = False
+                    ) -> Completion:
         n = len(tokens)
         hit_eos = False
         for i, t in enumerate(tokens):
             if t in self.stop_ids:
                 n, hit_eos = i, True
                 break
-        text = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
+        pad = self.tokenizer.pad_token_id
+        end = n
+        while end and tokens[end - 1] == pad and pad not in self.stop_ids:  # a row stopped early is padded
+            end -= 1
+        text = self.tokenizer.decode(tokens[:end], skip_special_tokens=True)
         text, hit_stop = truncate_at_stop(text, stop)
+        # LoopStop ended it: a loop is caught at the token that closes it, so an EOS never follows one
+        if stop_loops and not hit_stop and ends_in_loop(tokens[:end]):
+            return Completion(text=text, tokens=end, finish_reason="loop")
         reason = "stop" if (hit_eos or hit_stop or n < max_new) else "length"
         return Completion(text=text, tokens=n + int(hit_eos), finish_reason=reason)
 

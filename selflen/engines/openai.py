@@ -27,7 +27,17 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from tqdm.auto import tqdm
 
-from selflen.engines.base import Completion, Engine, Request, Result, error_result, truncate_at_stop
+from selflen.engines.base import (
+    LOOP_COUNT,
+    LOOP_MAX_PATTERN,
+    LOOP_MIN_PATTERN,
+    Completion,
+    Engine,
+    Request,
+    Result,
+    error_result,
+    truncate_at_stop,
+)
 from selflen.errors import EngineUnavailable, SelflenError, check_stop
 
 log = logging.getLogger(__name__)
@@ -163,6 +173,9 @@ class OpenAIEngine(Engine):
             body["include_stop_str_in_output"] = True
         if p.seed is not None:
             body["seed"] = p.seed
+        if p.stop_loops:  # vLLM's server field; a server that does not know it ignores it (loops then run on)
+            body["repetition_detection"] = {"max_pattern_size": LOOP_MAX_PATTERN, "min_pattern_size": LOOP_MIN_PATTERN,
+                                            "min_count": LOOP_COUNT}
         if req.prefix:
             body["messages"] = [*messages, {"role": "assistant", "content": req.prefix}]
             body.update(continue_final_message=True, add_generation_prompt=False)
@@ -204,7 +217,8 @@ class OpenAIEngine(Engine):
         completions = []
         for choice in sorted(data.get("choices", []), key=lambda c: c.get("index", 0)):
             text, cut = truncate_at_stop(choice["message"].get("content") or "", req.params.stop)
-            reason = "length" if choice.get("finish_reason") == "length" and not cut else "stop"
+            finish = choice.get("finish_reason")
+            reason = "stop" if cut else {"length": "length", "repetition": "loop"}.get(finish, "stop")
             completions.append(Completion(text=text, tokens=0, finish_reason=reason))
         usage = data.get("usage") or {}
         if completions and usage.get("completion_tokens") is not None:

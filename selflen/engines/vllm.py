@@ -14,7 +14,16 @@ import logging
 import os
 from collections.abc import Sequence
 
-from selflen.engines.base import Completion, Engine, Request, Result, truncate_at_stop
+from selflen.engines.base import (
+    LOOP_COUNT,
+    LOOP_MAX_PATTERN,
+    LOOP_MIN_PATTERN,
+    Completion,
+    Engine,
+    Request,
+    Result,
+    truncate_at_stop,
+)
 from selflen.engines.hf import row_seed
 
 log = logging.getLogger(__name__)
@@ -25,6 +34,24 @@ def _cpu_defaults(kvcache_gb: int) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kvcache_gb))
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{max(0, (os.cpu_count() or 1) - 1)}")
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+
+_NO_LOOP_DETECTION: list[bool] = []  # the warning below, once per process
+
+
+def _loop_detection(on: bool) -> dict:
+    """``SamplingParams`` keywords that end a verbatim loop (``stop_loops``); none on a vLLM without the feature."""
+    if not on:
+        return {}
+    try:
+        from vllm.sampling_params import RepetitionDetectionParams
+    except ImportError:
+        if not _NO_LOOP_DETECTION:
+            log.warning("this vLLM has no repetition_detection: stop_loops is ignored, loops run to the budget")
+            _NO_LOOP_DETECTION.append(True)
+        return {}
+    return {"repetition_detection": RepetitionDetectionParams(
+        max_pattern_size=LOOP_MAX_PATTERN, min_pattern_size=LOOP_MIN_PATTERN, min_count=LOOP_COUNT)}
 
 
 def cpu_has_bf16() -> bool:
@@ -288,6 +315,7 @@ class VLLMEngine(Engine):
                     max_tokens=max(budget, 1),
                     stop=list(p.stop) or None,
                     seed=row_seed(p.seed, 0),
+                    **_loop_detection(p.stop_loops),
                 )
             )
             loras.append(self._lora(req.adapter))
@@ -307,7 +335,7 @@ class VLLMEngine(Engine):
                 # incomplete UTF-8 sequence), then cut at the stop strings
                 full = self.tokenizer.decode(list(o.token_ids), skip_special_tokens=True)
                 text, _ = truncate_at_stop(full, req.params.stop)
-                reason = "length" if o.finish_reason == "length" else "stop"
+                reason = {"length": "length", "repetition": "loop"}.get(str(o.finish_reason), "stop")
                 completions.append(Completion(text=text, tokens=len(o.token_ids), finish_reason=reason))
             results.append(Result(completions, prompt_tokens=len(out.prompt_token_ids or [])))
         return results

@@ -73,7 +73,7 @@ def settings(cfg) -> ExtendSettings:  # noqa: ANN001 - TrainConfig
         strip_meta=c.strip_meta,
         rules=filter_rules(cfg),
         language=cfg.language.name,
-        sampling=sampling_params(cfg, c.max_new_tokens),
+        sampling=sampling_params(cfg, c.max_new_tokens).with_(stop_loops=c.stop_loops),
         chat=Chat(cfg.model.system_prompt),
         seed=cfg.seed,
         drop_truncated=c.drop_truncated,
@@ -192,6 +192,8 @@ def round_outcome(best_words: int, prefix: str, res: Result, s: ExtendSettings) 
         return "", Drop.ENGINE_ERROR
     out = res.outputs[0]
     text = _clean(prefix + out.text, s)
+    if out.finish_reason == "loop":
+        return text, Drop.LOOP
     if out.finish_reason == "length" and s.drop_truncated:
         return text, Drop.TRUNCATED
     reason = check_response(text, s.rules)

@@ -37,7 +37,7 @@ def settings(cfg) -> GenerateSettings:  # noqa: ANN001 - TrainConfig
         samples=c.samples,
         attempts=c.attempts,
         rules=filter_rules(cfg),
-        sampling=sampling_params(cfg, c.max_new_tokens),
+        sampling=sampling_params(cfg, c.max_new_tokens).with_(stop_loops=c.stop_loops),
         chat=Chat(cfg.model.system_prompt),
         seed=cfg.seed,
         drop_truncated=c.drop_truncated,
@@ -50,6 +50,8 @@ def judge_output(res: Result, rules: FilterRules, drop_truncated: bool = True) -
         return "", Drop.ENGINE_ERROR
     out = res.outputs[0]
     text = out.text.strip()
+    if out.finish_reason == "loop":
+        return text, Drop.LOOP
     if out.finish_reason == "length" and drop_truncated:
         return text, Drop.TRUNCATED
     return text, check_response(text, rules)
@@ -88,6 +90,7 @@ def run(stage: Stage, instructions: Sequence[Instruction], s: GenerateSettings, 
         **{
             "generate/repetition_rate": round(drops[Drop.REPEATED_NGRAM] / tries, 4),
             "generate/truncated_rate": round(drops[Drop.TRUNCATED] / tries, 4),
+            "generate/loop_rate": round(drops[Drop.LOOP] / tries, 4),
         },
     )
 

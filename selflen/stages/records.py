@@ -22,6 +22,7 @@ class Drop:
     META_TEXT = REASON_META_TEXT
     ENGINE_ERROR = "engine_error"  # the engine returned an error result (counted, never raised)
     TRUNCATED = "truncated"  # finish reason "length": cut by the token budget
+    LOOP = "loop"  # finish reason "loop": the engine ended a verbatim loop (``stop_loops``)
     WORD_BOUNDS = "word_bounds"  # an instruction outside [min_words, max_words)
     CONTAMINATED = "contaminated"  # overlaps a benchmark prompt
     DUPLICATE = "duplicate"

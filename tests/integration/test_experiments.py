@@ -218,6 +218,12 @@ def _check_reference_rules(run: Path, summary: dict) -> None:
         assert set(_done(run / "iter_1" / stage).get("drops") or {}) <= {"length_bias"}
 
 
+def _check_no_stop_loops(run: Path, summary: dict) -> None:
+    cfg = flatten(json.loads((run / "config.json").read_text()))
+    assert (cfg["generate.stop_loops"], cfg["extend.stop_loops"]) == (False, False)
+    assert not any(r["finish_reason"] == "loop" for r in _records(run / "iter_1" / "generate"))
+
+
 def _check_config(key: str, value: Any) -> Callable[[Path, dict], None]:
     def check(run: Path, summary: dict) -> None:
         assert flatten(json.loads((run / "config.json").read_text()))[key] == value
@@ -241,6 +247,7 @@ CHECKS: dict[str, Callable[[Path, dict], None]] = {
     "split_word_ratio": _check_config("split.strategy", "word_ratio"),
     "long_targets": _check_config("experiment", "long_targets"),
     "reference_rules": _check_reference_rules,
+    "no_stop_loops": _check_no_stop_loops,
 }
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from selflen.engines import Request, SamplingParams, build_engine
+from selflen.engines.base import LOOP_COUNT, LOOP_MAX_PATTERN, LOOP_MIN_PATTERN, ends_in_loop
+from selflen.engines.hf import LoopStop
 from selflen.engines.openai import OpenAIEngine
 
 pytestmark = pytest.mark.unit
@@ -58,6 +62,46 @@ def test_stop_strings_cut_the_text(engine) -> None:
     cut = engine.generate([Request(chat("story"), SamplingParams(max_new_tokens=24, seed=3, stop=(stop,)))])[0]
     assert stop not in cut.text and free.startswith(cut.text)
     assert cut.outputs[0].finish_reason == "stop"
+
+
+def test_loop_stop_ends_only_the_looping_rows_with_the_guard_on() -> None:
+    prompt = [5, 6, 7]
+    unit = list(range(20, 20 + LOOP_MIN_PATTERN))
+    looping = prompt + [1, 2] + unit * LOOP_COUNT
+    varied = prompt + list(range(100, 100 + 2 + LOOP_MIN_PATTERN * LOOP_COUNT))
+    ids = torch.tensor([looping, varied, looping])
+    stop = LoopStop([True, True, False], prompt_len=len(prompt))
+    assert stop(ids, None).tolist() == [True, False, False]  # the third row loops but asked for no guard
+    assert not stop(ids[:, :-1], None).any()  # one token earlier the third copy is not complete
+
+
+def test_a_row_ended_by_the_guard_finishes_as_loop(engine) -> None:
+    words = engine.tokenizer(" river stone", add_special_tokens=False)["input_ids"]
+    unit = (words * LOOP_MIN_PATTERN)[:LOOP_MIN_PATTERN]
+    pad = engine.tokenizer.pad_token_id
+    tokens = unit * LOOP_COUNT + [pad] * 5  # what generate returns for a row stopped early: padded to the batch
+    done = engine._completion(tokens, 100, (), stop_loops=True)
+    assert done.finish_reason == "loop" and done.tokens == LOOP_MIN_PATTERN * LOOP_COUNT
+    assert done.text == engine.tokenizer.decode(unit * LOOP_COUNT, skip_special_tokens=True)
+    assert engine._completion(tokens, 100, ()).finish_reason == "stop"  # without the guard: an ordinary end
+
+
+def test_loop_rule_matches_vllm_repetition_detection() -> None:
+    sched = pytest.importorskip("vllm.v1.core.sched.utils", reason="vllm not installed: nothing to compare with")
+    from vllm.sampling_params import RepetitionDetectionParams
+
+    params = RepetitionDetectionParams(max_pattern_size=LOOP_MAX_PATTERN, min_pattern_size=LOOP_MIN_PATTERN,
+                                       min_count=LOOP_COUNT)
+    rng = random.Random(0)
+    cases = 0
+    for _ in range(400):
+        head = [rng.randrange(50) for _ in range(rng.randrange(0, 40))]
+        unit = [rng.randrange(5) for _ in range(rng.randrange(1, 20))]
+        tokens = head + unit * rng.randrange(1, 5) + [rng.randrange(5) for _ in range(rng.randrange(0, 3))]
+        ours = ends_in_loop(tokens)
+        assert ours == sched.check_sequence_repetition(tokens, params), tokens
+        cases += ours
+    assert 20 < cases < 380  # both outcomes were exercised
 
 
 def test_prefix_is_continued_not_repeated(engine) -> None:

@@ -185,3 +185,19 @@ def test_generate_stage_with_backend_openai_survives_a_server_crash(server: Fake
     assert not any(r["reason"] == "engine_error" for r in st.records())
     manifest = json.loads((st.dir / "done.json").read_text())
     assert manifest["engine"]["retries"] >= 1 and "errors" not in manifest["engine"]
+
+
+def test_stop_loops_asks_the_server_for_repetition_detection_and_reads_its_finish_reason() -> None:
+    engine = OpenAIEngine("m", base_url="http://127.0.0.1:9", max_retries=0)
+    guarded = Request([{"role": "user", "content": "hi"}], SamplingParams(stop_loops=True, stop=("---",)))
+    body = engine._payload(guarded)
+    assert body["repetition_detection"] == {"max_pattern_size": 128, "min_pattern_size": 8, "min_count": 3}
+    assert "repetition_detection" not in engine._payload(Request(guarded.messages, SamplingParams()))
+
+    def parse(text: str, finish: str) -> str:
+        data = {"choices": [{"index": 0, "message": {"content": text}, "finish_reason": finish}]}
+        return OpenAIEngine._parse(data, guarded).outputs[0].finish_reason
+
+    assert parse("la la la", "repetition") == "loop"
+    assert parse("la la la", "length") == "length"
+    assert parse("la la\n---la", "repetition") == "stop"  # the client cut it at a stop string first

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from selflen.config import TrainConfig
 from selflen.engines.base import SamplingParams
 from selflen.stages import extend
 from selflen.stages.common import Chat
@@ -66,6 +67,16 @@ def test_filters_truncation_errors_and_the_ratio(tmp_path: Path) -> None:
     assert rec["status"] == "dropped" and rec["reason"] == "ratio" and rec["extended"] == ""
     assert result.drops == {"truncated": 1, "engine_error": 1, "end_punct": 1, "not_longer": 1, "ratio": 1}
     assert result.counts == {"records": 1, "ok": 0, "dropped": 1}
+
+
+def test_a_continuation_ended_in_a_loop_counts_as_loop(tmp_path: Path) -> None:
+    engine = _engine([(" Again and again and again.", "loop")])
+    result = extend.run(_stage(tmp_path), RESPONSES, _settings(rounds=1), engine)
+    assert result.drops == {"loop": 1, "ratio": 1}
+    cfg = TrainConfig()
+    assert extend.settings(cfg).sampling.stop_loops is True
+    cfg.extend.stop_loops = False
+    assert extend.settings(cfg).sampling.stop_loops is False
 
 
 def test_extensions_prefix_separator_and_resume_from_saved_round(tmp_path: Path) -> None:

@@ -72,3 +72,20 @@ def test_truncated_answers_kept_when_asked_and_resume_skips_done_ids(tmp_path: P
     result = generate.run(_stage(tmp_path), INSTRUCTIONS, _settings(drop_truncated=False, samples=1), again)
     assert [r.messages[-1]["content"] for r in again.requests] == ["Write about oak."]
     assert result.counts["records"] == 2
+
+
+def test_an_answer_the_engine_ended_in_a_loop_is_dropped_as_loop_even_when_truncated_ones_are_kept(
+        tmp_path: Path) -> None:
+    engine = ScriptedEngine(lambda req: ("Tea is good. Tea is good. Tea is good.", "loop"))
+    result = generate.run(_stage(tmp_path), INSTRUCTIONS[:1], _settings(drop_truncated=False, samples=1, attempts=0),
+                          engine)
+    assert result.drops == {"loop": 1} and _stage(tmp_path).records()[0]["reason"] == "loop"
+
+
+def test_settings_ask_the_engine_to_stop_loops_as_configured() -> None:
+    from selflen.config import TrainConfig
+
+    cfg = TrainConfig()
+    assert generate.settings(cfg).sampling.stop_loops is True
+    cfg.generate.stop_loops = False
+    assert generate.settings(cfg).sampling.stop_loops is False
