@@ -14,10 +14,20 @@ from typing import Literal
 
 FinishReason = Literal["stop", "length", "loop", "error"]  # loop: stopped early by ``SamplingParams.stop_loops``
 
-# ``stop_loops``: a generation ends once its last tokens are LOOP_COUNT back-to-back copies of one pattern of
-# LOOP_MIN_PATTERN..LOOP_MAX_PATTERN tokens (vLLM's ``repetition_detection`` rule). Three copies of 8+ tokens (in
-# English prose 5+ words each) hold a repeated 10-word window, which the repeated-n-gram filter drops whatever follows.
-LOOP_MIN_PATTERN, LOOP_MAX_PATTERN, LOOP_COUNT = 8, 128, 3
+
+
+@dataclass(frozen=True)
+class LoopRule:
+    """``stop_loops``: a generation ends once its last tokens are ``count`` back-to-back copies of one pattern of
+    ``min_pattern..max_pattern`` tokens (vLLM's ``repetition_detection`` rule). Three copies of 8+ tokens (in English
+    prose 5+ words each) hold a repeated 10-word window, which the repeated-n-gram filter drops whatever follows."""
+
+    min_pattern: int = 8
+    max_pattern: int = 128
+    count: int = 3
+
+
+LOOP = LoopRule()
 
 
 @dataclass(frozen=True)
@@ -96,20 +106,20 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def ends_in_loop(tokens: Sequence[int], min_pattern: int = LOOP_MIN_PATTERN, max_pattern: int = LOOP_MAX_PATTERN,
-                 count: int = LOOP_COUNT) -> bool:
-    """Whether ``tokens`` end in ``count`` back-to-back copies of one pattern of ``min_pattern..max_pattern``
-    tokens: the rule ``stop_loops`` applies after every new token (vLLM's ``repetition_detection``).
+def ends_in_loop(tokens: Sequence[int], rule: LoopRule = LOOP) -> bool:
+    """Whether ``tokens`` end in ``rule.count`` back-to-back copies of one pattern of ``rule.min_pattern..
+    rule.max_pattern`` tokens: the test ``stop_loops`` applies after every new token.
 
-    >>> ends_in_loop([1, 2, 3] * 3, min_pattern=3)
+    >>> short = LoopRule(min_pattern=3)
+    >>> ends_in_loop([1, 2, 3] * 3, short)
     True
-    >>> ends_in_loop([9] + [1, 2, 3] * 2 + [1, 2, 4], min_pattern=3)
+    >>> ends_in_loop([9] + [1, 2, 3] * 2 + [1, 2, 4], short)
     False
-    >>> ends_in_loop([7] * 9, min_pattern=3)  # a run of one token is a loop of any pattern size
+    >>> ends_in_loop([7] * 9, short)  # a run of one token is a loop of any pattern size
     True
     """
-    n = len(tokens)
-    for size in range(min_pattern, max_pattern + 1):
+    n, count = len(tokens), rule.count
+    for size in range(rule.min_pattern, rule.max_pattern + 1):
         if size * count > n:
             return False
         if tokens[n - 1] != tokens[n - 1 - size]:  # the common case, rejected in one comparison

@@ -28,9 +28,7 @@ from transformers import (
 )
 
 from selflen.engines.base import (
-    LOOP_COUNT,
-    LOOP_MAX_PATTERN,
-    LOOP_MIN_PATTERN,
+    LOOP,
     Completion,
     Engine,
     Request,
@@ -146,9 +144,9 @@ class LoopStop(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         new = input_ids.shape[1] - self.prompt_len
-        if new < LOOP_MIN_PATTERN * LOOP_COUNT:
+        if new < LOOP.min_pattern * LOOP.count:
             return done
-        tail = input_ids[:, -min(new, LOOP_MAX_PATTERN * LOOP_COUNT) :].tolist()
+        tail = input_ids[:, -min(new, LOOP.max_pattern * LOOP.count) :].tolist()
         for i, on in enumerate(self.flags):
             if on and ends_in_loop(tail[i]):
                 done[i] = True

@@ -27,17 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from tqdm.auto import tqdm
 
-from selflen.engines.base import (
-    LOOP_COUNT,
-    LOOP_MAX_PATTERN,
-    LOOP_MIN_PATTERN,
-    Completion,
-    Engine,
-    Request,
-    Result,
-    error_result,
-    truncate_at_stop,
-)
+from selflen.engines.base import LOOP, Completion, Engine, Request, Result, error_result, truncate_at_stop
 from selflen.errors import EngineUnavailable, SelflenError, check_stop
 
 log = logging.getLogger(__name__)
@@ -174,8 +164,8 @@ class OpenAIEngine(Engine):
         if p.seed is not None:
             body["seed"] = p.seed
         if p.stop_loops:  # vLLM's server field; a server that does not know it ignores it (loops then run on)
-            body["repetition_detection"] = {"max_pattern_size": LOOP_MAX_PATTERN, "min_pattern_size": LOOP_MIN_PATTERN,
-                                            "min_count": LOOP_COUNT}
+            body["repetition_detection"] = {"max_pattern_size": LOOP.max_pattern, "min_pattern_size": LOOP.min_pattern,
+                                            "min_count": LOOP.count}
         if req.prefix:
             body["messages"] = [*messages, {"role": "assistant", "content": req.prefix}]
             body.update(continue_final_message=True, add_generation_prompt=False)

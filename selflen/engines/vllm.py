@@ -14,16 +14,7 @@ import logging
 import os
 from collections.abc import Sequence
 
-from selflen.engines.base import (
-    LOOP_COUNT,
-    LOOP_MAX_PATTERN,
-    LOOP_MIN_PATTERN,
-    Completion,
-    Engine,
-    Request,
-    Result,
-    truncate_at_stop,
-)
+from selflen.engines.base import LOOP, Completion, Engine, Request, Result, truncate_at_stop
 from selflen.engines.hf import row_seed
 
 log = logging.getLogger(__name__)
@@ -51,7 +42,7 @@ def _loop_detection(on: bool) -> dict:
             _NO_LOOP_DETECTION.append(True)
         return {}
     return {"repetition_detection": RepetitionDetectionParams(
-        max_pattern_size=LOOP_MAX_PATTERN, min_pattern_size=LOOP_MIN_PATTERN, min_count=LOOP_COUNT)}
+        max_pattern_size=LOOP.max_pattern, min_pattern_size=LOOP.min_pattern, min_count=LOOP.count)}
 
 
 def cpu_has_bf16() -> bool:

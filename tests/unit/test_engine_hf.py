@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from selflen.engines import Request, SamplingParams, build_engine
-from selflen.engines.base import LOOP_COUNT, LOOP_MAX_PATTERN, LOOP_MIN_PATTERN, ends_in_loop
+from selflen.engines.base import LOOP, ends_in_loop
 from selflen.engines.hf import LoopStop
 from selflen.engines.openai import OpenAIEngine
 
@@ -66,9 +66,9 @@ def test_stop_strings_cut_the_text(engine) -> None:
 
 def test_loop_stop_ends_only_the_looping_rows_with_the_guard_on() -> None:
     prompt = [5, 6, 7]
-    unit = list(range(20, 20 + LOOP_MIN_PATTERN))
-    looping = prompt + [1, 2] + unit * LOOP_COUNT
-    varied = prompt + list(range(100, 100 + 2 + LOOP_MIN_PATTERN * LOOP_COUNT))
+    unit = list(range(20, 20 + LOOP.min_pattern))
+    looping = prompt + [1, 2] + unit * LOOP.count
+    varied = prompt + list(range(100, 100 + 2 + LOOP.min_pattern * LOOP.count))
     ids = torch.tensor([looping, varied, looping])
     stop = LoopStop([True, True, False], prompt_len=len(prompt))
     assert stop(ids, None).tolist() == [True, False, False]  # the third row loops but asked for no guard
@@ -77,12 +77,12 @@ def test_loop_stop_ends_only_the_looping_rows_with_the_guard_on() -> None:
 
 def test_a_row_ended_by_the_guard_finishes_as_loop(engine) -> None:
     words = engine.tokenizer(" river stone", add_special_tokens=False)["input_ids"]
-    unit = (words * LOOP_MIN_PATTERN)[:LOOP_MIN_PATTERN]
+    unit = (words * LOOP.min_pattern)[:LOOP.min_pattern]
     pad = engine.tokenizer.pad_token_id
-    tokens = unit * LOOP_COUNT + [pad] * 5  # what generate returns for a row stopped early: padded to the batch
+    tokens = unit * LOOP.count + [pad] * 5  # what generate returns for a row stopped early: padded to the batch
     done = engine._completion(tokens, 100, (), stop_loops=True)
-    assert done.finish_reason == "loop" and done.tokens == LOOP_MIN_PATTERN * LOOP_COUNT
-    assert done.text == engine.tokenizer.decode(unit * LOOP_COUNT, skip_special_tokens=True)
+    assert done.finish_reason == "loop" and done.tokens == LOOP.min_pattern * LOOP.count
+    assert done.text == engine.tokenizer.decode(unit * LOOP.count, skip_special_tokens=True)
     assert engine._completion(tokens, 100, ()).finish_reason == "stop"  # without the guard: an ordinary end
 
 
@@ -90,8 +90,8 @@ def test_loop_rule_matches_vllm_repetition_detection() -> None:
     sched = pytest.importorskip("vllm.v1.core.sched.utils", reason="vllm not installed: nothing to compare with")
     from vllm.sampling_params import RepetitionDetectionParams
 
-    params = RepetitionDetectionParams(max_pattern_size=LOOP_MAX_PATTERN, min_pattern_size=LOOP_MIN_PATTERN,
-                                       min_count=LOOP_COUNT)
+    params = RepetitionDetectionParams(max_pattern_size=LOOP.max_pattern, min_pattern_size=LOOP.min_pattern,
+                                       min_count=LOOP.count)
     rng = random.Random(0)
     cases = 0
     for _ in range(400):
