@@ -15,7 +15,6 @@ from typing import Literal
 FinishReason = Literal["stop", "length", "loop", "error"]  # loop: stopped early by ``SamplingParams.stop_loops``
 
 
-
 @dataclass(frozen=True)
 class LoopRule:
     """``stop_loops``: a generation ends once its last tokens are ``count`` back-to-back copies of one pattern of

@@ -163,7 +163,7 @@ class OpenAIEngine(Engine):
             body["include_stop_str_in_output"] = True
         if p.seed is not None:
             body["seed"] = p.seed
-        if p.stop_loops:  # vLLM's server field; a server that does not know it ignores it (loops then run on)
+        if p.stop_loops:  # vLLM's server field; another server may ignore it or refuse it (then: stop_loops=false)
             body["repetition_detection"] = {"max_pattern_size": LOOP.max_pattern, "min_pattern_size": LOOP.min_pattern,
                                             "min_count": LOOP.count}
         if req.prefix:
