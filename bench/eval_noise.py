@@ -32,10 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from selflen.config import to_config  # noqa: E402
-from selflen.models import resolve_model  # noqa: E402
 from selflen.pipeline import Runner  # noqa: E402
 from selflen.report.lengths import eval_length_row, paired_growth  # noqa: E402
-from selflen.run_inputs import eval_rows  # noqa: E402
+from selflen.run_inputs import eval_rows, model_folder  # noqa: E402
 from selflen.stages import evaluate  # noqa: E402
 from selflen.store import RunLayout, RunLock, Stage, config_hash, read_json, read_jsonl  # noqa: E402
 from selflen.tracking import NullLogger  # noqa: E402
@@ -102,10 +101,8 @@ def measure(run_dir: Path, points: list[int], extra_seeds: int) -> dict[str, Any
     if missing:
         raise SystemExit(f"{run_dir} has no evaluation at point(s) {missing}: let the run finish first")
     seeds = [cfg.seed, *(cfg.seed + 1 + i for i in range(extra_seeds))]
-    m = cfg.model
     with RunLock(layout.root):
-        model_dir = resolve_model(m.source, m.path, cache_dir=cfg.paths.cache_dir, online=cfg.online,
-                                  chat_format=m.chat_format, revision=m.revision, seed=cfg.seed)
+        model_dir = model_folder(cfg)
         runner = Runner(cfg, layout, model_dir, NullLogger())
         rows = eval_rows(cfg)
         try:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from selflen.config import to_config  # noqa: E402
 from selflen.engines import Request, SamplingParams, engine_from_config  # noqa: E402
-from selflen.models import resolve_model  # noqa: E402
+from selflen.run_inputs import model_folder  # noqa: E402
 from selflen.stages import generate  # noqa: E402
 from selflen.store import RunLayout, Stage, read_json  # noqa: E402
 
@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     instructions = instructions[: args.instructions] if args.instructions else instructions
     if not instructions:
         p.error(f"{layout.stage(1, 'instruct')} holds no accepted instruction")
-    m = cfg.model
-    model_dir = resolve_model(m.source, m.path, cache_dir=cfg.paths.cache_dir, online=cfg.online,
-                              chat_format=m.chat_format, revision=m.revision, seed=cfg.seed)  # fmt: skip
+    model_dir = model_folder(cfg)
     base = generate.settings(cfg)
     sides: dict[str, Any] = {}
     records: dict[str, dict[str, dict[str, Any]]] = {}

@@ -117,10 +117,7 @@ def run_generate(
     kwargs = dict(engine_kwargs or {})
     served, merged = model, None
     if adapter_dir and merges_adapters(SimpleNamespace(name=backend, merge_adapters=merge_adapter)):
-        from selflen.engines.vllm import resolve_dtype
-
-        dtype = resolve_dtype(str(kwargs.get("dtype", "float32")))  # the engine's: vLLM's own default is float32
-        dtype = "float32" if dtype == "auto" else dtype
+        dtype = str(kwargs.get("dtype", "float32"))  # the engine's: VLLMEngine's own default is float32
         merged = merged_model_dir(model, adapter_dir, out / "merged", "adapter", dtype,
                                   trust_remote_code=bool(kwargs.get("trust_remote_code", False)))  # fmt: skip
         served = str(merged)

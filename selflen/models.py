@@ -318,10 +318,15 @@ def merged_model_dir(base_dir: Path | str, adapter_dir: Path | str, out_root: Pa
     (``bench/lora_merge.py``); a merged folder is served as a plain model instead. The folder is named by the
     adapter's digest, the base folder, the dtype and the recipe version (``<label>-<key>`` under ``out_root``), so a
     resumed or moved run reuses it and a retrained adapter is merged again; the older copies of ``label`` are then
-    deleted. The weights are merged in float32 and saved in ``dtype`` (the engine's dtype: casting before saving
-    gives the engine the same numbers as casting after loading). ``before_build()`` runs only when a copy is built
-    (the engine pool frees the running engine's memory there).
+    deleted. The weights are merged in float32 and saved in ``dtype`` (the engine's dtype as configured, with
+    ``bf16_if_supported`` resolved and ``auto`` read as float32: casting before saving gives the engine the same
+    numbers as casting after loading). ``before_build()`` runs only when a copy is built (the engine pool frees the
+    running engine's memory there).
     """
+    from selflen.engines.vllm import resolve_dtype
+
+    dtype = resolve_dtype(dtype)
+    dtype = "float32" if dtype == "auto" else dtype
     check_adapter(adapter_dir)
     recipe = f"{MERGE_VERSION}|{adapter_digest(adapter_dir)}|{Path(base_dir).resolve()}|{dtype}"
     key = hashlib.sha256(recipe.encode()).hexdigest()

@@ -29,10 +29,10 @@ from selflen import launch
 from selflen.config import TrainConfig, to_dict
 from selflen.engines import Engine, EnginePool, engine_from_config
 from selflen.errors import SelflenError, check_stop
-from selflen.models import merged_model_dir, merges_adapters, resolve_model
+from selflen.models import merged_model_dir, merges_adapters
 from selflen.report import cards
 from selflen.report import summary as report
-from selflen.run_inputs import decontaminator, eval_rows, preflight, seed_prompts
+from selflen.run_inputs import decontaminator, eval_rows, model_folder, preflight, seed_prompts
 from selflen.stages import (
     evaluate,
     extend,
@@ -136,10 +136,7 @@ class Runner:
     def merged_folder(self, adapter: Path, label: str) -> Path:
         """``adapter`` folded into a copy of the base model, under ``<run>/merged/`` (safe to delete: rebuilt on
         demand), saved in the engine's dtype; a running vLLM engine is closed before a copy is built (memory)."""
-        from selflen.engines.vllm import resolve_dtype
-
-        dtype = resolve_dtype(self.cfg.backend.dtype or self.cfg.model.dtype)
-        dtype = "float32" if dtype == "auto" else dtype
+        dtype = self.cfg.backend.dtype or self.cfg.model.dtype
         return merged_model_dir(self.model_dir, adapter, self.layout.root / "merged", label, dtype,
                                 trust_remote_code=self.cfg.model.trust_remote_code,
                                 before_build=self.engines.close_exclusive)
@@ -166,15 +163,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     layout = RunLayout(Path(cfg.paths.run_dir).expanduser().resolve())
     layout.root.mkdir(parents=True, exist_ok=True)
     with RunLock(layout.root):
-        model_dir = resolve_model(
-            cfg.model.source,
-            cfg.model.path,
-            cache_dir=cfg.paths.cache_dir,
-            online=cfg.online,
-            chat_format=cfg.model.chat_format,
-            revision=cfg.model.revision,
-            seed=cfg.seed,
-        )
+        model_dir = model_folder(cfg)
         write_json(layout.config_path, to_dict(cfg))
         lg, job = cfg.logger, hydra_job_context()  # a -m job: its sweep is its group, its overrides its tags
         with open_logger(

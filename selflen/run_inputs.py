@@ -12,6 +12,15 @@ from selflen.stages import evaluate
 from selflen.store import StoreError
 
 
+def model_folder(cfg: TrainConfig) -> Path:
+    """The configured model as a local folder (converted, downloaded or built once into the cache)."""
+    from selflen.models import resolve_model
+
+    m = cfg.model
+    return resolve_model(m.source, m.path, cache_dir=cfg.paths.cache_dir, online=cfg.online,
+                         chat_format=m.chat_format, revision=m.revision, seed=cfg.seed)  # fmt: skip
+
+
 def preflight(cfg: TrainConfig) -> TrainConfig:
     """Check that the benchmark files the run needs are here (fetching them once into the cache when online);
     returns ``cfg`` pointing at the folder that holds them. Evaluation and decontamination are only ever off when
