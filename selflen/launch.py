@@ -211,6 +211,10 @@ def run_job(job: TrainJob, workdir: Path, s: LaunchSettings,
                                 start_new_session=True, pass_fds=(lock_fd,))
         rc = _supervise(proc, files["log_file"], files["stop_file"], on_log)
     result = json.loads(files["result_file"].read_text()) if files["result_file"].exists() else None
+    if rc in (-signal.SIGTERM, -signal.SIGINT) and stop_requested():
+        # the run's own stop reached the trainer itself: sent to the run's process group while the trainer was being
+        # spawned (before it left the group), it dies by it before any checkpoint; re-running resumes all the same
+        raise Interrupted(-rc)
     if rc != 0 or result is None:
         tail = "\n".join(out.read_text(errors="replace").splitlines()[-15:])
         raise SelflenError(f"the trainer failed (exit {rc}); its log is {out}; fix the cause and re-run to resume "

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from selflen.errors import SelflenError
+import selflen.launch as launch
+from selflen.errors import Interrupted, SelflenError, clear_stop, request_stop
 from selflen.launch import (
     LaunchSettings,
     TrainJob,
@@ -19,6 +20,7 @@ from selflen.launch import (
     accelerate_config,
     check_launchable,
     launch_command,
+    run_job,
     trainer_env,
     trainer_lock,
 )
@@ -107,3 +109,23 @@ def test_train_job_round_trips_through_its_file(tmp_path: Path) -> None:
     job = TrainJob(model_dir="m", data="d.jsonl", out_dir="o", settings={"r": 8}, init_adapter="a", parent_pid=7)
     job.write(tmp_path / "job.json")
     assert TrainJob.read(tmp_path / "job.json") == job
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_a_trainer_killed_by_the_runs_own_stop_is_a_stop_not_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: bool) -> None:
+    # a SIGTERM sent to the run's process group can reach the trainer while it is being spawned (still in the group)
+    dies = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"]
+    monkeypatch.setattr(launch, "launch_command", lambda *a, **k: dies)
+    job = TrainJob(model_dir="m", data="d.jsonl", out_dir=str(tmp_path / "o"), settings={})
+    if stop:
+        request_stop(15)
+    try:
+        with pytest.raises(Interrupted if stop else SelflenError) as err:
+            run_job(job, tmp_path / "launch", LaunchSettings())
+    finally:
+        clear_stop()
+    if stop:
+        assert err.value.exit_code == 143
+    else:  # without a stop request the same death is the trainer's failure, and names its log
+        assert "the trainer failed (exit -15)" in str(err.value) and "trainer.log" in str(err.value)
