@@ -140,6 +140,7 @@ class ExtendConfig:
     strip_meta: bool = False  # strip a meta preamble/coda instead of dropping the text (the reference drops it)
     drop_truncated: bool = True
     stop_loops: bool = True  # end a rewrite caught in a verbatim loop early and drop it (the reference: runs on)
+    hold_to_ratio: bool = False  # stage 2 may not end (EOS) before the text could reach min_ratio x (reference: off)
     max_new_tokens: int = 384
 
 

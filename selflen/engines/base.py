@@ -42,6 +42,7 @@ class SamplingParams:
     seed: int | None = None
     n: int = 1
     stop_loops: bool = False  # end a generation caught in a verbatim loop (finish reason "loop")
+    min_new_tokens: int = 0  # EOS is held back until this many new tokens (vLLM's min_tokens; capped at the budget)
 
     @property
     def greedy(self) -> bool:

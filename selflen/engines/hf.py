@@ -69,9 +69,14 @@ class RowSampler(LogitsProcessor):
     """
 
     def __init__(
-        self, params: Sequence[SamplingParams], seeds: Sequence[int], device: torch.device, prompt_width: int
+        self, params: Sequence[SamplingParams], seeds: Sequence[int], device: torch.device, prompt_width: int,
+        eos_ids: Sequence[int] = (),
     ) -> None:
         self.prompt_width = prompt_width
+        # min_new_tokens: a row's EOS ids are masked until it has that many new tokens
+        self.hold_until = max((p.min_new_tokens for p in params), default=0) if eos_ids else 0
+        self.min_new = torch.tensor([p.min_new_tokens for p in params], device=device)[:, None]
+        self.eos_ids = torch.tensor(list(eos_ids), dtype=torch.int64, device=device)
         self.use_penalty = any(p.repetition_penalty != 1.0 for p in params)
         self.any_sampled = any(not p.greedy for p in params)
         self.penalty = torch.tensor([p.repetition_penalty for p in params], device=device)[:, None]
@@ -104,13 +109,17 @@ class RowSampler(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         scores = scores.float()
+        step = input_ids.shape[1] - self.prompt_width
+        if step < self.hold_until:
+            eos = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
+            eos[self.eos_ids] = True
+            scores = scores.masked_fill(eos[None, :] & (self.min_new > step), float("-inf"))
         if self.use_penalty:
             seen = torch.gather(scores, 1, input_ids)
             scores = scores.scatter(1, input_ids, torch.where(seen < 0, seen * self.penalty, seen / self.penalty))
         if not self.any_sampled:
             return scores
         logits = scores / self.temps
-        step = input_ids.shape[1] - self.prompt_width
         if self.all_top_k:
             # work on the k best candidates only: top-p and noise over k values instead of the whole vocabulary
             vals, ids = torch.topk(logits, min(self.kmax, logits.shape[-1]), dim=-1)  # sorted, descending
@@ -278,7 +287,8 @@ class HFEngine(Engine):
             stop_strings=list(stop) or None,
         )
         sampler = RowSampler(
-            [r.params for r in chunk], [r.seed for r in chunk], self.device, batch["input_ids"].shape[1]
+            [r.params for r in chunk], [r.seed for r in chunk], self.device, batch["input_ids"].shape[1],
+            eos_ids=self.stop_ids,
         )
         loops = [r.params.stop_loops for r in chunk]
         criteria = StoppingCriteriaList([LoopStop(loops, batch["input_ids"].shape[1])] if any(loops) else [])

@@ -304,6 +304,7 @@ class VLLMEngine(Engine):
                     top_k=p.top_k if (p.top_k > 0 and not p.greedy) else -1,
                     repetition_penalty=p.repetition_penalty,
                     max_tokens=max(budget, 1),
+                    min_tokens=min(p.min_new_tokens, max(budget, 1)),
                     stop=list(p.stop) or None,
                     seed=row_seed(p.seed, 0),
                     **_loop_detection(p.stop_loops),

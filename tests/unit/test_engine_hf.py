@@ -174,3 +174,22 @@ def test_top_k_fast_path_draws_the_same_tokens_as_the_full_vocabulary_path() -> 
     slow.all_top_k = False
     assert fast.all_top_k
     assert torch.equal(fast(ids, scores.clone()).argmax(-1), slow(ids, scores.clone()).argmax(-1))
+
+
+def test_row_sampler_holds_eos_per_row_until_its_min_new_tokens() -> None:
+    from selflen.engines.hf import RowSampler
+
+    logits = torch.log(torch.tensor([[0.7, 0.1, 0.1, 0.1]] * 3))  # token 0 (the EOS here) is the likeliest
+    params = [SamplingParams(temperature=0.0, repetition_penalty=1.0, min_new_tokens=m) for m in (0, 2, 5)]
+    sampler = RowSampler(params, [0, 1, 2], torch.device("cpu"), prompt_width=2, eos_ids=[0])
+
+    def picks(new_tokens: int) -> list[int]:  # greedy picks after ``new_tokens`` generated tokens
+        return sampler(torch.ones((3, 2 + new_tokens), dtype=torch.long), logits).argmax(-1).tolist()
+
+    assert picks(0) == [0, 1, 1]  # row 0 may end at once; rows 1 and 2 are held
+    assert picks(2) == [0, 0, 1]  # row 1 has its 2 tokens
+    assert picks(5) == [0, 0, 0]
+    sampled = RowSampler([p.with_(temperature=1.0) for p in params] * 100, list(range(300)), torch.device("cpu"),
+                         prompt_width=2, eos_ids=[0])(torch.ones((300, 3), dtype=torch.long), logits.repeat(100, 1))
+    chosen = sampled.argmax(-1).view(100, 3)
+    assert (chosen[:, 1:] != 0).all() and (chosen[:, 0] == 0).any()  # sampled rows too: never EOS while held

@@ -201,3 +201,11 @@ def test_stop_loops_asks_the_server_for_repetition_detection_and_reads_its_finis
     assert parse("la la la", "repetition") == "loop"
     assert parse("la la la", "length") == "length"
     assert parse("la la\n---la", "repetition") == "stop"  # the client cut it at a stop string first
+
+
+def test_min_new_tokens_is_sent_as_min_tokens_within_the_budget() -> None:
+    engine = OpenAIEngine("m", base_url="http://127.0.0.1:9", max_retries=0)
+    chat = [{"role": "user", "content": "hi"}]
+    assert engine._payload(Request(chat, SamplingParams(min_new_tokens=40)))["min_tokens"] == 40
+    assert engine._payload(Request(chat, SamplingParams(min_new_tokens=900, max_new_tokens=64)))["min_tokens"] == 64
+    assert "min_tokens" not in engine._payload(Request(chat, SamplingParams()))

@@ -109,3 +109,22 @@ def test_strip_meta_keeps_the_body_the_reference_would_drop(tmp_path: Path) -> N
         if strip:
             assert engine.calls[1][0].prefix == "Part one.\n\nPart two."  # the preamble is not continued
             assert "revised" not in rec["extended"]
+
+
+def test_hold_to_ratio_holds_stage_2_until_the_text_could_pass_the_ratio(tmp_path: Path) -> None:
+    long_answer = " ".join(["Tea"] * 49) + " end."  # 50 words
+    paragraph = " ".join(["Cups"] * 9) + " drunk."  # 10 words (the scripted engine: one token per word)
+    engine = ScriptedEngine(lambda req: " More tea." if req.prefix else "\n\n".join([paragraph] * 3))
+    src = [{**RESPONSES[0], "response": long_answer, "words": 50}]
+    extend.run(_stage(tmp_path), src, _settings(rounds=1, hold_to_ratio=True), engine)
+    stage1, stage2 = engine.calls[0][0], engine.calls[1][0]
+    assert stage1.params.min_new_tokens == 0
+    assert stage2.prefix == f"{paragraph}\n\n{paragraph}"  # 20 words kept; 1.2 x 50 = 60: 40 tokens to go
+    assert stage2.params.min_new_tokens == 40 and stage2.params.max_new_tokens == 99
+    engine.calls.clear()
+    extend.run(_stage(tmp_path / "off"), src, _settings(rounds=1), engine)
+    assert engine.calls[1][0].params.min_new_tokens == 0  # the reference: no hold
+    cfg = TrainConfig()
+    assert extend.settings(cfg).hold_to_ratio is False
+    cfg.extend.hold_to_ratio = True
+    assert extend.settings(cfg).hold_to_ratio is True
