@@ -242,6 +242,7 @@ CHECKS: dict[str, Callable[[Path, dict], None]] = {
     "pool_seeds": _check_config("instruct.pool", "seeds"),
     "collect_round": _check_config("length_control.collect", 8),
     "strip_meta": _check_config("extend.strip_meta", True),
+    "hold_to_ratio": _check_config("extend.hold_to_ratio", True),
     "no_response_length_bias": _check_config("generate.length_biased", False),
     "split_sentence_half": _check_config("split.strategy", "sentence_half"),
     "split_word_ratio": _check_config("split.strategy", "word_ratio"),
