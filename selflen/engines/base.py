@@ -42,7 +42,8 @@ class SamplingParams:
     seed: int | None = None
     n: int = 1
     stop_loops: bool = False  # end a generation caught in a verbatim loop (finish reason "loop")
-    min_new_tokens: int = 0  # EOS is held back until this many new tokens (vLLM's min_tokens; capped at the budget)
+    min_new_tokens: int = 0  # EOS held back until this many new tokens (vLLM's min_tokens, which also holds stop
+    # strings; the hf engine holds EOS only); capped at the budget
 
     @property
     def greedy(self) -> bool:

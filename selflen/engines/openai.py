@@ -163,7 +163,7 @@ class OpenAIEngine(Engine):
             body["include_stop_str_in_output"] = True
         if p.seed is not None:
             body["seed"] = p.seed
-        if p.min_new_tokens:  # vLLM's server field (and TGI's); a server without it may refuse the request
+        if p.min_new_tokens:  # vLLM's server field; another server may ignore it or refuse the request
             body["min_tokens"] = min(p.min_new_tokens, p.max_new_tokens)
         if p.stop_loops:  # vLLM's server field; another server may ignore it or refuse it (then: stop_loops=false)
             body["repetition_detection"] = {"max_pattern_size": LOOP.max_pattern, "min_pattern_size": LOOP.min_pattern,
