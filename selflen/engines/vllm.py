@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 
 from selflen.engines.base import LOOP, Completion, Engine, Request, Result, truncate_at_stop
+from selflen.engines.dtypes import resolve_dtype
 from selflen.engines.hf import row_seed
 
 log = logging.getLogger(__name__)
@@ -43,23 +44,6 @@ def _loop_detection(on: bool) -> dict:
         return {}
     return {"repetition_detection": RepetitionDetectionParams(
         max_pattern_size=LOOP.max_pattern, min_pattern_size=LOOP.min_pattern, min_count=LOOP.count)}
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has native bf16 matmul instructions (AVX512-BF16 or AMX); False on AVX2-only machines."""
-    try:
-        import torch
-
-        if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
-            return True
-    except Exception:  # an older torch without these probes: read the flags
-        pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-        return " avx512_bf16" in flags or " amx_bf16" in flags
-    except OSError:
-        return False
 
 
 def top_k_top_p_via_topk(logits, k, p):  # noqa: ANN001, ANN201 - torch tensors
@@ -138,15 +122,6 @@ def lora_targets_without_head(model: str, trust_remote_code: bool = False) -> li
     except Exception as err:  # any model transformers cannot build: keep vLLM's default
         log.warning("could not list the linear layers of %s (%s); LoRA also wraps the LM head", model, err)
         return None
-
-
-def resolve_dtype(dtype: str) -> str:
-    """``"bf16_if_supported"`` becomes ``"bfloat16"`` on a CPU with native bf16 (or any GPU), else ``"float32"``."""
-    if dtype != "bf16_if_supported":
-        return dtype
-    import torch
-
-    return "bfloat16" if torch.cuda.is_available() or cpu_has_bf16() else "float32"
 
 
 class VLLMEngine(Engine):
