@@ -31,12 +31,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selflen.config import to_config  # noqa: E402
 from selflen.pipeline import Runner  # noqa: E402
 from selflen.report.lengths import eval_length_row, paired_growth  # noqa: E402
-from selflen.run_inputs import eval_rows, model_folder  # noqa: E402
+from selflen.run_inputs import eval_rows, finished_run, model_folder  # noqa: E402
 from selflen.stages import evaluate  # noqa: E402
-from selflen.store import RunLayout, RunLock, Stage, config_hash, read_json, read_jsonl  # noqa: E402
+from selflen.store import RunLock, Stage, config_hash, read_jsonl  # noqa: E402
 from selflen.tracking import NullLogger  # noqa: E402
 
 
@@ -92,11 +91,7 @@ def draw(runner: Runner, rows: list[dict[str, Any]], point: int, seed: int) -> l
 
 
 def measure(run_dir: Path, points: list[int], extra_seeds: int) -> dict[str, Any]:
-    layout = RunLayout(run_dir)
-    raw = read_json(layout.config_path)
-    if raw is None:
-        raise SystemExit(f"{layout.config_path} is missing: give the folder of a run that train.py wrote")
-    cfg = to_config(raw)
+    layout, cfg = finished_run(run_dir)
     missing = [p for p in points if not (layout.stage(p, "evaluate") / "scored.jsonl").exists()]
     if missing:
         raise SystemExit(f"{run_dir} has no evaluation at point(s) {missing}: let the run finish first")

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,12 +27,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.sides import header, write  # noqa: E402
 from evaluation.repetition import repeated_ngram_rate  # noqa: E402
-from selflen.config import to_config  # noqa: E402
-from selflen.engines import Request, SamplingParams, engine_from_config  # noqa: E402
-from selflen.run_inputs import model_folder  # noqa: E402
+from selflen.run_inputs import finished_run, warm_base_engine  # noqa: E402
 from selflen.stages import extend  # noqa: E402
-from selflen.store import RunLayout, Stage, read_json  # noqa: E402
+from selflen.store import Stage  # noqa: E402
 
 
 def side(engine: Any, responses: list[dict[str, Any]], settings: extend.ExtendSettings, folder: Path
@@ -68,30 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--responses", type=int, help="only the first N answers")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "extend_hold.json")
     args = p.parse_args(argv)
-    layout = RunLayout(args.run_dir.resolve())
-    raw = read_json(layout.config_path)
-    if raw is None:
-        p.error(f"{layout.config_path} is missing: give the folder of a run that train.py wrote")
-    cfg = to_config(raw)
+    layout, cfg = finished_run(args.run_dir)
     source = layout.stage(1, "select_responses")
     responses = [r for r in Stage.read_records(source) if r["status"] == "ok"][: args.responses]
     if not responses:
         p.error(f"{source} holds no kept answer")
     base = extend.settings(cfg)
     sides: dict[str, Any] = {}
-    with engine_from_config(cfg.backend, cfg.model, model_folder(cfg), cfg.seed, enable_lora=False) as engine, \
-            tempfile.TemporaryDirectory() as tmp:  # fmt: skip
-        engine.generate([Request([{"role": "user", "content": "Hello."}], SamplingParams(max_new_tokens=16, seed=i))
-                         for i in range(4)])  # fmt: skip
+    with warm_base_engine(cfg) as engine, tempfile.TemporaryDirectory() as tmp:
         for name, on in (("reference", False), ("hold_to_ratio", True)):
             sides[name] = side(engine, responses, replace(base, hold_to_ratio=on), Path(tmp) / name)
             print(name, json.dumps(sides[name]), flush=True)
     ref, held = sides["reference"], sides["hold_to_ratio"]
     result = {
-        "run_dir": str(layout.root),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
-        "backend": cfg.backend.name,
+        **header(layout, cfg),
         "responses": len(responses),
         "extend": {k: getattr(base, k) for k in ("extensions", "rounds", "attempts", "min_ratio")}
                   | {"max_new_tokens": base.sampling.max_new_tokens},
@@ -100,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_ratio": round(held["wall_s"] / max(1e-9, ref["wall_s"]), 3),
         "accepted_per_min_ratio": round(held["accepted_per_min"] / max(1e-9, ref["accepted_per_min"]), 3),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k != "sides"}, indent=2))
-    print("written:", args.out)
+    write(result, args.out)
     return 0
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,11 +27,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selflen.config import to_config  # noqa: E402
-from selflen.engines import Request, SamplingParams, engine_from_config  # noqa: E402
-from selflen.run_inputs import model_folder  # noqa: E402
+from bench.sides import header, write  # noqa: E402
+from selflen.run_inputs import finished_run, warm_base_engine  # noqa: E402
 from selflen.stages import generate  # noqa: E402
-from selflen.store import RunLayout, Stage, read_json  # noqa: E402
+from selflen.store import Stage  # noqa: E402
 
 
 def side(engine: Any, instructions: list[dict[str, Any]], settings: generate.GenerateSettings, folder: Path
@@ -62,24 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--instructions", type=int, help="only the first N instructions")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "loop_guard.json")
     args = p.parse_args(argv)
-    layout = RunLayout(args.run_dir.resolve())
-    raw = read_json(layout.config_path)
-    if raw is None:
-        p.error(f"{layout.config_path} is missing: give the folder of a run that train.py wrote")
-    cfg = to_config(raw)
+    layout, cfg = finished_run(args.run_dir)
     instructions = [r for r in Stage.read_records(layout.stage(1, "instruct")) if r["status"] == "ok"]
     instructions = instructions[: args.instructions] if args.instructions else instructions
     if not instructions:
         p.error(f"{layout.stage(1, 'instruct')} holds no accepted instruction")
-    model_dir = model_folder(cfg)
     base = generate.settings(cfg)
     sides: dict[str, Any] = {}
     records: dict[str, dict[str, dict[str, Any]]] = {}
-    with engine_from_config(cfg.backend, cfg.model, model_dir, cfg.seed, enable_lora=False) as engine, \
-            tempfile.TemporaryDirectory() as tmp:  # fmt: skip
-        warm = [Request([{"role": "user", "content": "Hello."}], SamplingParams(max_new_tokens=16, seed=i))
-                for i in range(4)]  # fmt: skip
-        engine.generate(warm)
+    with warm_base_engine(cfg) as engine, tempfile.TemporaryDirectory() as tmp:
         for name, on in (("loops_run_on", False), ("stop_loops", True)):
             settings = replace(base, sampling=base.sampling.with_(stop_loops=on))
             sides[name], records[name] = side(engine, instructions, settings, Path(tmp) / name)
@@ -87,10 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     off, on = records["loops_run_on"], records["stop_loops"]
     both = [i for i in off if off[i]["status"] == "ok" and on.get(i, {}).get("status") == "ok"]
     result = {
-        "run_dir": str(layout.root),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
-        "backend": cfg.backend.name,
+        **header(layout, cfg),
         "instructions": len(instructions),
         "samples": base.samples,
         "max_new_tokens": base.sampling.max_new_tokens,
@@ -102,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "kept_only_without_guard": sum(off[i]["status"] == "ok" and on[i]["status"] != "ok" for i in off if i in on),
         "kept_only_with_guard": sum(on[i]["status"] == "ok" and off[i]["status"] != "ok" for i in on if i in off),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k != "sides"}, indent=2))
-    print("written:", args.out)
+    write(result, args.out)
     return 0
 
 

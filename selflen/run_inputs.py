@@ -3,13 +3,37 @@ online), the held-out evaluation slice, the seed instructions and the decontamin
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from selflen.config import TrainConfig
+from selflen.config import TrainConfig, to_config
+from selflen.engines import Engine, Request, SamplingParams
 from selflen.stages import evaluate
-from selflen.store import StoreError
+from selflen.store import RunLayout, StoreError, read_json
+
+
+def finished_run(run_dir: Path) -> tuple[RunLayout, TrainConfig]:
+    """The layout and config of a run that ``train.py`` wrote (what the bench scripts re-run parts of)."""
+    layout = RunLayout(Path(run_dir).resolve())
+    raw = read_json(layout.config_path)
+    if raw is None:
+        raise SystemExit(f"{layout.config_path} is missing: give the folder of a run that train.py wrote")
+    return layout, to_config(raw)
+
+
+@contextlib.contextmanager
+def warm_base_engine(cfg: TrainConfig) -> Iterator[Engine]:
+    """The run's backend serving its base model without LoRA, warmed by a few short requests, so the first side a
+    bench script times does not pay the engine's warm-up."""
+    from selflen.engines import engine_from_config
+
+    with engine_from_config(cfg.backend, cfg.model, model_folder(cfg), cfg.seed, enable_lora=False) as engine:
+        engine.generate([Request([{"role": "user", "content": "Hello."}], SamplingParams(max_new_tokens=16, seed=i))
+                         for i in range(4)])  # fmt: skip
+        yield engine
 
 
 def model_folder(cfg: TrainConfig) -> Path:
