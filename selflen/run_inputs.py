@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from selflen.config import TrainConfig, to_config
-from selflen.engines import Engine, Request, SamplingParams
+from selflen.engines import Engine, Request, SamplingParams, engine_from_config
 from selflen.stages import evaluate
 from selflen.store import RunLayout, StoreError, read_json
 
@@ -28,8 +28,6 @@ def finished_run(run_dir: Path) -> tuple[RunLayout, TrainConfig]:
 def warm_base_engine(cfg: TrainConfig) -> Iterator[Engine]:
     """The run's backend serving its base model without LoRA, warmed by a few short requests, so the first side a
     bench script times does not pay the engine's warm-up."""
-    from selflen.engines import engine_from_config
-
     with engine_from_config(cfg.backend, cfg.model, model_folder(cfg), cfg.seed, enable_lora=False) as engine:
         engine.generate([Request([{"role": "user", "content": "Hello."}], SamplingParams(max_new_tokens=16, seed=i))
                          for i in range(4)])  # fmt: skip
