@@ -55,6 +55,7 @@ class BackendConfig:
     cpu_kvcache_gb: int = 2  # vllm on CPU: VLLM_CPU_KVCACHE_SPACE
     dtype: str | None = None  # vllm: engine dtype (null = model.dtype); bf16_if_supported = bf16 on CPUs with it
     single_process: bool = True  # vllm: engine core in this process (no busy-polling second process on CPU)
+    cpu_fast_paths: bool = True  # vllm on CPU, single_process: C++ norm/SwiGLU kernels, sparse penalties, top-k mask
     max_num_seqs: int | None = None  # vllm: sequences per step (null = vLLM's default)
     max_num_batched_tokens: int | None = 32768  # vllm: tokens per step; above a call's prompt total on CPU
     merge_adapters: str = "auto"  # vllm: serve LoRA adapters merged into model copies (auto = on CPU) | always | never

@@ -92,6 +92,7 @@ def engine_from_config(
             seed=seed,
             trust_remote_code=model.trust_remote_code,
             single_process=backend.single_process,
+            **dict.fromkeys(("cpu_kernels", "fast_penalties", "fast_top_k_top_p"), backend.cpu_fast_paths),
             max_num_seqs=backend.max_num_seqs,
             max_num_batched_tokens=backend.max_num_batched_tokens,
         )

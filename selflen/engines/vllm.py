@@ -17,15 +17,14 @@ from collections.abc import Sequence
 from selflen.engines.base import LOOP, Completion, Engine, Request, Result, truncate_at_stop
 from selflen.engines.dtypes import resolve_dtype
 from selflen.engines.hf import row_seed
+from selflen.engines.vllm_cpu import (
+    cpu_defaults,
+    install_cpu_kernels,
+    install_fast_top_k_top_p,
+    install_sparse_penalties,
+)
 
 log = logging.getLogger(__name__)
-
-
-def _cpu_defaults(kvcache_gb: int) -> None:
-    """vLLM on CPU: bind all cores (it reserves one by default) and size the KV cache."""
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kvcache_gb))
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{max(0, (os.cpu_count() or 1) - 1)}")
-    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
 _NO_LOOP_DETECTION: list[bool] = []  # the warning below, once per process
@@ -44,58 +43,6 @@ def _loop_detection(on: bool) -> dict:
         return {}
     return {"repetition_detection": RepetitionDetectionParams(
         max_pattern_size=LOOP.max_pattern, min_pattern_size=LOOP.min_pattern, min_count=LOOP.count)}
-
-
-def top_k_top_p_via_topk(logits, k, p):  # noqa: ANN001, ANN201 - torch tensors
-    """vLLM's CPU top-k + top-p mask without sorting the vocabulary (same kept set, same -inf elsewhere).
-
-    vLLM's PyTorch path sorts every row over the whole vocabulary when both top-k and top-p are set (20 % of a
-    decode step at batch 64 for a 49k vocabulary). The same mask is: keep the tokens >= the k-th largest logit
-    (ties included, as vLLM's strict ``<`` does), then drop, in ascending order over that kept set, the tokens whose
-    cumulative probability is <= 1 - p, always keeping the largest. Only the kept set is sorted here (a ``topk``).
-    The probabilities are summed over fewer terms, so a token exactly at the nucleus edge may rarely flip by a
-    rounding error; the distribution is the same.
-    """
-    import torch
-
-    if k is None or p is None:
-        return _VLLM_TOP_K_TOP_P[0](logits, k, p)
-    vocab = logits.shape[1]
-    k = k.to(torch.long).clamp(1, vocab)
-    kmax = int(k.max())
-    if kmax > 1024:  # a wide top-k: the sort is as cheap
-        return _VLLM_TOP_K_TOP_P[0](logits, k, p)
-    top = logits.topk(kmax, dim=1).values
-    threshold = top.gather(1, (k - 1).unsqueeze(1))
-    keep = logits >= threshold
-    width = int(keep.sum(1).max())  # ties at the k-th value are kept, so a row may keep more than k
-    vals, idx = logits.topk(width, dim=1)  # descending; every kept token is in here
-    vals = vals.masked_fill(vals < threshold, float("-inf"))
-    asc = vals.flip(1)
-    probs = asc.softmax(dim=-1)
-    drop = torch.cumsum(probs, dim=-1) <= 1 - p.unsqueeze(1)
-    drop[:, -1] = False
-    asc = asc.masked_fill(drop, float("-inf"))
-    out = torch.full_like(logits, float("-inf"))
-    return out.scatter_(1, idx.flip(1), asc)
-
-
-_VLLM_TOP_K_TOP_P: list = []
-
-
-def _install_fast_top_k_top_p() -> bool:
-    """Route vLLM's CPU sampler (this process only) through ``top_k_top_p_via_topk``; False if vLLM changed."""
-    try:
-        from vllm.v1.sample.ops import topk_topp_sampler as mod
-    except ImportError:
-        return False
-    if not _VLLM_TOP_K_TOP_P:
-        original = getattr(mod, "apply_top_k_top_p", None)
-        if original is None or getattr(mod, "HAS_TRITON", False):
-            return False
-        _VLLM_TOP_K_TOP_P.append(original)
-    mod.apply_top_k_top_p = top_k_top_p_via_topk
-    return True
 
 
 def lora_targets_without_head(model: str, trust_remote_code: bool = False) -> list[str] | None:
@@ -150,25 +97,26 @@ class VLLMEngine(Engine):
         single_process: bool = False,
         lora_target_modules: Sequence[str] | str | None = "auto",
         fast_top_k_top_p: bool = True,
+        fast_penalties: bool = True,
+        cpu_kernels: bool = True,
         sleep_mode: bool = False,
     ) -> None:
         import torch
 
         cpu = not torch.cuda.is_available()
         if cpu:
-            _cpu_defaults(cpu_kvcache_gb)
+            cpu_defaults(cpu_kvcache_gb)
         previous_mp = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
         if single_process:
             # engine core and model worker in this process: no busy-polling engine-core process competing with the
             # worker for cores (it spins on the shared-memory queue for 1 s after each step, i.e. always)
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        # the sampler patch reaches the sampler only when it runs in this process
-        self.fast_top_k_top_p = bool(
-            fast_top_k_top_p
-            and cpu
-            and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
-            and _install_fast_top_k_top_p()
-        )
+        # the sampler and kernel patches reach the model only when its worker runs in this process
+        in_process = cpu and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+        self.fast_top_k_top_p = install_fast_top_k_top_p(enabled=bool(fast_top_k_top_p and in_process))
+        self.fast_penalties = install_sparse_penalties(enabled=bool(fast_penalties and in_process))
+        op_priority = install_cpu_kernels(enabled=bool(cpu_kernels and in_process)) if cpu else None
+        self.cpu_kernels = op_priority is not None
         from vllm import LLM
 
         dtype = resolve_dtype(dtype)
@@ -199,6 +147,8 @@ class VLLMEngine(Engine):
                 kwargs[key] = value
         if single_process:
             kwargs["distributed_executor_backend"] = "uni"
+        if op_priority:
+            kwargs["ir_op_priority"] = op_priority
         if enable_lora:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
             targets = (

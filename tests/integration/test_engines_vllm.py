@@ -118,6 +118,8 @@ def test_pool_serves_a_full_model_folder_with_one_vllm_engine_alive(tiny_model: 
         got = [r.text for r in pool.for_folder(full, "gen1").generate(requests())]
         assert base.llm is None  # closed before the full model's engine started
         assert got == [r.text for r in vllm_engine.generate(requests())]
+        # in one process the C++ norm and SwiGLU kernels ran (the two-process engine above ran the reference ops)
+        assert pool.engine(full).cpu_kernels and not vllm_engine.cpu_kernels
         pool.release()  # CPU: closed, no CUDA call
         assert pool.stats() == {} and not pool._engines
     finally:
