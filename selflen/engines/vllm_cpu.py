@@ -2,7 +2,8 @@
 whole vocabulary, and its own C++ kernels for the ops that eager mode otherwise runs as PyTorch reference code.
 
 Each ``install_*`` patches vLLM modules of *this* process, so it reaches the model only when the engine core and
-the worker run here (``single_process``). Each returns False, and changes nothing, on a vLLM whose layout differs.
+the worker run here (``single_process``). On a vLLM whose layout differs each changes nothing and says so (False, or
+None for the kernels).
 """
 
 import logging  # no ``from __future__ import annotations``: torch reads the kernels' annotations as types
