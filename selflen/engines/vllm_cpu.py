@@ -60,22 +60,21 @@ _VLLM_TOP_K_TOP_P: list = []
 
 def install_fast_top_k_top_p(enabled: bool = True) -> bool:
     """Route vLLM's CPU sampler (this process only) through ``top_k_top_p_via_topk`` (``enabled=False``: back to
-    vLLM's); False if vLLM changed."""
-    return _swap("vllm.v1.sample.ops.topk_topp_sampler", "apply_top_k_top_p", top_k_top_p_via_topk,
-                 _VLLM_TOP_K_TOP_P, enabled)  # fmt: skip
-
-
-def _swap(module: str, name: str, ours, saved: list, enabled: bool) -> bool:  # noqa: ANN001
-    """Put ``ours`` in place of ``module.name`` (vLLM's own kept in ``saved``), or vLLM's back; whether ours is in."""
-    import importlib
-
+    vLLM's); False if vLLM changed or samples with Triton (a GPU)."""
     try:
-        mod = importlib.import_module(module)
+        from vllm.v1.sample.ops import topk_topp_sampler as mod
     except ImportError:
         return False
+    if getattr(mod, "HAS_TRITON", False):
+        return False
+    return _swap(mod, "apply_top_k_top_p", top_k_top_p_via_topk, _VLLM_TOP_K_TOP_P, enabled)
+
+
+def _swap(mod, name: str, ours, saved: list, enabled: bool) -> bool:  # noqa: ANN001
+    """Put ``ours`` in place of ``mod.name`` (vLLM's own kept in ``saved``), or vLLM's back; whether ours is in."""
     if not saved:
         original = getattr(mod, name, None)
-        if original is None or getattr(mod, "HAS_TRITON", False):
+        if original is None:
             return False
         saved.append(original)
     setattr(mod, name, ours if enabled else saved[0])
@@ -120,8 +119,11 @@ _VLLM_PENALTIES: list = []
 def install_sparse_penalties(enabled: bool = True) -> bool:
     """Route vLLM's sampler penalties (this process only) through ``repetition_penalty_sparse`` (``enabled=False``:
     back to vLLM's); False if vLLM changed."""
-    return _swap("vllm.v1.sample.ops.penalties", "apply_penalties", repetition_penalty_sparse, _VLLM_PENALTIES,
-                 enabled)  # fmt: skip
+    try:
+        from vllm.v1.sample.ops import penalties as mod
+    except ImportError:
+        return False
+    return _swap(mod, "apply_penalties", repetition_penalty_sparse, _VLLM_PENALTIES, enabled)
 
 
 _C_SILU: list[bool] = [False]  # whether the patched SiluAndMul.forward_cpu takes the C++ kernel
