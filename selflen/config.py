@@ -134,6 +134,7 @@ class ExtendConfig:
     extensions: int = 2  # independent extensions per answer (reference: 2)
     rounds: int = 3  # chained extension rounds
     attempts: int = 1  # tries per round before giving up on the round
+    retries: int = 0  # whole extensions started over from the original when under min_ratio (reference: 19)
     min_ratio: float = 1.2  # accept an extension only if words > min_ratio x original (strictly greater)
     keep_fraction: float = 0.6667  # fraction of the stage-1 expansion kept before continuing
     keep_rule: str = "selflen"  # selflen (content paragraphs, at least one kept) | reference (raw pieces)
@@ -315,6 +316,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "extend.extensions": (1, None, False, True),
     "extend.rounds": (1, None, False, True),
     "extend.attempts": (1, None, False, True),
+    "extend.retries": (0, None, False, True),
     "extend.min_ratio": (1, None, False, True),
     "extend.keep_fraction": (0, 1, True, False),
     "select.dedup_threshold": (0, 1, True, False),

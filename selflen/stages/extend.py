@@ -1,16 +1,18 @@
 """Step 2: the Extender lengthens each answer ``extensions`` times, in two stages per round, up to ``rounds``
-chained rounds (the reference's ``extend_response``).
+chained rounds (the reference's ``extend_response``), and starts an extension that ended under the ratio over from
+the original answer up to ``retries`` times (the reference's loop of up to 20 ``extend_response`` calls).
 
 Stage 1 expands the *first part* of the current text (the ``split`` group) as a standalone outline and keeps the
 leading ``keep_fraction`` of the expansion (dropping its likely conclusion). Stage 2 continues that kept text
 verbatim as an assistant prefix, conditioned on the *whole* current text as the outline. A round counts only if
 the result passes the filters and is longer than the best so far; an extension is accepted at the end only if it
-is strictly longer than ``min_ratio`` x the original.
+is strictly longer than ``min_ratio`` x the original; one that is not counts a ``ratio`` drop and, while retries
+are left, is tried again from the original answer with fresh seeds.
 
 Config groups ``extend`` + ``split`` (+ ``sampling``, ``language``); prompt ``extend_<lang>.md``; rules in
 ``selflen.text`` (``first_part``, ``keep_leading``, ``check_response``, ``accept_extension``). Every request of a
 round is handed to the engine at once; the state after each round is saved (``rounds.json``), so a killed stage
-resumes at its last finished round.
+resumes at its last finished round of its last try.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class ExtendSettings:
     extensions: int
     rounds: int
     attempts: int
+    retries: int  # whole extensions started over from the original when they end under min_ratio (reference: 19)
     min_ratio: float
     keep_fraction: float
     split: str
@@ -66,6 +69,7 @@ def settings(cfg) -> ExtendSettings:  # noqa: ANN001 - TrainConfig
         extensions=c.extensions,
         rounds=c.rounds,
         attempts=c.attempts,
+        retries=c.retries,
         min_ratio=c.min_ratio,
         keep_fraction=c.keep_fraction,
         keep_rule=c.keep_rule,
@@ -91,7 +95,13 @@ class _Item:
     best: str
     best_words: int
     rounds_ok: int = 0
+    tries: int = 1
     drops: Counter = field(default_factory=Counter)
+
+    def restart(self) -> None:
+        """Start the extension over from the original answer (a whole-extension retry)."""
+        self.best, self.best_words, self.rounds_ok = self.source["response"], self.source["words"], 0
+        self.tries += 1
 
 
 def extend_prompt(instruction: str, outline: str, language: str) -> str:
@@ -127,10 +137,16 @@ def hold_tokens(target_words: float, prefix_words: int, stage1_tokens: int, stag
 def run(stage: Stage, responses: Sequence[Response], s: ExtendSettings, engine: Engine) -> StageResult:
     todo = [(r, e) for r in responses for e in range(s.extensions) if not stage.has(f"{r['id']}-e{e}")]
     items = [_Item(f"{r['id']}-e{e}", r, r["response"], r["words"]) for r, e in todo]
-    first_round = _restore(stage, items)
-    for rnd in range(first_round, s.rounds):
-        _one_round(engine, items, rnd, s)
-        _save(stage, items, rnd)
+    first_try, first_round = _restore(stage, items, s.rounds)
+    for t in range(first_try, s.retries + 1):
+        trying = [it for it in items if it.tries == t + 1]  # started over, or never closed by the ratio
+        if not trying:
+            break
+        for rnd in range(first_round if t == first_try else 0, s.rounds):
+            _one_round(engine, trying, rnd, s, t)
+            if rnd == s.rounds - 1:
+                _close_try(trying, s, last=t == s.retries)
+            _save(stage, items, t, rnd)
     for it in items:
         stage.append(_record(it, s))
     (stage.dir / STATE_FILE).unlink(missing_ok=True)
@@ -142,15 +158,24 @@ def run(stage: Stage, responses: Sequence[Response], s: ExtendSettings, engine: 
         **{
             "extend/accept_rate": round(len(ok) / max(1, len(records)), 4),
             "extend/mean_ratio": round(sum(r["ratio"] for r in ok) / max(1, len(ok)), 4),
+            "extend/mean_tries": round(sum(r.get("tries", 1) for r in records) / max(1, len(records)), 4),
         },
     )
+
+
+def _close_try(items: Sequence[_Item], s: ExtendSettings, last: bool) -> None:
+    """End one whole try: an extension under the ratio counts a ``ratio`` drop and, unless it was the last try,
+    starts over from the original answer."""
+    for it in items:
+        if not accept_extension(it.source["words"], it.best_words, s.min_ratio):
+            it.drops[Drop.RATIO] += 1
+            if not last:
+                it.restart()
 
 
 def _record(it: _Item, s: ExtendSettings) -> Extension:
     src = it.source
     ok = accept_extension(src["words"], it.best_words, s.min_ratio)
-    if not ok:
-        it.drops[Drop.RATIO] += 1
     return {
         "id": it.id,
         "response_id": src["id"],
@@ -163,14 +188,16 @@ def _record(it: _Item, s: ExtendSettings) -> Extension:
         "chars": len(it.best) if ok else len(src["response"]),
         "ratio": round(it.best_words / max(1, src["words"]), 4),
         "rounds_ok": it.rounds_ok,
+        "tries": it.tries,
         "status": "ok" if ok else "dropped",
         "reason": None if ok else Drop.RATIO,
         "drops": dict(it.drops),
     }
 
 
-def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings) -> None:
-    """One round for every item: up to ``attempts`` tries, each a batched stage 1 and a batched stage 2."""
+def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings, retry: int = 0) -> None:
+    """One round for every item: up to ``attempts`` tries, each a batched stage 1 and a batched stage 2; a retry
+    (``retry`` > 0, a whole extension started over) draws its own seeds."""
     pending = list(items)
     for attempt in range(s.attempts):
         if not pending:
@@ -179,23 +206,23 @@ def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings) 
             s.chat.request(
                 extend_prompt(it.source["instruction"], first_part(it.best, s.split, s.split_ratio), s.language),
                 s.sampling,
-                seed=seed_for(s.seed, it.id, rnd, attempt, 1),
+                seed=seed_for(s.seed, it.id, rnd, attempt, 1, *_retry_part(retry)),
             )
             for it in pending
         ]
-        results1 = engine.generate(reqs1, desc=f"extend r{rnd + 1} stage 1 ({len(reqs1)})")
+        results1 = engine.generate(reqs1, desc=f"extend {_label(rnd, retry)} stage 1 ({len(reqs1)})")
         kept = [keep_leading(_clean(res.text, s), s.keep_fraction, s.keep_rule) if res.ok else "" for res in results1]
         reqs2 = [
             s.chat.request(
                 extend_prompt(it.source["instruction"], it.best, s.language),
                 _stage2_sampling(it, k, res, s),
-                seed=seed_for(s.seed, it.id, rnd, attempt, 2),
+                seed=seed_for(s.seed, it.id, rnd, attempt, 2, *_retry_part(retry)),
                 prefix=prefix_for(k, s.prefix_separator),
             )
             for it, k, res in zip(pending, kept, results1, strict=True)
         ]
         still = []
-        results2 = engine.generate(reqs2, desc=f"extend r{rnd + 1} stage 2 ({len(reqs2)})")
+        results2 = engine.generate(reqs2, desc=f"extend {_label(rnd, retry)} stage 2 ({len(reqs2)})")
         for it, k, res in zip(pending, kept, results2, strict=True):
             text, reason = round_outcome(it.best_words, prefix_for(k, s.prefix_separator) or "", res, s)
             if reason is None:
@@ -204,6 +231,15 @@ def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings) 
                 it.drops[reason] += 1
                 still.append(it)
         pending = still
+
+
+def _retry_part(retry: int) -> tuple[int, ...]:
+    """The seed part of a whole-extension retry: none for the first try, so its seeds are the ones without retries."""
+    return (retry,) if retry else ()
+
+
+def _label(rnd: int, retry: int) -> str:
+    return f"r{rnd + 1}" + (f" retry {retry}" if retry else "")
 
 
 def _stage2_sampling(it: _Item, kept: str, stage1: Result, s: ExtendSettings) -> SamplingParams:
@@ -239,26 +275,30 @@ def _clean(text: str, s: ExtendSettings) -> str:
     return strip_meta_lines(text, s.rules.meta_words) if s.strip_meta else text
 
 
-def _save(stage: Stage, items: list[_Item], rnd: int) -> None:
+def _save(stage: Stage, items: list[_Item], retry: int, rnd: int) -> None:
     state = {
+        "retry": retry,
         "round": rnd,
         "items": {
-            it.id: {"best": it.best, "best_words": it.best_words, "rounds_ok": it.rounds_ok, "drops": dict(it.drops)}
+            it.id: {"best": it.best, "best_words": it.best_words, "rounds_ok": it.rounds_ok, "tries": it.tries,
+                    "drops": dict(it.drops)}
             for it in items
         },
     }
     write_json(stage.dir / STATE_FILE, state)
 
 
-def _restore(stage: Stage, items: list[_Item]) -> int:
-    """Load the per-item state of the last finished round of a killed run; the round to start from."""
+def _restore(stage: Stage, items: list[_Item], rounds: int) -> tuple[int, int]:
+    """Load the per-item state of the last finished round of a killed run; the (retry, round) to start from."""
     state = read_json(stage.dir / STATE_FILE)
     if not state:
-        return 0
+        return 0, 0
     saved = state["items"]
     for it in items:
         if it.id in saved:
             got = saved[it.id]
             it.best, it.best_words, it.rounds_ok = got["best"], got["best_words"], got["rounds_ok"]
+            it.tries = int(got.get("tries", 1))
             it.drops = Counter(got["drops"])
-    return int(state["round"]) + 1
+    retry, rnd = int(state.get("retry", 0)), int(state["round"]) + 1
+    return (retry + 1, 0) if rnd == rounds else (retry, rnd)

@@ -76,6 +76,7 @@ class Extension(Record, total=False):
     chars: int
     ratio: float
     rounds_ok: int
+    tries: int  # whole extensions tried (1 + the retries used)
 
 
 class LengthControlExample(Record, total=False):

@@ -291,8 +291,8 @@ def test_scale_experiment_smoke_run_with_capped_counts(name: str, tmp_path: Path
     from selflen.pipeline import run
 
     caps = {**FAST, **CAPS, "finetune.max_length": 1024, "finetune.bf16": "false", "finetune.batch_size": 2,
-            "finetune.gradient_checkpointing": "false", "extend.attempts": 1, "generate.attempts": 0,
-            "backend": "hf"}
+            "finetune.gradient_checkpointing": "false", "extend.attempts": 1, "extend.retries": 0,
+            "generate.attempts": 0, "backend": "hf"}
     overrides = [f"+experiment={name}", "debug=smoke", "logger=none"]
     overrides += [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in caps.items()]
     cfg = _validate(_compose(overrides), tmp_path / "run")

@@ -1,5 +1,5 @@
-"""The extend stage driven by a scripted engine: two stages per round, best-so-far, retries, drops by reason,
-acceptance ratio, and resuming at the last finished round."""
+"""The extend stage driven by a scripted engine: two stages per round, best-so-far, tries per round, whole-extension
+retries, drops by reason, acceptance ratio, and resuming at the last finished round of the last try."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from selflen.stages import extend
 from selflen.stages.common import Chat
 from selflen.store import Stage
 from selflen.text import FilterRules
-from tests.scripted import ScriptedEngine
+from tests.scripted import ScriptedEngine, user_text
 
 pytestmark = pytest.mark.unit
 RULES = FilterRules(end_punct=".!?", ngram_n=0, ngram_tokenizer="whitespace", meta_words=())
@@ -26,7 +26,7 @@ RESPONSES = [{"id": "k1-i0-s0", "instruction_id": "k1-i0", "instruction": "Write
 
 def _settings(**changes: object) -> extend.ExtendSettings:
     base = extend.ExtendSettings(
-        extensions=1, rounds=2, attempts=1, min_ratio=1.2, keep_fraction=0.6667, split="paragraph_half",
+        extensions=1, rounds=2, attempts=1, retries=0, min_ratio=1.2, keep_fraction=0.6667, split="paragraph_half",
         split_ratio=0.5, prefix_separator="", strip_meta=False, rules=RULES, language="en",
         sampling=SamplingParams(max_new_tokens=99),
         chat=Chat(), seed=0,
@@ -128,3 +128,52 @@ def test_hold_to_ratio_holds_stage_2_until_the_text_could_pass_the_ratio(tmp_pat
     assert extend.settings(cfg).hold_to_ratio is False
     cfg.extend.hold_to_ratio = True
     assert extend.settings(cfg).hold_to_ratio is True
+
+
+GROW = " More about the tea trade and the many cups of tea drunk every day in every land."  # 4 kept + 17 words
+
+
+def test_an_extension_under_the_ratio_starts_over_from_the_original(tmp_path: Path) -> None:
+    # try 1: round 1 grows to 13 words (longer, but not > 1.2 x 12), round 2 not longer -> ratio; try 2 grows to 21
+    engine = _engine([" More tea is grown and drunk in many lands.", " Tea.", GROW, " Short."])
+    result = extend.run(_stage(tmp_path), RESPONSES, _settings(rounds=2, retries=3), engine)
+    rec = _stage(tmp_path).records()[0]
+    assert rec["status"] == "ok" and rec["tries"] == 2 and rec["rounds_ok"] == 1 and rec["words"] == 21
+    assert result.drops == {"not_longer": 2, "ratio": 1}  # the first try's close; the accepted try adds none
+    assert result.metrics["extend/mean_tries"] == 2.0
+    assert len(engine.calls) == 8  # 2 tries x 2 rounds x 2 stages; no third try once accepted
+    first, retry = engine.calls[0][0], engine.calls[4][0]
+    assert user_text(engine.calls[2][0]) != user_text(first)  # try 1, round 2 expands try 1's longer text
+    assert user_text(retry) == user_text(first)  # the retry starts from the original answer's first half
+    assert ANSWER in user_text(engine.calls[5][0])  # and its stage 2 has the original as the outline
+    assert first.params.seed != retry.params.seed
+
+
+def test_retries_run_out_and_the_first_try_keeps_its_seeds(tmp_path: Path) -> None:
+    engine = _engine([" Tea."] * 3)
+    result = extend.run(_stage(tmp_path), RESPONSES, _settings(rounds=1, retries=2), engine)
+    rec = _stage(tmp_path).records()[0]
+    assert rec["status"] == "dropped" and rec["reason"] == "ratio" and rec["tries"] == 3
+    assert result.drops == {"not_longer": 3, "ratio": 3}  # one ratio drop per whole try
+    seeds = [c[0].params.seed for c in engine.calls]
+    assert len(set(seeds)) == 6
+    plain = _engine([" Tea."])
+    extend.run(_stage(tmp_path / "plain"), RESPONSES, _settings(rounds=1), plain)
+    assert [c[0].params.seed for c in plain.calls] == seeds[:2]  # retries=0 draws what the first try draws
+
+
+def test_a_killed_retry_resumes_at_its_try_and_round(tmp_path: Path) -> None:
+    stage = _stage(tmp_path)
+    # killed after try 1 (round 2 of 2) was closed: the item was started over, with one ratio drop counted
+    (stage.dir / extend.STATE_FILE).write_text(json.dumps({"retry": 0, "round": 1, "items": {"k1-i0-s0-e0": {
+        "best": ANSWER, "best_words": 12, "rounds_ok": 0, "tries": 2, "drops": {"not_longer": 2, "ratio": 1}}}}))
+    engine = _engine([GROW, " Short."])
+    result = extend.run(stage, RESPONSES, _settings(rounds=2, retries=1), engine)
+    assert len(engine.calls) == 4  # try 2's two rounds only
+    rec = stage.records()[0]
+    assert rec["status"] == "ok" and rec["tries"] == 2
+    assert result.drops == {"not_longer": 3, "ratio": 1}
+    cfg = TrainConfig()
+    assert extend.settings(cfg).retries == 0
+    cfg.extend.retries = 19
+    assert extend.settings(cfg).retries == 19
