@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ def iteration_story(layout: RunLayout, k: int) -> dict[str, Any]:
     story["generator_mean_words"] = round(statistics.fmean(r["words"] for r in gen), 1) if gen else None
     story["extender_mean_words"] = round(statistics.fmean(r["words"] for r in ext), 1) if ext else None
     story["extender_mean_ratio"] = round(statistics.fmean(r["ratio"] for r in ext), 3) if ext else None
+    story["extender_accepted_at_try"] = {str(t): n for t, n in sorted(Counter(r.get("tries", 1) for r in ext).items())}
     train = read_json(layout.stage(k, "finetune_gen") / "done.json") or {}
     story["gen_train"] = {key: (train.get("train") or {}).get(key)
                           for key in ("examples", "tokens", "first_loss", "last_loss", "steps")}
