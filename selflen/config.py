@@ -135,6 +135,7 @@ class ExtendConfig:
     rounds: int = 3  # chained extension rounds
     attempts: int = 1  # tries per round before giving up on the round
     retries: int = 0  # whole extensions started over from the original when under min_ratio (reference: 19)
+    length_biased: bool = True  # drop_short on the accepted extensions too (reference: yes)
     min_ratio: float = 1.2  # accept an extension only if words > min_ratio x original (strictly greater)
     keep_fraction: float = 0.6667  # fraction of the stage-1 expansion kept before continuing
     keep_rule: str = "selflen"  # selflen (content paragraphs, at least one kept) | reference (raw pieces)

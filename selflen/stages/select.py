@@ -32,7 +32,7 @@ class SelectSettings:
 
 def settings(cfg, k: int, text_key: str) -> SelectSettings:  # noqa: ANN001 - TrainConfig
     c = cfg.select
-    biased = c.length_biased and (cfg.generate.length_biased if text_key == "response" else True)
+    biased = c.length_biased and (cfg.generate.length_biased if text_key == "response" else cfg.extend.length_biased)
     return SelectSettings(
         text_key=text_key,
         length_biased=biased,

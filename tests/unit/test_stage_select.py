@@ -71,3 +71,19 @@ def test_no_dedup_keeps_duplicates(tmp_path: Path) -> None:
     on = select.SelectSettings("extended", False, "chars", 10, 0.8, 0, 1)
     assert select.run(Stage(tmp_path / "off", "s", "h"), rows, off).counts["ok"] == 3
     assert select.run(Stage(tmp_path / "on", "s", "h"), rows, on).drops == {"duplicate": 1}
+
+
+def test_each_selection_has_its_own_length_bias_switch() -> None:
+    from selflen.config import TrainConfig
+
+    def biased(**changes: bool) -> tuple[bool, bool]:
+        cfg = TrainConfig()
+        for key, value in changes.items():
+            group, name = key.split("__")
+            setattr(getattr(cfg, group), name, value)
+        return (select.settings(cfg, 1, "response").length_biased, select.settings(cfg, 1, "extended").length_biased)
+
+    assert biased() == (True, True)  # the reference: drop_short after both steps
+    assert biased(generate__length_biased=False) == (False, True)
+    assert biased(extend__length_biased=False) == (True, False)
+    assert biased(select__length_biased=False) == (False, False)
