@@ -81,7 +81,7 @@ class Runner:
         upstream = [self.stages[i] for i in inputs if i in self.stages]
         hashes = [self.stages[i].hash if i in self.stages else self.root_hash for i in inputs]
         h = config_hash({"stage": name, "settings": asdict(settings), "inputs": hashes})
-        redo = name in self.cfg.redo or any(u.redone for u in upstream)
+        redo = name in self.cfg.redo or rel in self.cfg.redo or any(u.redone for u in upstream)
         st = Stage(self.layout.root / rel, rel, h, redo=redo)
         self.stages[rel] = st
         return st

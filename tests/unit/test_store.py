@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,30 @@ def test_current_model_of_a_role_skips_iterations_that_trained_nothing(tmp_path:
     lay.finetune_dir("gen", 2).mkdir(parents=True)  # iteration 2 had no data: no adapter
     assert lay.current("gen", 2) == (adapter, 1) and lay.current("gen", 3) == (adapter, 1)
     assert lay.current("ext", 2) == (None, 0)
+
+
+@pytest.mark.parametrize("redo", [["generate"], ["iter_1/generate"]])
+def test_redo_names_a_stage_in_every_iteration_or_in_one(redo: list[str], tmp_path: Path) -> None:
+    from selflen.config import TrainConfig
+    from selflen.pipeline import Runner
+    from selflen.store import RunLayout
+    from selflen.tracking import NullLogger
+
+    layout = RunLayout(tmp_path / "run")
+    for k in (1, 2):  # both iterations were run with another config
+        Stage(layout.stage(k, "generate"), f"iter_{k}/generate", "old")
+    cfg = TrainConfig()
+    cfg.redo = redo
+    runner = Runner(cfg, layout, tmp_path, NullLogger())
+    new = _Settings(2)
+    assert runner.open(1, "generate", new, ["root"]).redone
+    if redo == ["generate"]:
+        assert runner.open(2, "generate", new, ["root"]).redone
+    else:  # the error's own hint names the stage by its folder: only that one is redone
+        with pytest.raises(StoreError, match=r"redo=\[iter_2/generate\]"):
+            runner.open(2, "generate", new, ["root"])
+
+
+@dataclass
+class _Settings:
+    n: int
