@@ -244,6 +244,7 @@ CHECKS: dict[str, Callable[[Path, dict], None]] = {
     "strip_meta": _check_config("extend.strip_meta", True),
     "hold_to_ratio": _check_config("extend.hold_to_ratio", True),
     "no_response_length_bias": _check_config("generate.length_biased", False),
+    "no_extension_length_bias": _check_config("extend.length_biased", False),
     "split_sentence_half": _check_config("split.strategy", "sentence_half"),
     "split_word_ratio": _check_config("split.strategy", "word_ratio"),
     "long_targets": _check_config("experiment", "long_targets"),
