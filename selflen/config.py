@@ -6,8 +6,8 @@ stops the run with one line naming the key, the value and what is allowed (``Con
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +272,7 @@ class TrainConfig:
     iterations: IterationsConfig = field(default_factory=IterationsConfig)
     seed: int = 0
     online: bool = False  # allow hub downloads and online W&B
-    redo: list[str] = field(default_factory=list)  # stages to recompute although done with another config
+    redo: list[str] = field(default_factory=list)  # stages to recompute (a name: every iteration; or iter_2/extend)
     experiment: str | None = None  # name of the experiment file, for grouping
     debug: str | None = None
 
@@ -464,8 +464,6 @@ def pinned_sweep_id(overrides: Any) -> str:
     and again in each job's config (``model=llama3``); the first value is kept in ``$SELFLEN_SWEEP_ID`` so every
     job of the command — in this process or in a launcher's child process that inherits the environment — lands
     in the same folder."""
-    import os
-
     pinned = os.environ.get(SWEEP_ID_ENV)
     if pinned:
         return pinned
@@ -499,4 +497,4 @@ def to_config(raw: DictConfig | dict) -> TrainConfig:
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    return asdict(cfg)
