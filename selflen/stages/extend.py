@@ -195,7 +195,7 @@ def _record(it: _Item, s: ExtendSettings) -> Extension:
     }
 
 
-def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings, retry: int = 0) -> None:
+def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings, retry: int) -> None:
     """One round for every item: up to ``attempts`` tries, each a batched stage 1 and a batched stage 2; a retry
     (``retry`` > 0, a whole extension started over) draws its own seeds."""
     pending = list(items)
