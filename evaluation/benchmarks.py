@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.records import read_jsonl
-from selflen.data import BENCHMARK_SPECS, REPO_DATA_DIR, BenchmarkSpec, resolve_data_dir
+from selflen.data import BENCHMARK_SPECS, PACKAGE_DATA_DIR, BenchmarkSpec, resolve_data_dir
 from selflen.text.scripts import REFERENCE_IDEOGRAPHS, char_class
 
 __all__ = [
@@ -91,8 +91,8 @@ def get_spec(name: str) -> BenchmarkSpec:
 
 def benchmark_file(name: str, data_dir: str | Path | None = None) -> Path:
     """Path of a benchmark's local JSONL file (which may not exist) under :func:`selflen.data.resolve_data_dir`;
-    with no data directory anywhere, the path under the default ``<repo>/../shared/data``."""
-    return (resolve_data_dir(data_dir) or REPO_DATA_DIR) / get_spec(name).relpath
+    with no data directory anywhere, the path under the packaged copy's place."""
+    return (resolve_data_dir(data_dir) or PACKAGE_DATA_DIR) / get_spec(name).relpath
 
 
 def lbw_bucket(length: float) -> str:
@@ -203,13 +203,12 @@ def ensure_benchmarks(
                 tmp.rename(target)
                 log.info("benchmark %s: %d rows fetched into %s", n, len(rows), target)
         return cache
-    where = configured or REPO_DATA_DIR
+    where = configured or PACKAGE_DATA_DIR
     missing = [get_spec(n).relpath for n in names if not (where / get_spec(n).relpath).is_file()]
-    raise FileNotFoundError(
-        f"benchmark files missing under {where}: {', '.join(missing)} -- run once with online=true (and "
-        "SELFLEN_ONLINE=1) to fetch them into the cache, or set SELFLEN_DATA_DIR / paths.data_dir to a folder "
-        "that holds them"
-    )
+    fix = (f"point paths.data_dir / SELFLEN_DATA_DIR at a folder that holds them, or unset both to use the copy "
+           f"shipped with selflen ({PACKAGE_DATA_DIR})" if where != PACKAGE_DATA_DIR else
+           "the copy shipped with selflen is incomplete: reinstall selflen (pip install --force-reinstall selflen)")
+    raise FileNotFoundError(f"benchmark files missing under {where}: {', '.join(missing)} -- {fix}")
 
 
 def _as_set(values: str | Sequence[str] | None) -> set[str] | None:

@@ -7,9 +7,10 @@ Data directory (:func:`resolve_data_dir`), first match wins:
 
 1. the ``explicit`` argument (a config value, ``--data-dir``), if given;
 2. ``$SELFLEN_DATA_DIR``, if set and non-empty;
-3. ``<repository root>/../shared/data`` (:data:`REPO_DATA_DIR`), if that folder exists, where the repository
-   root is the folder that holds the ``selflen`` package;
-4. otherwise ``None`` (no benchmark data on this machine).
+3. the copy shipped inside the package, ``selflen/benchmarks/`` (:data:`PACKAGE_DATA_DIR`: LonGen and
+   LongBench-Write, unchanged, with their licences and a NOTICE), found from a clone and from an installed wheel
+   alike, with no path, no variable and no network;
+4. ``None`` only for an installation that lost that folder.
 
 An explicit or environment path is returned as given (with ``~`` expanded) even if it does not exist, so that a
 wrong setting is reported instead of silently replaced by the default.
@@ -25,17 +26,14 @@ __all__ = [
     "BENCHMARKS",
     "BENCHMARK_SPECS",
     "DATA_DIR_ENV",
-    "REPO_DATA_DIR",
-    "REPO_ROOT",
+    "PACKAGE_DATA_DIR",
     "BenchmarkSpec",
     "resolve_data_dir",
 ]
 
 DATA_DIR_ENV = "SELFLEN_DATA_DIR"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-"""The repository root: the parent of the ``selflen`` package folder."""
-REPO_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
-"""The default data directory, ``<repository root>/../shared/data`` (it may not exist)."""
+PACKAGE_DATA_DIR = Path(__file__).resolve().parent / "benchmarks"
+"""The benchmark files shipped as package data (``selflen/benchmarks/``, see its NOTICE)."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +77,8 @@ BENCHMARKS: tuple[str, ...] = tuple(BENCHMARK_SPECS)
 
 
 def resolve_data_dir(explicit: str | Path | None = None) -> Path | None:
-    """The benchmark data directory: ``explicit``, else ``$SELFLEN_DATA_DIR``, else ``<repo>/../shared/data``
-    if it exists, else ``None`` (see the module docstring).
+    """The benchmark data directory: ``explicit``, else ``$SELFLEN_DATA_DIR``, else the packaged copy
+    (:data:`PACKAGE_DATA_DIR`), else ``None`` (see the module docstring).
 
     >>> resolve_data_dir("my-data")
     PosixPath('my-data')
@@ -90,4 +88,4 @@ def resolve_data_dir(explicit: str | Path | None = None) -> Path | None:
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    return REPO_DATA_DIR.resolve() if REPO_DATA_DIR.is_dir() else None
+    return PACKAGE_DATA_DIR if PACKAGE_DATA_DIR.is_dir() else None

@@ -70,18 +70,3 @@ def perturbed_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
 
 def python() -> str:
     return sys.executable
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``data`` run the whole loop, which evaluates on LonGen and decontaminates against LonGen and
-    LongBench-Write: without those files (``../shared/data`` or ``$SELFLEN_DATA_DIR``) they are skipped, saying so."""
-    from selflen.data import resolve_data_dir
-
-    folder = resolve_data_dir()
-    if folder is not None and (folder / "longen" / "LonGen.jsonl").is_file():
-        return
-    skip = pytest.mark.skip(reason="benchmark files not found (../shared/data or SELFLEN_DATA_DIR): the loop "
-                            "evaluates on LonGen and decontaminates against it")
-    for item in items:
-        if "data" in item.keywords:
-            item.add_marker(skip)

@@ -28,8 +28,7 @@ def test_lm_eval_cli_runs_selflen_longen_offline(tmp_path: Path) -> None:
     from evaluation.benchmarks import benchmark_file
     from selflen.models import embedded_model_dir
 
-    if not benchmark_file("longen").is_file():
-        pytest.skip("LonGen: ../shared/data not found")
+    assert benchmark_file("longen").is_file()  # the packaged copy: never skipped
     lm_eval = shutil.which("lm_eval") or str(Path(sys.executable).parent / "lm_eval")
     try:  # the package ships only the GGUF file; importing it needs `llm`, so locate it without importing
         model = embedded_model_dir()

@@ -95,8 +95,7 @@ def read_out(tmp_path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 def load_raw(name: str) -> list[dict[str, Any]]:
     path = benchmark_file(name)
-    if not path.is_file():
-        pytest.skip(f"{name}: ../shared/data not found")
+    assert path.is_file(), f"{name}: the packaged copy (selflen/benchmarks) is missing"
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -48,25 +49,36 @@ def test_scripts_classes_cover_what_they_name() -> None:
 
 
 def test_resolve_data_dir_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    explicit, from_env, repo_default = tmp_path / "explicit", tmp_path / "env", tmp_path / "shared" / "data"
-    repo_default.mkdir(parents=True)
-    monkeypatch.setattr(data, "REPO_DATA_DIR", repo_default)
+    explicit, from_env, packaged = tmp_path / "explicit", tmp_path / "env", tmp_path / "benchmarks"
+    packaged.mkdir(parents=True)
+    monkeypatch.setattr(data, "PACKAGE_DATA_DIR", packaged)
     monkeypatch.setenv("SELFLEN_DATA_DIR", str(from_env))
     assert data.resolve_data_dir(explicit) == explicit  # 1. explicit, even when it does not exist
     assert data.resolve_data_dir(str(explicit)) == explicit
     assert data.resolve_data_dir() == from_env  # 2. the environment
     assert data.resolve_data_dir("") == from_env  # an empty setting counts as unset
     monkeypatch.setenv("SELFLEN_DATA_DIR", "")
-    assert data.resolve_data_dir() == repo_default.resolve()  # 3. <repo>/../shared/data when it exists
+    assert data.resolve_data_dir() == packaged  # 3. the copy shipped in the package
     monkeypatch.delenv("SELFLEN_DATA_DIR")
-    assert data.resolve_data_dir() == repo_default.resolve()
-    monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path / "missing")
-    assert data.resolve_data_dir() is None  # 4. nothing
+    assert data.resolve_data_dir() == packaged
+    monkeypatch.setattr(data, "PACKAGE_DATA_DIR", tmp_path / "missing")
+    assert data.resolve_data_dir() is None  # 4. an installation that lost it
 
 
-def test_repo_default_is_next_to_the_repository() -> None:
-    assert data.REPO_ROOT == ROOT
-    assert ROOT.parent / "shared" / "data" == data.REPO_DATA_DIR
+def test_benchmarks_ship_in_the_package_with_their_licences(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SELFLEN_DATA_DIR", raising=False)
+    folder = data.resolve_data_dir()
+    assert folder == ROOT / "selflen" / "benchmarks" == data.PACKAGE_DATA_DIR
+    assert ROOT.parent / "shared" not in folder.parents  # nothing the project runs reads ../shared
+    notice = (folder / "NOTICE").read_text(encoding="utf-8")
+    for spec in data.BENCHMARK_SPECS.values():
+        path = folder / spec.relpath
+        assert path.is_file(), spec.relpath
+        assert (path.parent / "LICENSE").read_text(encoding="utf-8").count("Apache License") >= 1
+        assert path.name in notice or spec.name == "longen"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() in notice, spec.relpath  # NOTICE names this version
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"benchmarks/**/*"' in pyproject  # the files go into the wheel (tests/integration/test_wheel.py)
 
 
 def test_one_data_dir_function_and_one_table() -> None:
@@ -80,12 +92,12 @@ def test_one_data_dir_function_and_one_table() -> None:
     )  # fmt: skip
 
 
-def test_benchmark_file_falls_back_to_repo_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_benchmark_file_falls_back_to_the_packaged_place(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from evaluation import benchmarks
 
     monkeypatch.delenv("SELFLEN_DATA_DIR", raising=False)
-    monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path / "missing")
-    monkeypatch.setattr(benchmarks, "REPO_DATA_DIR", tmp_path / "missing")
+    monkeypatch.setattr(data, "PACKAGE_DATA_DIR", tmp_path / "missing")
+    monkeypatch.setattr(benchmarks, "PACKAGE_DATA_DIR", tmp_path / "missing")
     assert benchmarks.benchmark_file("longen") == tmp_path / "missing" / "longen" / "LonGen.jsonl"
 
 
@@ -95,7 +107,7 @@ def test_lm_eval_tasks_resolve_their_files_through_selflen_data(
     tasks = ROOT / "evaluation" / "lm_eval_tasks"
     for yaml in tasks.glob("selflen_*.yaml"):
         text = yaml.read_text(encoding="utf-8")
-        assert "shared/data/" not in text.replace("<repo>/../shared/data", ""), yaml.name
+        assert "shared/data" not in text, yaml.name
         for name in re.findall(r"^\s*selflen_benchmark:\s*(\S+)", text, re.MULTILINE):
             assert name in data.BENCHMARKS, (yaml.name, name)
     spec = importlib.util.spec_from_file_location("selflen_lm_eval_utils", tasks / "utils.py")

@@ -167,7 +167,7 @@ def test_default_data_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert default_data_dir() == tmp_path
     monkeypatch.delenv("SELFLEN_DATA_DIR")
     d = default_data_dir()
-    assert d is None or d.name == "data" and d.parent.name == "shared"
+    assert d is not None and d.name == "benchmarks" and d.parent.name == "selflen"  # the packaged copy
 
 
 # ---------------------------------------------------------------- the key check
@@ -176,8 +176,7 @@ def test_default_data_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 def test_no_seed_overlaps_benchmarks(seeds: dict[str, list[Seed]]) -> None:
     data_dir = default_data_dir()
     prompts = benchmark_prompts(data_dir) if data_dir is not None else []
-    if not prompts:
-        pytest.skip("../shared/data not found: benchmark files needed for the overlap check")
+    assert prompts, "the packaged benchmark files (selflen/benchmarks) are missing"
     dec = Decontaminator(prompts)
     hits = {s.id: dec.overlaps(s.prompt) for lang in LANGS for s in seeds[lang]}
     assert {k: v for k, v in hits.items() if v} == {}
