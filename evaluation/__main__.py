@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--engine-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="extra engine argument, e.g. dtype=float32 device=cpu batch_size=4 (repeatable)")  # fmt: skip
     g.add_argument("--out", required=True, type=Path, help="output folder")
-    g.add_argument("--data-dir", type=Path, help="default: $SELFLEN_DATA_DIR or the copy shipped in selflen/benchmarks")
+    g.add_argument("--data-dir", type=Path, help="default: $SELFLEN_DATA_DIR or the packaged copy")
     g.add_argument("--online", action="store_true", help="load from the hub (needs SELFLEN_ONLINE=1)")
     g.add_argument("--language", type=_csv, help="comma list, e.g. en or zh,en")
     g.add_argument("--bucket", type=_csv, help="comma list of length buckets, e.g. 2-4k or 0-500,500-2k")

@@ -228,6 +228,8 @@ class EvaluateConfig:
     top_p: float = 1.0
     top_k: int = 0
     repetition_penalty: float = 1.1
+    self_instructed: int = 4  # held-out self-instructed split (iter_0/instruct) answered at each point; 0 = off
+    self_samples: int = 1  # answers per instruction of that split
     regression_tasks: list[str] = field(default_factory=list)  # lm-eval tasks after the final SFT, e.g. [mmlu]
     regression_limit: int | None = None  # documents per regression task (None = all)
 
@@ -315,8 +317,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "generate.samples": (1, None, False, True),
     "generate.attempts": (0, None, False, True),
     "extend.extensions": (1, None, False, True),
-    "extend.rounds": (1, None, False, True),
-    "extend.attempts": (1, None, False, True),
+    "extend.rounds": (1, None, False, True), "extend.attempts": (1, None, False, True),
     "extend.retries": (0, None, False, True),
     "extend.min_ratio": (1, None, False, True),
     "extend.keep_fraction": (0, 1, True, False),
@@ -324,16 +325,14 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "sft_data.p_keep_line": (0, 1, True, False),
     "finetune.learning_rate": (0, None, True, True),
     "finetune.epochs": (0, None, True, True),
-    "finetune.batch_size": (1, None, False, True),
-    "finetune.lora.r": (1, None, False, True),
+    "finetune.batch_size": (1, None, False, True), "finetune.lora.r": (1, None, False, True),
     "launch.num_processes": (1, None, False, True),
     "length_control.collect": (0, None, False, True),
     "evaluate.max_new_tokens": (1, None, False, True),
+    "evaluate.self_instructed": (0, None, False, True), "evaluate.self_samples": (1, None, False, True),
     "backend.gpu_memory_utilization": (0, 1, True, False),
-    "backend.batch_size": (1, None, False, True),
-    "backend.concurrency": (1, None, False, True),
-    "backend.tensor_parallel_size": (1, None, False, True),
-    "backend.data_parallel_size": (1, None, False, True),
+    "backend.batch_size": (1, None, False, True), "backend.concurrency": (1, None, False, True),
+    "backend.tensor_parallel_size": (1, None, False, True), "backend.data_parallel_size": (1, None, False, True),
 }
 
 

@@ -2,7 +2,7 @@
 ``<run_dir>/iter_<k>/<stage>/`` (``RunLayout``); a finished stage (``done.json`` with the same hash) is skipped, a
 half-finished one continues from the ids it has.
 
-    iter_0: evaluate (the base model)
+    iter_0: instruct (the held-out self-instructed split), evaluate (the base model, on the benchmark and the split)
     for k in 1..K: instruct -> generate -> select_responses -> extend -> select -> sft_data
                    -> finetune_gen, finetune_ext -> evaluate
     final: [collect_instruct -> collect_generate -> collect_select] -> length_control -> finetune -> evaluate
@@ -35,6 +35,7 @@ from selflen.report import summary as report
 from selflen.run_inputs import decontaminator, eval_rows, model_folder, preflight, seed_prompts
 from selflen.stages import (
     evaluate,
+    evaluate_self,
     extend,
     finetune,
     generate,
@@ -189,17 +190,19 @@ def run_loop(r: Runner) -> dict[str, Any]:
     r.logger.define_metrics(STEP_METRICS)
     rows = eval_rows(cfg) if cfg.evaluate.enabled else None
     t0 = time.time()
+    split = self_split(r) if rows is not None and cfg.evaluate.self_instructed > 0 else None
     if rows is not None and cfg.evaluate.base:
-        evaluate_point(r, 0, rows)
+        evaluate_point(r, 0, rows, split)
     for k in range(1, cfg.iterations.count + 1):
-        iteration(r, k)
+        iteration(r, k, split is not None)
         if rows is not None:
-            evaluate_point(r, k, rows)
+            evaluate_point(r, k, rows, split)
     final = final_stages(r, rows) if cfg.length_control.enabled else {}
     summary = report.run_summary(r.layout, cfg.iterations.count, r.manifests, final, model=cfg.model.name,
                                  backend=cfg.backend.name, wall_seconds=round(time.time() - t0, 1))
-    plots = report.write_run_plots(r.layout, summary.pop("words_by_iter"), r.logger)
+    plots = report.write_run_plots(r.layout, summary.pop("words_by_iter"), r.logger, summary=summary)
     summary["plots"] = [r.layout.rel(p) for p in plots]
+    summary["wandb"] = r.logger.location
     summary["checks_off"] = [k for k, on in (("evaluate.enabled", cfg.evaluate.enabled),
                                              ("instruct.decontaminate", cfg.instruct.decontaminate)) if not on]
     write_json(r.layout.summary_path, summary)
@@ -207,13 +210,31 @@ def run_loop(r: Runner) -> dict[str, Any]:
     return summary
 
 
-def iteration(r: Runner, k: int) -> None:
-    """One macro-iteration: instructions, answers, extensions, selections, SFT data, both roles trained."""
+def self_split(r: Runner) -> list[dict[str, Any]]:
+    """The held-out self-instructed split (``iter_0/instruct``): instructions of the training distribution, written
+    by the base model before the loop and kept out of every iteration's instructions (they join the
+    decontamination index), so the fine-tuned Generator's length on them measures fit, not transfer."""
+    cfg = r.cfg
+    seeds = seed_prompts(cfg.language.name)
+    s = replace(instruct.settings(cfg, evaluate_self.SPLIT_POINT), count=cfg.evaluate.self_instructed)
+    inputs = instruct.InstructInputs(seeds, r.decontaminator())
+    r.run(0, "instruct", s, ["root", f"seeds:{config_hash(seeds)}"],
+          lambda st: instruct.run(st, inputs, s, r.engines.for_folder(None, "base")))
+    split = r.ok("iter_0/instruct")
+    if (dec := r.decontaminator()) is not None:
+        for inst in split:
+            dec.add(inst["instruction"])
+    return split
+
+
+def iteration(r: Runner, k: int, held_out: bool = False) -> None:
+    """One macro-iteration: instructions, answers, extensions, selections, SFT data, both roles trained;
+    ``held_out``: the instructions are kept away from the self-instructed split (``iter_0/instruct``)."""
     cfg, d = r.cfg, f"iter_{k}"
     seeds = seed_prompts(cfg.language.name)
     inst_in = instruct.InstructInputs(seeds, r.decontaminator())
     inst_s = instruct.settings(cfg, k)
-    r.run(k, "instruct", inst_s, ["root", f"seeds:{config_hash(seeds)}"],
+    r.run(k, "instruct", inst_s, ["root", f"seeds:{config_hash(seeds)}"] + (["iter_0/instruct"] if held_out else []),
           lambda st: instruct.run(st, inst_in, inst_s, r.engines.for_folder(None, "base")))
     prev = {role: f"iter_{k - 1}/finetune_{role}" for role in ("gen", "ext")}
     gen_s = generate.settings(cfg)
@@ -275,8 +296,10 @@ def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str]
         )
 
 
-def evaluate_point(r: Runner, point: int | str, rows: list[dict[str, Any]]) -> None:
-    """Evaluate the Generator of ``point``: 0 = the base model, k = iteration k's, "final" = the final model."""
+def evaluate_point(r: Runner, point: int | str, rows: list[dict[str, Any]],
+                   split: list[dict[str, Any]] | None = None) -> None:
+    """Evaluate the Generator of ``point`` (0 = the base model, k = iteration k's, "final" = the final model) on
+    the benchmark slice ``rows`` and, for 0..K, on the held-out self-instructed ``split``."""
     if point == 0:
         folder, label, inputs = None, "base", ["root"]
     elif point == "final":
@@ -285,7 +308,10 @@ def evaluate_point(r: Runner, point: int | str, rows: list[dict[str, Any]]) -> N
         folder, j = r.layout.current("gen", point)
         label, inputs = f"gen{j}" if folder else "base", [f"iter_{point}/finetune_gen"]
     s = evaluate.settings(r.cfg, point)
-    r.run(point, "evaluate", s, inputs, lambda st: evaluate.run(st, rows, s, r.engines.for_folder(folder, label)))
+    if s.self_split is not None and split is not None:
+        inputs = [*inputs, "iter_0/instruct"]
+    r.run(point, "evaluate", s, inputs,
+          lambda st: evaluate.run(st, rows, s, r.engines.for_folder(folder, label), split or ()))
     if folder is not None and folder.name == "model":
         r.engines.close()  # a full model's own engine; the base engine stays up for the next iteration's stages
 

@@ -79,6 +79,11 @@ class NullLogger:
     def summary(self, values: dict[str, Any]) -> None:
         self.summary_data.update(values)
 
+    @property
+    def location(self) -> str | None:
+        """Where the run's record is: its URL online, its local folder offline (``wandb sync`` uploads it)."""
+        return None
+
     def finish(self, exit_code: int = 0) -> None:
         pass
 
@@ -162,6 +167,12 @@ class WandbLogger(NullLogger):
     @property
     def active(self) -> bool:
         return self._wandb.run is self.run
+
+    @property
+    def location(self) -> str | None:
+        if self.run.settings._offline:
+            return f"{Path(self.run.dir).parent} (offline: wandb sync uploads it)"
+        return self.run.url
 
     def summary(self, values: dict[str, Any]) -> None:
         super().summary(values)

@@ -35,8 +35,8 @@ def load_benchmark_docs(selflen_benchmark: str = "", data_files: Any = None, **k
     The file is the task's ``dataset_kwargs.data_files`` when it sets one (relative paths are resolved against the
     working directory, as by ``datasets``); otherwise the benchmark's file (``selflen.data.BENCHMARK_SPECS``) in
     the data directory of ``selflen.data.resolve_data_dir``: ``$SELFLEN_DATA_DIR``, else the copy shipped in
-    ``selflen/benchmarks``, whatever the working directory; else the copy an online run fetched into the selflen cache. Other keyword
-    arguments (lm-eval passes the task metadata and the model arguments) are ignored.
+    ``selflen/benchmarks``, whatever the working directory; else the copy an online run fetched into the selflen
+    cache. Other keyword arguments (lm-eval passes the task metadata and the model arguments) are ignored.
     """
     import datasets
 

@@ -1,4 +1,5 @@
-"""``report.md``: the runs and their status, config differences, words per iteration per role, extension
+"""``report.md``: the verdict (each run's held-out length against its own base model, with intervals), the runs and
+their status, config differences, words per iteration per role, extension
 acceptance, the held-out length at each evaluation point, and evaluation scores. Missing values are "—"."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from selflen.report.plots import is_number, point_key, point_label
 from selflen.report.runs import ROLES, Run, config_differences, latest, short
-from selflen.report.summary import budget_bound, budget_note, growth
+from selflen.report.summary import budget_bound, budget_note, growth, headline, verdict_rows
 
 MISSING = "—"
 
@@ -83,7 +84,7 @@ def eval_length_section(runs: Sequence[Run]) -> str:
     """The Generator's length on the held-out slice at base, 1..K and final, with growth over base."""
     rows, notes = [], []
     for run in runs:
-        ratios = growth(run.eval_lengths)
+        ratios = growth(run.eval_lengths, "mean_words")
         for point in sorted(run.eval_lengths, key=point_key):
             e = run.eval_lengths[point]
             ratio = ratios.get(point)
@@ -105,6 +106,39 @@ def eval_length_section(runs: Sequence[Run]) -> str:
                 ["run", "point", "n", "mean words", "median words", "effective words", "ended words",
                  "finish by budget", "repeated 10-grams", "growth vs base", "paired growth", "score"], rows))
     return text + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
+
+
+def verdict_section(runs: Sequence[Run]) -> str:
+    """The table the end of a run prints, per run: effective words, ended rate, repeated-10-gram rate and the
+    effective-words ratio to the run's own base model with its 95 % paired bootstrap interval; then each run's
+    verdict sentence."""
+    rows = [[run.label, *row] for run in runs for row in verdict_rows({"eval": run.eval_lengths})]
+    if not rows:
+        return "## Verdict\n\n_No run evaluated its Generator (`iter_<k>/evaluate/`)._\n"
+    sentences = [f"- {run.label}: {head['verdict']}" for run in runs if (head := headline(run.eval_lengths))]
+    return ("## Verdict\n\nEach run against its own base model on the same held-out prompts and seeds. Effective "
+            "words count repeated sentences once, so an answer that loops to the budget cannot win; the interval "
+            "resamples prompts, paired.\n\n" + md_table(
+                ["run", "point", "effective words", "ended", "repeated 10-grams", "effective words / base [95 %]"],
+                rows) + ("\n\n" + "\n".join(sentences) if sentences else "") + "\n")
+
+
+def links_section(runs: Sequence[Run]) -> str:
+    """Per run and iteration, the three links from ``summary.json`` and the first one below its bar."""
+    from selflen.report.links import weakest_link
+
+    rows = [[run.label, k, row.get("targets"), fmt(row.get("target_words"), 1), _times(row.get("target_gain")),
+             _times(row.get("target_over_base_ended")), fmt(row.get("fit")), fmt(row.get("transfer")),
+             weakest_link(row)[0] or "none"]
+            for run in runs for k, row in ((run.summary or {}).get("links") or {}).items()]
+    if not rows:
+        return ""
+    return ("## Links: target gain, fit, transfer\n\nTarget gain: the Generator's training targets over the answers "
+            "they were extended from and over the base model's ended answers on the benchmark; fit: the trained "
+            "Generator's words on held-out self-instructed instructions over its targets' words; transfer: the "
+            "benchmark's effective-words growth over the self-instructed split's.\n\n" + md_table(
+                ["run", "iteration", "targets", "target words", "target gain", "targets / base ended", "fit",
+                 "transfer", "broken link"], rows) + "\n")
 
 
 def _depth(metric: str) -> int:
@@ -136,8 +170,10 @@ def render_report(runs: Sequence[Run], plots: Mapping[str, Path], title: str, no
     """The Markdown report; ``plots`` maps a caption to a PNG next to the report."""
     now = _dt.datetime.now().isoformat(timespec="seconds")
     parts = [f"# {title}\n", f"{len(runs)} runs, read from their run directories on {now}.\n",
-             runs_section(runs), differences_section(runs), words_section(runs), acceptance_section(runs),
-             eval_length_section(runs), eval_section(runs)]
+             verdict_section(runs), runs_section(runs), differences_section(runs), words_section(runs),
+             acceptance_section(runs),
+             eval_length_section(runs), links_section(runs), eval_section(runs)]
+    parts = [part for part in parts if part]
     if plots:
         parts.append("## Plots\n\n" + "\n\n".join(f"![{cap}]({p.name})" for cap, p in plots.items()) + "\n")
     if notes:

@@ -184,3 +184,35 @@ def scatter(groups: Mapping[str, Sequence[tuple[float, float]]], path: Path | st
     ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
     ax.legend(fontsize=7)
     return save(fig, path)
+
+
+def verdict_plot(growth: Mapping[str, Mapping[Point, Mapping[str, Any]]], links: Mapping[Point, Mapping[str, Any]],
+                 bars: Mapping[str, float], path: Path | str) -> Path:
+    """Left: each point's effective-words ratio to the base model with its 95 % interval, one series per slice
+    (``{slice: {point: interval}}``, the dashed line at 1 = no change). Right: the three links per iteration
+    (``{k: {link: value}}``), each with its bar dotted in its colour."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 3.9))
+    where = _point_axis(left, [p for vals in growth.values() for p in vals], "evaluated after iteration")
+    for i, ((name, vals), color) in enumerate(zip(growth.items(), colors(max(1, len(growth))), strict=False)):
+        pts = [(where[point_label(p)] + 0.08 * i, v) for p, v in vals.items()
+               if point_label(p) in where and is_number((v or {}).get("ratio"))]
+        if not pts:
+            continue
+        xs, ys = [x for x, _ in pts], [v["ratio"] for _, v in pts]
+        lows = [v["ratio"] - v["low"] if is_number(v.get("low")) else 0.0 for _, v in pts]
+        highs = [v["high"] - v["ratio"] if is_number(v.get("high")) else 0.0 for _, v in pts]
+        left.errorbar(xs, ys, yerr=[lows, highs], fmt="-o", capsize=4, color=color, label=name)
+    left.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    left.set(ylabel="effective words / base (95 % interval)", title="held-out length against the base model")
+    if left.get_legend_handles_labels()[0]:
+        left.legend(fontsize=8)
+    names = list(bars)
+    wk = _point_axis(right, list(links))
+    for name, color in zip(names, colors(len(names)), strict=True):
+        _line(right, wk, {k: (row or {}).get(name) for k, row in links.items()}, "-o", color=color, label=name)
+        right.axhline(bars[name], color=color, linestyle=":", linewidth=1)
+    right.set(ylabel="ratio (dotted: the link's bar)", title="the links: target gain, fit, transfer")
+    if right.get_legend_handles_labels()[0]:
+        right.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return save(fig, path)

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from selflen.report.lengths import eval_length_row, paired_growth
+from selflen.report.paired import growth_intervals
 from selflen.report.plots import is_number, point_key
 from selflen.store import DONE_NAME, LOCK_NAME, RECORDS_NAME, RunLayout, read_jsonl
 
+SELF_ROWS = "self_instructed.jsonl"  # the evaluate stage's rows of the self-instructed split (stages.evaluate_self)
 ROLES = {"generator": "generate", "extender": "extend", "selected": "select"}  # role -> stage folder
 IGNORED_CONFIG_KEYS = {"paths.run_dir", "paths.root"}
 MANIFEST_BOOKKEEPING = {"stage", "config_hash", "counts", "drops", "seconds", "finished", "versions", "git_commit"}
@@ -263,6 +265,18 @@ def eval_rows(layout: RunLayout) -> dict[str, dict[str, Any]]:
             out[point], scored[point] = eval_length_row(summary, rows), rows
     for point, row in out.items():
         row["paired_growth"] = paired_growth(scored.get("0") or [], scored[point])
+        row["intervals"] = growth_intervals(scored["0"], scored[point]) if "0" in scored else {}
+    return out
+
+
+def self_rows(layout: RunLayout) -> dict[str, list[dict[str, Any]]]:
+    """The answered rows of the held-out self-instructed split (``iter_<k>/evaluate/self_instructed.jsonl``) per
+    point, 0..K."""
+    out = {}
+    for k in [0, *layout.iterations()]:
+        rows = [r for r in _rows(layout.stage(k, "evaluate") / SELF_ROWS) if r.get("status") == "ok"]
+        if rows:
+            out[str(k)] = rows
     return out
 
 

@@ -19,9 +19,11 @@ from typing import Any
 from evaluation.api import log_metrics, scatter_plot, score_rows
 from evaluation.benchmarks import load_benchmark, slice_rows
 from evaluation.repetition import repeated_ngram_rate
-from evaluation.runner import generate_responses
+from evaluation.runner import benchmark_requests, response_rows
 from selflen.engines.base import Engine, SamplingParams
+from selflen.stages import evaluate_self
 from selflen.stages.common import StageResult
+from selflen.stages.records import Instruction
 from selflen.store import Stage, write_json, write_jsonl
 
 BUDGET_BOUND_RATE = 0.1  # above this finish-by-budget rate the budget, not the model, set the length
@@ -39,10 +41,12 @@ class EvaluateSettings:
     top_k: int
     repetition_penalty: float
     seed: int
+    self_split: evaluate_self.SelfSplitSettings | None = None  # the held-out self-instructed split, answered too
 
 
 def settings(cfg, point: int | str) -> EvaluateSettings:  # noqa: ANN001 - TrainConfig
     e = cfg.evaluate
+    split = e.self_instructed > 0 and str(point) != "final"  # the final model follows length constraints
     return EvaluateSettings(
         point=str(point),
         benchmark=e.benchmark,
@@ -54,6 +58,7 @@ def settings(cfg, point: int | str) -> EvaluateSettings:  # noqa: ANN001 - Train
         top_k=e.top_k,
         repetition_penalty=e.repetition_penalty,
         seed=cfg.seed,
+        self_split=evaluate_self.settings(cfg) if split else None,
     )
 
 
@@ -87,7 +92,11 @@ def length_summary(scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run(stage: Stage, rows: Sequence[dict[str, Any]], s: EvaluateSettings, engine: Engine) -> StageResult:
+def run(stage: Stage, rows: Sequence[dict[str, Any]], s: EvaluateSettings, engine: Engine,
+        split: Sequence[Instruction] = ()) -> StageResult:
+    """Answer the benchmark slice ``rows`` (and, with ``s.self_split``, the self-instructed ``split``) in one engine
+    call; score the benchmark's answers with its own formulas; write ``scored.jsonl``, ``summary.json`` and
+    ``self_instructed.jsonl``."""
     params = SamplingParams(
         temperature=s.temperature,
         top_p=s.top_p,
@@ -96,7 +105,11 @@ def run(stage: Stage, rows: Sequence[dict[str, Any]], s: EvaluateSettings, engin
         max_new_tokens=s.max_new_tokens,
         seed=s.seed,
     )
-    responses = generate_responses(engine, rows, s.benchmark, params)
+    reqs = benchmark_requests(rows, s.benchmark, params)
+    items, self_reqs = evaluate_self.requests(split, s.self_split, params, s.seed) if s.self_split else ([], [])
+    results = engine.generate(reqs + self_reqs, desc=f"evaluate {s.benchmark} ({len(reqs)})"
+                              + (f" + self-instructed ({len(self_reqs)})" if self_reqs else ""))
+    responses = response_rows(rows, results[:len(reqs)])
     for r in responses:
         r["hit_budget"] = r.get("finish_reason") == "length"
     scored, summary = score_rows(responses, s.benchmark)
@@ -105,13 +118,22 @@ def run(stage: Stage, rows: Sequence[dict[str, Any]], s: EvaluateSettings, engin
     summary["length"] = length_summary(scored)
     write_jsonl(stage.dir / "scored.jsonl", scored)
     write_json(stage.dir / "summary.json", summary)
+    extra: dict[str, Any] = {}
+    if s.self_split:
+        own = evaluate_self.rows(items, results[len(reqs):], s.self_split)
+        write_jsonl(stage.dir / evaluate_self.ROWS_FILE, own)
+        ok = [r for r in own if r["status"] == "ok"]
+        extra["self_instructed"] = {"n": len(ok), "hit_budget": sum(r["finish_reason"] == "length" for r in ok),
+                                    "mean_words": round(statistics.fmean(r["words"] for r in ok), 2) if ok else None}
     name = "base" if s.point == "0" else s.point
     plot = scatter_plot(scored, stage.dir / "scatter.png", title=f"{name}: required vs produced words")
     metrics = log_metrics(summary, "eval")
     metrics.update({f"eval/length/{k}": float(v) for k, v in summary["length"].items() if k != "n"})
+    metrics.update({f"eval/self_instructed/{k}": float(v) for k, v in (extra.get("self_instructed") or {}).items()
+                    if v is not None and k != "n"})
     return StageResult(
         counts={"rows": len(scored), "hit_budget": sum(r["hit_budget"] for r in scored)},
         metrics=metrics,
-        extra={"length": summary["length"]},
+        extra={"length": summary["length"], **extra},
         images={f"plots/eval_{name}_scatter": str(plot)},
     )

@@ -143,7 +143,7 @@ def test_a_multirun_job_is_grouped_by_its_sweep_and_tagged_with_its_overrides(mo
     assert tracking.run_tags(["m"], ctx["overrides"]) == ["m", "model=qwen2"]
 
 
-def test_a_fresh_machine_without_benchmarks_stops_before_any_stage(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_a_data_dir_without_benchmarks_stops_before_any_stage(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     from selflen import pipeline
 
     empty = tmp_path / "empty"
@@ -151,9 +151,10 @@ def test_a_fresh_machine_without_benchmarks_stops_before_any_stage(tmp_path: Pat
     monkeypatch.setenv("SELFLEN_DATA_DIR", str(empty))
     cfg = TrainConfig()
     cfg.paths.run_dir, cfg.paths.cache_dir, cfg.paths.data_dir = str(tmp_path / "run"), str(tmp_path / "c"), None
-    with pytest.raises(StoreError, match="online=true") as err:
+    with pytest.raises(StoreError, match="unset both to use the copy shipped with selflen") as err:
         pipeline.run(cfg)
     assert len(str(err.value).splitlines()) == 1 and "evaluate.enabled=false" in str(err.value)
+    assert str(empty) in str(err.value) and "longen/LonGen.jsonl" in str(err.value)  # the file and where it looked
     assert not (tmp_path / "run").exists()  # no folder, lock or model work happened
     cfg.evaluate.enabled = False
     with pytest.raises(StoreError, match="longen"):  # decontamination still needs them
@@ -179,7 +180,7 @@ def test_benchmarks_are_fetched_once_into_the_cache(tmp_path: Path, monkeypatch)
     assert (folder / "longen" / "LonGen.jsonl").is_file()
     assert benchmarks.ensure_benchmarks(names, None, tmp_path / "cache", online=False) == folder  # offline now
     assert fetched == names  # not fetched again
-    with pytest.raises(FileNotFoundError, match="online=true"):
+    with pytest.raises(FileNotFoundError, match="SELFLEN_DATA_DIR at a folder that holds them"):
         benchmarks.ensure_benchmarks(names, None, tmp_path / "other", online=False)
 
 

@@ -229,6 +229,8 @@ def test_report_has_held_out_length_per_point(sweep: Path, tmp_path: Path) -> No
     assert compare.main(["--sweep", str(sweep), "--out", str(out), "--no-wandb"]) == 0
     text = (out / compare.REPORT_NAME).read_text()
     assert "## Held-out length" in text
+    assert text.index("## Verdict") < text.index("## Runs")  # the end-of-run table heads the report
+    assert "| model=llama3 | base |" in text.split("## Runs")[0] and "effective words / base [95 %]" in text
     # columns: n, mean, median, effective, ended words, by budget, repeated, growth, paired growth, score
     assert "| model=llama3 | base | 2 | 250.0 | 250.0 | — | 300.0 | 50.0% | — | 1.00x | 1.00x | 0.3 |" in text
     assert "| model=llama3 | 2 | 3 | 501.0 | 600.0 | — | — | — | — | 2.00x | 3.00x |" in text

@@ -113,6 +113,36 @@ def test_format_summary_table() -> None:
     assert rows["final"] == ["final", "—", "—", "—", "—", "—", "400.0", "0%", "2.00x"]
     assert "note: the budget, not the model, set the length at 2" in text
     assert "slowest stages: b 9s, a 3s" in text and "run dir: /runs/a" in text
+    assert lines[-3:] == ["run dir: /runs/a", "plots:   /runs/a/p.png", "summary: /runs/a/summary.json"]
+
+
+def _paired(words: list[float], finish: list[str]) -> list[dict]:
+    return [{**r, "id": f"p{i}", "sample": 0} for i, r in enumerate(_scored(words, finish))]
+
+
+def test_the_run_ends_with_the_verdict_table_and_sentence() -> None:
+    from selflen.report.paired import growth_intervals
+
+    base = _paired([100, 300, 200, 200], ["stop", "stop", "length", "stop"])
+    longer = _paired([300, 600, 400, 500], ["stop", "stop", "stop", "stop"])
+    evals = {"0": L.eval_length_row({}, base), "1": L.eval_length_row({}, longer)}
+    for point, rows in (("0", base), ("1", longer)):
+        evals[point]["intervals"] = growth_intervals(base, rows)
+    summary = S.build_summary(_per_iter(), evals, run_dir="/runs/a", wandb="/runs/a/wandb/offline-run-x")
+    assert summary["headline"]["point"] == "1" and summary["headline"]["measure"] == "effective_words"
+    assert summary["growth"]["1"] == summary["headline"]["ratio"] == 2.25  # effective words, not mean words alone
+    assert summary["growth_mean_words"]["1"] == 2.25
+    lines = S.format_summary(summary).splitlines()
+    table = lines.index(next(line for line in lines if line.startswith("held-out length (4 benchmark prompts")))
+    assert lines[table + 1].split()[:4] == ["point", "eff.", "words", "ended"]
+    assert lines[table + 2].split() == ["base", "100.0", "75%", "0.000", "1.00x"]
+    assert lines[table + 3].split()[:4] == ["1", "225.0", "100%", "0.000"]
+    assert lines[table + 3].split()[4] == "2.25x" and lines[table + 3].endswith("]")
+    assert lines[table + 4].startswith("Yes: the iteration 1 Generator wrote longer than the base model on 4 held-out")
+    assert lines[-1] == "W&B:     /runs/a/wandb/offline-run-x"
+    same = {"0": evals["0"], "1": {**evals["0"], "intervals": growth_intervals(base, base)}}
+    sentence = S.build_summary({}, same)["headline"]["verdict"]
+    assert sentence.startswith("Not shown: the iteration 1 Generator wrote 1.00x")
 
 
 class _Logger:
