@@ -90,7 +90,7 @@ def precheck(argv: Sequence[str], config_name: str = "train") -> None:
                 raise ConfigError(_first_line(err)) from None
             raw.paths.root = "."
             raw.paths.run_dir = "."
-            to_config(raw)
+            to_config(raw, announce=False)
 
 
 def _check_group_values(overrides: Sequence[str]) -> None:

@@ -6,6 +6,7 @@ stops the run with one line naming the key, the value and what is allowed (``Con
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from selflen.data import BENCHMARKS
+from selflen.env import auto_backend
 from selflen.models import merges_adapters
 from selflen.text.counting import COUNTERS
 from selflen.text.filters import NGRAM_TOKENIZERS
@@ -318,19 +320,15 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "generate.attempts": (0, None, False, True),
     "extend.extensions": (1, None, False, True),
     "extend.rounds": (1, None, False, True), "extend.attempts": (1, None, False, True),
-    "extend.retries": (0, None, False, True),
-    "extend.min_ratio": (1, None, False, True),
+    "extend.retries": (0, None, False, True), "extend.min_ratio": (1, None, False, True),
     "extend.keep_fraction": (0, 1, True, False),
     "select.dedup_threshold": (0, 1, True, False),
     "sft_data.p_keep_line": (0, 1, True, False),
-    "finetune.learning_rate": (0, None, True, True),
-    "finetune.epochs": (0, None, True, True),
+    "finetune.learning_rate": (0, None, True, True), "finetune.epochs": (0, None, True, True),
     "finetune.batch_size": (1, None, False, True), "finetune.lora.r": (1, None, False, True),
-    "launch.num_processes": (1, None, False, True),
-    "length_control.collect": (0, None, False, True),
-    "evaluate.max_new_tokens": (1, None, False, True),
-    "evaluate.self_instructed": (0, None, False, True), "evaluate.self_samples": (1, None, False, True),
-    "backend.gpu_memory_utilization": (0, 1, True, False),
+    "launch.num_processes": (1, None, False, True), "length_control.collect": (0, None, False, True),
+    "evaluate.max_new_tokens": (1, None, False, True), "evaluate.self_instructed": (0, None, False, True),
+    "evaluate.self_samples": (1, None, False, True), "backend.gpu_memory_utilization": (0, 1, True, False),
     "backend.batch_size": (1, None, False, True), "backend.concurrency": (1, None, False, True),
     "backend.tensor_parallel_size": (1, None, False, True), "backend.data_parallel_size": (1, None, False, True),
 }
@@ -480,8 +478,9 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
-def to_config(raw: DictConfig | dict) -> TrainConfig:
-    """Merge a composed Hydra config into the typed schema and check it; errors become one-line ``ConfigError``."""
+def to_config(raw: DictConfig | dict, announce: bool = True) -> TrainConfig:
+    """Merge a composed Hydra config into the typed schema and check it; errors become one-line ``ConfigError``.
+    ``backend=auto`` becomes ``vllm`` or ``hf``, said in the log when ``announce``."""
     schema = OmegaConf.structured(TrainConfig)
     try:
         merged = OmegaConf.merge(schema, raw)
@@ -491,6 +490,8 @@ def to_config(raw: DictConfig | dict) -> TrainConfig:
         msg = str(err).splitlines()[0]
         raise ConfigError(f"{key}: {msg}") from None
     assert isinstance(cfg, TrainConfig)
+    if cfg.backend.name == "auto":  # vLLM where installed, else transformers (conf/backend/auto.yaml)
+        cfg.backend.name = auto_backend(logging.getLogger("selflen").info if announce else None)
     check(cfg)
     return cfg
 
