@@ -9,10 +9,11 @@ local file fails fast instead.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
-__all__ = ["OFFLINE_DEFAULTS", "ONLINE_ENV", "apply_offline_defaults", "auto_backend", "online_opted_in"]
+__all__ = ["OFFLINE_DEFAULTS", "ONLINE_ENV", "apply_offline_defaults", "auto_backend", "online_endpoints",
+           "online_opted_in", "unreachable"]
 
 ONLINE_ENV = "SELFLEN_ONLINE"
 OFFLINE_DEFAULTS: dict[str, str] = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
@@ -78,3 +79,40 @@ def _version(metadata: Any, dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+def unreachable(urls: Sequence[str], timeout: float = 3.0, environ: Mapping[str, str] | None = None) -> str | None:
+    """Why online use cannot work here, in one line, or None: a TCP connection to each URL's host (to the
+    ``HTTPS_PROXY`` when one is set) must open within ``timeout`` seconds. Checked once before a run with
+    ``online=true``, so a machine with no route fails in seconds instead of retrying a hub download for minutes.
+
+    >>> unreachable(["http://127.0.0.1:9"], timeout=1.0)[:40]  # the discard port: nothing listens there
+    'online=true, but http://127.0.0.1:9 can '
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    env = os.environ if environ is None else environ
+    proxy = env.get("HTTPS_PROXY") or env.get("https_proxy")
+    for url in urls:
+        target = urlsplit(proxy if proxy and url.startswith("https") else url)
+        host, port = target.hostname or "", target.port or (443 if target.scheme == "https" else 80)
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as err:
+            via = f" (through the proxy {proxy})" if proxy and url.startswith("https") else ""
+            return (f"online=true, but {url} can not be reached from this machine{via}: {err or type(err).__name__}"
+                    f" -- run offline (drop online=true and SELFLEN_ONLINE), or fix the route (HF_ENDPOINT, "
+                    "WANDB_BASE_URL, HTTPS_PROXY)")
+    return None
+
+
+def online_endpoints(wandb_online: bool, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The services an online run talks to: the hub (``HF_ENDPOINT``) and, when W&B logs online, its API.
+
+    >>> online_endpoints(True, {"HF_ENDPOINT": "http://127.0.0.1:8000"})
+    ['http://127.0.0.1:8000', 'https://api.wandb.ai']
+    """
+    env = os.environ if environ is None else environ
+    urls = [env.get("HF_ENDPOINT") or "https://huggingface.co"]
+    return urls + ([env.get("WANDB_BASE_URL") or "https://api.wandb.ai"] if wandb_online else [])

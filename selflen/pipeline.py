@@ -177,12 +177,23 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             mode=lg.mode,
             entity=lg.entity,
             online=cfg.online,
+            job_type=job_type(cfg),
         ) as logger:
             runner = Runner(cfg, layout, model_dir, logger)
             try:
                 return run_loop(runner)
             finally:
                 runner.engines.close()
+
+
+def job_type(cfg: TrainConfig) -> str:
+    """The W&B job type: what ran (``loop``, ``loop:<experiment>``, ``loop:smoke`` for ``debug=smoke``).
+
+    >>> job_type(TrainConfig(experiment="cpu_lengthen"))
+    'loop:cpu_lengthen'
+    """
+    what = cfg.debug or cfg.experiment
+    return f"loop:{what}"[:64] if what else "loop"
 
 
 def run_loop(r: Runner) -> dict[str, Any]:

@@ -44,10 +44,16 @@ def model_folder(cfg: TrainConfig) -> Path:
 
 
 def preflight(cfg: TrainConfig) -> TrainConfig:
-    """Check that the benchmark files the run needs are here (fetching them once into the cache when online);
+    """With ``online=true``, check that the hub (and W&B when it logs online) can be reached at all (a few seconds,
+    not minutes of retries). Check that the benchmark files the run needs are here (fetching them once when online);
     returns ``cfg`` pointing at the folder that holds them. Evaluation and decontamination are only ever off when
     the config says so (``evaluate.enabled=false``, ``instruct.decontaminate=false``; the summary records it)."""
     from evaluation.benchmarks import DECONTAMINATION_BENCHMARKS, ensure_benchmarks
+    from selflen.env import online_endpoints, unreachable
+
+    wandb_online = cfg.logger.name == "wandb" and cfg.logger.mode == "online"
+    if cfg.online and (problem := unreachable(online_endpoints(wandb_online))) is not None:
+        raise StoreError(problem)
 
     names = ([cfg.evaluate.benchmark] if cfg.evaluate.enabled else []) + (
         list(DECONTAMINATION_BENCHMARKS) if cfg.instruct.decontaminate else [])

@@ -40,6 +40,8 @@ def _is_secret(key: str, value: Any) -> bool:
 class NullLogger:
     """Same methods as ``WandbLogger``; does nothing. Also records what it was given, for tests."""
 
+    run_id = ""  # a W&B run's id; artifact names carry it, so two runs of one project never share a name
+
     def __init__(self) -> None:
         self.history: list[dict[str, Any]] = []
         self.summary_data: dict[str, Any] = {}
@@ -59,14 +61,14 @@ class NullLogger:
 
     def log_artifact(self, name: str, type: str, path: str | Path, metadata: dict[str, Any] | None = None) -> None:  # noqa: A002
         """Version ``path`` (a file or folder) as artifact ``name`` of ``type`` (dataset / model / evaluation)."""
-        self.artifacts.append({"name": artifact_name(name), "type": type, "path": str(path),
+        self.artifacts.append({"name": artifact_name(name, self.run_id), "type": type, "path": str(path),
                                "metadata": dict(metadata or {}), "inputs": list(self._pending_inputs)})
         self._pending_inputs.clear()
 
     def use_artifact(self, name: str) -> None:
         """Declare artifact ``name`` an input of what is logged next (the lineage edge)."""
-        self._pending_inputs.append(artifact_name(name))
-        self.used.append(artifact_name(name))
+        self._pending_inputs.append(artifact_name(name, self.run_id))
+        self.used.append(artifact_name(name, self.run_id))
 
     def define_metrics(self, step_metrics: dict[str, str]) -> None:
         """Chart ``glob -> step metric`` (e.g. ``train/gen/*`` against ``train/gen/step``)."""
@@ -102,7 +104,7 @@ class WandbLogger(NullLogger):
         run_dir: Path,
         mode: str = "offline",
         entity: str | None = None,
-        job_type: str = "train",
+        job_type: str = "loop",
     ) -> None:
         super().__init__()
         import wandb
@@ -125,6 +127,8 @@ class WandbLogger(NullLogger):
             id=_persisted_id(run_dir),
             resume="allow",
         )
+        self.run_id = self.run.id
+        self._logged: dict[str, Any] = {}  # artifact name -> the Artifact this run logged (exact lineage online)
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         super().log(metrics, step)
@@ -142,19 +146,21 @@ class WandbLogger(NullLogger):
         super().log_artifact(name, type, path, metadata)
         path = Path(path)
         # offline W&B cannot resolve used artifacts, so each artifact also names its inputs in its metadata
-        art = self._wandb.Artifact(artifact_name(name), type=type, metadata={**(metadata or {}), "inputs": inputs})
+        art = self._wandb.Artifact(artifact_name(name, self.run_id), type=type,
+                                   metadata={**(metadata or {}), "inputs": inputs})
         if path.is_dir():
             art.add_dir(str(path))
         else:
             art.add_file(str(path))
-        self.run.log_artifact(art)
+        self._logged[art.name] = self.run.log_artifact(art)
 
     def use_artifact(self, name: str) -> None:
         super().use_artifact(name)
         if self.run.settings._offline:
             return  # wandb refuses use_artifact offline; the edge is in the next artifact's metadata
-        try:
-            self.run.use_artifact(f"{artifact_name(name)}:latest")
+        own = artifact_name(name, self.run_id)
+        try:  # the version this run logged; from an earlier session of the same run: its name is this run's only
+            self.run.use_artifact(self._logged.get(own) or f"{own}:latest")
         except Exception as err:  # not logged yet (e.g. an input from before logging was on)
             log.info("use_artifact(%s) skipped: %s", name, err)
 
@@ -182,13 +188,15 @@ class WandbLogger(NullLogger):
         self.run.finish(exit_code=exit_code)
 
 
-def artifact_name(name: str) -> str:
-    """A W&B artifact name from a stage name (``iter_1/sft_data`` -> ``iter_1-sft_data``).
+def artifact_name(name: str, run_id: str = "") -> str:
+    """A W&B artifact name from a stage name and the run's id (``iter_1/sft_data`` of run ``3aca9403`` ->
+    ``iter_1-sft_data-3aca9403``), so the runs of one sweep in one project never share an artifact name.
 
-    >>> artifact_name("iter_1/finetune_gen")
-    'iter_1-finetune_gen'
+    >>> artifact_name("iter_1/finetune_gen"), artifact_name("final/finetune", "3aca9403")
+    ('iter_1-finetune_gen', 'final-finetune-3aca9403')
     """
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
+    return f"{stem}-{run_id}" if run_id else stem
 
 
 STEP_METRICS = {"train/gen/*": "train/gen/step", "train/ext/*": "train/ext/step", "train/final/*": "train/final/step",
@@ -251,6 +259,7 @@ def open_logger(
     mode: str = "offline",
     entity: str | None = None,
     online: bool = False,
+    job_type: str = "loop",
 ) -> Iterator[NullLogger]:
     """Yield a logger for the run; finish it whatever happens inside the block."""
     if name == "none" or mode == "disabled":
@@ -268,6 +277,7 @@ def open_logger(
             run_dir=run_dir,
             mode=mode,
             entity=entity,
+            job_type=job_type,
         )
     try:
         yield logger

@@ -28,7 +28,7 @@ def test_smoke_run_record_and_resume(tmp_path: Path) -> None:
     run, empty = tmp_path / "run", tmp_path / "no_benchmarks"
     empty.mkdir()
     res = _train(run, env={"SELFLEN_DATA_DIR": str(empty)})
-    assert res.returncode != 0 and "online=true" in res.stderr and not (run / "iter_1").exists()
+    assert res.returncode != 0 and "unset both to use the copy shipped" in res.stderr and not (run / "iter_1").exists()
 
     args = ("evaluate.enabled=false", "instruct.decontaminate=false", "iterations=one",
             "evaluate.regression_tasks=[selflen_mini_mc]", "evaluate.regression_limit=4")
@@ -38,10 +38,11 @@ def test_smoke_run_record_and_resume(tmp_path: Path) -> None:
     assert summary["checks_off"] == ["evaluate.enabled", "instruct.decontaminate"]
     assert summary["regression"]["selflen_mini_mc"]["acc"]["verdict"] == "unchanged within 2 SE"  # tiny model: 0
     recs = wo.records(run)
-    arts = {a["name"]: a for a in wo.artifacts(recs)}
+    rid = (run / "wandb_id").read_text().strip()
+    arts = {a["name"].removesuffix(f"-{rid}"): a for a in wo.artifacts(recs) if a["name"].endswith(f"-{rid}")}
     assert arts["iter_1-sft_data"]["type"] == "dataset" and arts["final-finetune"]["type"] == "model"
-    assert arts["iter_1-finetune_gen"]["metadata"]["inputs"] == ["iter_1-sft_data"]
-    assert "final-length_control" in arts["final-finetune"]["metadata"]["inputs"]
+    assert arts["iter_1-finetune_gen"]["metadata"]["inputs"] == [f"iter_1-sft_data-{rid}"]
+    assert f"final-length_control-{rid}" in arts["final-finetune"]["metadata"]["inputs"]
     assert arts["final-regression"]["type"] == "evaluation"
     keys = {k for row in wo.history(recs) for k in row}
     # the launched trainer's own logs (learning rate, grad norm, throughput), forwarded into the run's W&B run

@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from selflen.cli import register_resolvers
 from selflen.config import CONF_DIR
 from selflen.report.runs import find_runs
+from tests import wandb_offline as wo
 
 pytestmark = [pytest.mark.integration, pytest.mark.data]
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,8 @@ def _config(run: Path) -> dict:
 @pytest.fixture(scope="module")
 def model_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sweep = tmp_path_factory.mktemp("sweep")
-    _train("-m", "model=llama3,qwen2", *FAST, f"hydra.sweep.dir={sweep}")
+    logged = [a for a in FAST if a != "logger=none"]  # W&B offline: the jobs' records are checked below
+    _train("-m", "model=llama3,qwen2", *logged, f"hydra.sweep.dir={sweep}")
     return sweep
 
 
@@ -96,3 +98,19 @@ def test_submitit_local_sweep(tmp_path: Path) -> None:
     assert sorted(_config(r)["instruct"]["count"] for r in runs) == [2, 3]
     assert all((r / "summary.json").exists() for r in runs)
     assert any((tmp_path / ".submitit").iterdir())
+
+
+def test_sweep_jobs_log_artifacts_of_their_own_grouped_by_the_sweep(model_sweep: Path) -> None:
+    names: list[str] = []
+    for run in find_runs(model_sweep):
+        recs = wo.records(run)
+        rid = (run / "wandb_id").read_text().strip()
+        arts = [a for a in wo.artifacts(recs) if a["type"] != "run_table"]
+        assert {a["name"] for a in arts} >= {f"iter_1-sft_data-{rid}", f"iter_1-finetune_gen-{rid}"}
+        assert all(a["name"].endswith(f"-{rid}") for a in arts)  # the job's identity is in every name
+        lineage = next(a for a in arts if a["name"] == f"iter_1-finetune_gen-{rid}")["metadata"]["inputs"]
+        assert lineage == [f"iter_1-sft_data-{rid}"]  # the input this job logged, not another job's
+        header = wo.of_type(recs, "run")[0]
+        assert header.run_group == model_sweep.name and header.job_type == "loop:smoke"
+        names += [a["name"] for a in arts]
+    assert len(names) == len(set(names)) and len(names) >= 8  # two jobs, no shared artifact name

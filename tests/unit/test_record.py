@@ -85,10 +85,11 @@ def test_offline_wandb_run_holds_artifacts_lineage_and_step_metrics(tmp_path: Pa
         assert lg.active
     assert not lg.active
     recs = wo.records(tmp_path)
-    arts = {a["name"]: a for a in wo.artifacts(recs)}
+    rid = (tmp_path / "wandb_id").read_text().strip()
+    arts = {a["name"].removesuffix(f"-{rid}"): a for a in wo.artifacts(recs) if a["name"].endswith(f"-{rid}")}
     assert arts["iter_1-sft_data"]["type"] == "dataset" and arts["iter_1-sft_data"]["files"] == ["gen.jsonl"]
     assert arts["iter_1-finetune_gen"]["type"] == "model"
-    assert arts["iter_1-finetune_gen"]["metadata"]["inputs"] == ["iter_1-sft_data"]
+    assert arts["iter_1-finetune_gen"]["metadata"]["inputs"] == [f"iter_1-sft_data-{rid}"]  # this run's own
     metrics = wo.metrics(recs)
     assert metrics["train/gen/*"] == "train/gen/step" and metrics["*"] == "iteration"
     assert metrics["train/*"] == "train/global_step"
@@ -161,6 +162,29 @@ def test_a_data_dir_without_benchmarks_stops_before_any_stage(tmp_path: Path, mo
         pipeline.run(cfg)
     cfg.instruct.decontaminate = False
     assert pipeline.preflight(cfg) is cfg  # explicitly off: nothing needed
+
+
+def test_online_without_a_route_fails_in_seconds_with_one_line(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import time
+
+    from selflen import pipeline
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # loopback, nothing listens: no route to a hub
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    cfg = TrainConfig(online=True)
+    cfg.paths.run_dir, cfg.paths.cache_dir = str(tmp_path / "run"), str(tmp_path / "c")
+    start = time.monotonic()
+    with pytest.raises(StoreError) as err:
+        pipeline.run(cfg)
+    assert time.monotonic() - start < 10
+    text = str(err.value)
+    assert len(text.splitlines()) == 1 and text.startswith("online=true, but http://127.0.0.1:9 can not be reached")
+    assert "drop online=true" in text and not (tmp_path / "run").exists()
+    cfg.logger.mode = "online"
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    from selflen.env import online_endpoints
+
+    assert online_endpoints(True)[-1] == "https://api.wandb.ai"  # W&B online is checked too
 
 
 def test_benchmarks_are_fetched_once_into_the_cache(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
