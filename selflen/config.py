@@ -1,8 +1,7 @@
 """Typed schemas behind the YAML in ``conf/`` and the validation that runs before anything is written.
 
 Values live in YAML; these dataclasses give every key a type, a default and one line of meaning. A bad value
-stops the run with one line naming the key, the value and what is allowed (``ConfigError``).
-"""
+stops the run with one line naming the key, the value and what is allowed (``ConfigError``)."""
 
 from __future__ import annotations
 
@@ -253,6 +252,7 @@ class PathsConfig:
     run_dir: str = "."  # Hydra's output dir
     cache_dir: str = "~/.cache/selflen"  # converted and tiny models only
     data_dir: str | None = None  # benchmark files (LonGen, LongBench-Write); null = auto
+    fork_from: str | None = None  # a finished run whose iter_0 and iter_1 data stages this run starts from
 
 
 @dataclass

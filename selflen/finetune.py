@@ -222,6 +222,7 @@ def train(
         trained=True,
         steps=result.global_step,
         train_loss=round(result.training_loss, 4),
+        train_seconds=round(float(result.metrics.get("train_runtime", 0.0)), 1),
         first_loss=losses[0] if losses else None,
         last_loss=losses[-1] if losses else None,
         resumed=resume,

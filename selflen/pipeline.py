@@ -32,7 +32,7 @@ from selflen.errors import SelflenError, check_stop
 from selflen.models import merged_model_dir, merges_adapters
 from selflen.report import cards
 from selflen.report import summary as report
-from selflen.run_inputs import decontaminator, eval_rows, model_folder, preflight, seed_prompts
+from selflen.run_inputs import decontaminator, eval_rows, fork_run, model_folder, preflight, seed_prompts
 from selflen.stages import (
     evaluate,
     evaluate_self,
@@ -164,6 +164,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     layout = RunLayout(Path(cfg.paths.run_dir).expanduser().resolve())
     layout.root.mkdir(parents=True, exist_ok=True)
     with RunLock(layout.root):
+        if cfg.paths.fork_from:
+            log.info("forked from %s: %s", cfg.paths.fork_from, fork_run(cfg.paths.fork_from, layout) or "nothing new")
         model_dir = model_folder(cfg)
         write_json(layout.config_path, to_dict(cfg))
         lg, job = cfg.logger, hydra_job_context()  # a -m job: its sweep is its group, its overrides its tags

@@ -68,6 +68,32 @@ def preflight(cfg: TrainConfig) -> TrainConfig:
     return replace(cfg, paths=replace(cfg.paths, data_dir=str(folder)))
 
 
+FORKED = ((0, ("instruct", "evaluate")),
+          (1, ("instruct", "generate", "select_responses", "extend", "select", "sft_data")))
+"""What ``paths.fork_from`` copies: the self-instructed split and the base evaluation, and iteration 1's data."""
+
+
+def fork_run(source: str | Path, layout: RunLayout) -> list[str]:
+    """Start this run from a finished run's frozen data: copy its stages in ``FORKED`` that this run lacks, so
+    a sweep of fine-tuning recipes (``iterations=one``) trains and evaluates every recipe on the same SFT data and
+    the same base evaluation. The copies are checked like any finished stage: a setting that shapes them and
+    differs from the source is refused with the stage's hash error. Returns the stages copied."""
+    import shutil
+
+    src = RunLayout(Path(source).expanduser().resolve())
+    if not (src.stage(1, "sft_data") / "done.json").is_file():
+        raise StoreError(f"paths.fork_from={source}: no finished iter_1/sft_data there; give the folder of a run "
+                         "that finished its first iteration's sft_data")
+    copied = []
+    for point, names in FORKED:
+        for name in names:
+            origin, target = src.stage(point, name), layout.stage(point, name)
+            if (origin / "done.json").is_file() and not target.exists():
+                shutil.copytree(origin, target)
+                copied.append(layout.rel(target))
+    return copied
+
+
 def eval_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
     """The held-out slice every evaluation point answers; a missing benchmark stops the run before any stage."""
     data_dir = Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else None

@@ -267,3 +267,25 @@ def test_redo_names_a_stage_in_every_iteration_or_in_one(redo: list[str], tmp_pa
 @dataclass
 class _Settings:
     n: int
+
+
+def test_fork_copies_the_frozen_data_stages_a_recipe_sweep_trains_on(tmp_path: Path) -> None:
+    from selflen.run_inputs import fork_run
+    from selflen.store import RunLayout, StoreError
+
+    src = RunLayout(tmp_path / "source")
+    for point, name in [(0, "instruct"), (0, "evaluate"), (1, "instruct"), (1, "generate"), (1, "sft_data"),
+                        (1, "finetune_gen"), (1, "evaluate"), (2, "instruct")]:
+        (src.stage(point, name)).mkdir(parents=True)
+        (src.stage(point, name) / "done.json").write_text("{}")
+    (src.stage(1, "extend")).mkdir(parents=True)  # unfinished: not copied
+    job = RunLayout(tmp_path / "job")
+    job.stage(0, "evaluate").mkdir(parents=True)  # already there: kept, not overwritten
+    copied = fork_run(src.root, job)
+    assert copied == ["iter_0/instruct", "iter_1/instruct", "iter_1/generate", "iter_1/sft_data"]
+    assert not (job.stage(1, "finetune_gen")).exists() and not (job.stage(1, "evaluate")).exists()  # retrained
+    assert not (job.stage(2, "instruct")).exists() and not (job.stage(1, "extend")).exists()
+    assert not (job.stage(0, "evaluate") / "done.json").exists()
+    assert fork_run(src.root, job) == []  # a resumed job copies nothing again
+    with pytest.raises(StoreError, match="paths.fork_from=.*no finished iter_1/sft_data"):
+        fork_run(tmp_path / "nowhere", job)
