@@ -43,7 +43,7 @@ COUNT_KEYS = {
 
 def expected_stages(iterations: int = 2) -> set[str]:
     """Every stage folder of a smoke run (evaluation on, the final collection round and SFT on)."""
-    stages = {"iter_0/evaluate"} | {f"final/{s}" for s in FINAL_STAGES}
+    stages = {"iter_0/instruct", "iter_0/evaluate"} | {f"final/{s}" for s in FINAL_STAGES}  # split, base
     return stages | {f"iter_{k}/{s}" for k in range(1, iterations + 1) for s in ITERATION_STAGES}
 
 
@@ -73,6 +73,9 @@ def check_structure(run_dir: Path, iterations: int = 2) -> dict[str, dict[str, A
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["iterations"]) == {str(k) for k in range(1, iterations + 1)}
     assert set(summary["eval"]) == {str(k) for k in range(iterations + 1)} | {"final"}
+    assert set(summary["self_instructed"]) == {str(k) for k in range(iterations + 1)}  # the split at 0..K
+    assert set(summary["links"]) == {str(k) for k in range(1, iterations + 1)}
+    assert summary["headline"]["point"] == "final"
     return found
 
 
@@ -88,7 +91,7 @@ def expected_served(run_dir: Path, merged: bool = False) -> dict[str, list[str]]
     t = run_tag(run_dir)
     if merged:
         return {k: [v if v == "base" else f"{v} (merged)" for v in vs] for k, vs in expected_served(run_dir).items()}
-    served = {f"iter_{k}/instruct": ["base"] for k in (1, 2)}
+    served = {f"iter_{k}/instruct": ["base"] for k in (0, 1, 2)}  # iter_0: the held-out self-instructed split
     served.update(
         {
             "iter_0/evaluate": ["base"],
