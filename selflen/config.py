@@ -99,12 +99,12 @@ class SamplingConfig:
 
 @dataclass
 class IterationsConfig:
-    count: int = 2  # macro-iterations (group options one, two, three; any count: iterations.count=N)
+    count: int = 1  # macro-iterations (group options one, two, three; any count: iterations.count=N)
 
 
 @dataclass
 class InstructConfig:
-    count: int = 3  # new instructions requested per iteration (reference: 5000)
+    count: int = 8  # new instructions requested per iteration (reference: 5000)
     attempts: int = 10  # tries per requested instruction
     pool: str = "growing"  # growing (seeds + accepted so far; Qwen reference) | seeds (LLaMA reference)
     pool_reset: int | None = None  # growing pool: reset to the seeds every N slots (Qwen reference: 500)
@@ -127,13 +127,13 @@ class GenerateConfig:
     drop_truncated: bool = True  # drop answers cut off by max_new_tokens (finish reason "length")
     stop_loops: bool = True  # end an answer caught in a verbatim loop early and drop it (the reference: runs on)
     length_biased: bool = True  # the reference also applies drop_short to the Generator's answers
-    max_new_tokens: int = 320
+    max_new_tokens: int = 640
 
 
 @dataclass
 class ExtendConfig:
-    extensions: int = 2  # independent extensions per answer (reference: 2)
-    rounds: int = 3  # chained extension rounds
+    extensions: int = 1  # independent extensions per answer (the default run, length=cpu; reference: 2)
+    rounds: int = 2  # chained extension rounds (the default run, length=cpu; reference: 3)
     attempts: int = 1  # tries per round before giving up on the round
     retries: int = 0  # whole extensions started over from the original when under min_ratio (reference: 19)
     length_biased: bool = True  # drop_short on the accepted extensions too (reference: yes)
@@ -145,7 +145,7 @@ class ExtendConfig:
     drop_truncated: bool = True
     stop_loops: bool = True  # end a rewrite caught in a verbatim loop early and drop it (the reference: runs on)
     hold_to_ratio: bool = False  # stage 2 may not end (EOS) before the text could reach min_ratio x (reference: off)
-    max_new_tokens: int = 384
+    max_new_tokens: int = 768
 
 
 @dataclass
@@ -224,7 +224,7 @@ class EvaluateConfig:
     benchmark: str = "longen"
     languages: list[str] = field(default_factory=lambda: ["en"])
     n_per_cell: int = 1
-    max_new_tokens: int = 1024
+    max_new_tokens: int = 512
     temperature: float = 0.0  # 0 = greedy; a sampled evaluation uses the run seed, the same at every point
     top_p: float = 1.0
     top_k: int = 0

@@ -30,8 +30,10 @@ def _compose(*overrides: str) -> TrainConfig:
 
 def test_default_composes_to_typed_config() -> None:
     cfg = _compose()
-    assert cfg.model.source == "embedded" and cfg.backend.name == "hf"
-    assert cfg.extend.min_ratio == 1.2 and cfg.iterations.count == 2
+    from selflen.env import auto_backend
+
+    assert cfg.model.source == "embedded" and cfg.backend.name == auto_backend()  # backend=auto, resolved at load
+    assert cfg.extend.min_ratio == 1.2 and cfg.iterations.count == 1
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -94,7 +96,8 @@ def test_the_lora_rank_bound_applies_only_where_vllm_serves_adapters(monkeypatch
 
 
 def test_unknown_group_option_lists_choices() -> None:
-    with pytest.raises(ConfigError, match=r"backend='nope' is not a known option; choose one of hf, openai, vllm"):
+    choices = "choose one of auto, hf, openai, vllm"
+    with pytest.raises(ConfigError, match=rf"backend='nope' is not a known option; {choices}"):
         precheck(["backend=nope"])
 
 
@@ -162,8 +165,10 @@ def test_schema_defaults_equal_the_default_yaml() -> None:
     from selflen.report.runs import flatten
 
     composed, schema = flatten(to_dict(_compose())), flatten(to_dict(TrainConfig()))
-    set_by_model = {"instruct.judge"}  # model/smollm2_135m.yaml: a 135M model cannot judge
+    set_by_model = {"instruct.judge", "extend.strip_meta"}  # model/smollm2_135m.yaml: no judge, no preamble
     differ = {k for k in composed.keys() | schema.keys() if composed.get(k) != schema.get(k)}
+    assert schema["backend.name"] == "hf" and composed["backend.name"] in ("vllm", "hf")  # auto, resolved at load
+    differ.discard("backend.name")
     assert differ - {"paths.root", "paths.run_dir", "paths.cache_dir", "paths.data_dir"} == set_by_model
 
 
