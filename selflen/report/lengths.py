@@ -41,7 +41,7 @@ def _row_repetition(row: Mapping[str, Any], key: str) -> Any:
     return rep.get(key) if isinstance(rep, Mapping) else None
 
 
-def _repeated_rate(row: Mapping[str, Any]) -> float | None:
+def repeated_rate(row: Mapping[str, Any]) -> float | None:
     """A row's repeated n-gram rate (``NGRAM_N``): from the row's ``repetition`` block, else from its text."""
     rate = _row_repetition(row, f"repeated_{NGRAM_N}gram_rate")
     if is_number(rate):
@@ -95,7 +95,7 @@ def eval_length_row(summary: Mapping[str, Any] | None, scored: Sequence[Mapping[
     effective = _mean(_row_repetition(r, "effective_words") for r in rows)
     if effective is None:
         effective = (summary.get("repetition") or {}).get("mean_effective_words")
-    repeated = _mean(_repeated_rate(r) for r in rows)
+    repeated = _mean(repeated_rate(r) for r in rows)
     if repeated is None:
         repeated = (summary.get("repetition") or {}).get(f"repeated_{NGRAM_N}gram_rate")
     score = overall.get("score")

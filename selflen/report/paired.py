@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from selflen.report.lengths import repeated_rate
 from selflen.report.plots import is_number
 
 MEASURES = ("effective_words", "ended_words", "ended_rate", "repeated_10gram_rate", "mean_words")
@@ -51,11 +52,7 @@ def answer_values(row: Mapping[str, Any]) -> dict[str, float] | None:
     words = float(row["words"])
     rep = row.get("repetition") if isinstance(row.get("repetition"), Mapping) else {}
     effective = rep.get("effective_words")
-    rate = rep.get("repeated_10gram_rate")
-    if not is_number(rate) and isinstance(row.get("response"), str):
-        from evaluation.repetition import repeated_ngram_rate
-
-        rate = repeated_ngram_rate(row["response"], 10)
+    rate = repeated_rate(row)
     return {"words": words, "effective_words": float(effective) if is_number(effective) else words,
             "ended": 0.0 if row.get("finish_reason") == "length" else 1.0,
             "repeated_10gram_rate": float(rate) if is_number(rate) else 0.0}

@@ -19,9 +19,9 @@ from typing import Any
 from selflen.report.lengths import eval_length_row, paired_growth
 from selflen.report.paired import growth_intervals
 from selflen.report.plots import is_number, point_key
+from selflen.stages.evaluate_self import ROWS_FILE
 from selflen.store import DONE_NAME, LOCK_NAME, RECORDS_NAME, RunLayout, read_jsonl
 
-SELF_ROWS = "self_instructed.jsonl"  # the evaluate stage's rows of the self-instructed split (stages.evaluate_self)
 ROLES = {"generator": "generate", "extender": "extend", "selected": "select"}  # role -> stage folder
 IGNORED_CONFIG_KEYS = {"paths.run_dir", "paths.root"}
 MANIFEST_BOOKKEEPING = {"stage", "config_hash", "counts", "drops", "seconds", "finished", "versions", "git_commit"}
@@ -274,7 +274,7 @@ def self_rows(layout: RunLayout) -> dict[str, list[dict[str, Any]]]:
     point, 0..K."""
     out = {}
     for k in [0, *layout.iterations()]:
-        rows = [r for r in _rows(layout.stage(k, "evaluate") / SELF_ROWS) if r.get("status") == "ok"]
+        rows = [r for r in _rows(layout.stage(k, "evaluate") / ROWS_FILE) if r.get("status") == "ok"]
         if rows:
             out[str(k)] = rows
     return out
