@@ -115,7 +115,7 @@ def test_header_commands_compose(name: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "jobs"), [("sweep_models", 2), ("sweep_keep_ratio", 3), ("sweep_extension", 4),
-                                            ("sweep_ablations", 8)])
+                                            ("sweep_ablations", 8), ("sweep_recipes", 3)])
 def test_sweep_grids(name: str, jobs: int) -> None:
     combos = _expand(["-m", f"+experiment={name}"])
     assert len(combos) == jobs
@@ -124,7 +124,7 @@ def test_sweep_grids(name: str, jobs: int) -> None:
 
 
 def test_every_sweep_file_is_covered() -> None:
-    assert set(SWEEPS) == {"sweep_models", "sweep_keep_ratio", "sweep_extension", "sweep_ablations"}
+    assert set(SWEEPS) == {"sweep_models", "sweep_keep_ratio", "sweep_extension", "sweep_ablations", "sweep_recipes"}
 
 
 def test_ablations_run_with_one_glob_command() -> None:
