@@ -74,13 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     sides: dict[str, Any] = {}
     with warm_base_engine(cfg) as engine, tempfile.TemporaryDirectory() as tmp:
         for name, on in (("reference", False), ("hold_to_ratio", True)):
-            sides[name] = side(engine, responses, replace(base, hold_to_ratio=on), Path(tmp) / name)
+            settings = replace(base, extend=replace(base.extend, hold_to_ratio=on))
+            sides[name] = side(engine, responses, settings, Path(tmp) / name)
             print(name, json.dumps(sides[name]), flush=True)
     ref, held = sides["reference"], sides["hold_to_ratio"]
     result = {
         **header(layout, cfg),
         "responses": len(responses),
-        "extend": {k: getattr(base, k) for k in ("extensions", "rounds", "attempts", "min_ratio")}
+        "extend": {k: getattr(base.extend, k) for k in ("extensions", "rounds", "attempts", "min_ratio")}
                   | {"max_new_tokens": base.sampling.max_new_tokens},
         "sides": sides,
         "accepted_ratio": round(held["accepted"] / max(1, ref["accepted"]), 3),

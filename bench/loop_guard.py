@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         **header(layout, cfg),
         "instructions": len(instructions),
-        "samples": base.samples,
+        "samples": base.generate.samples,
         "max_new_tokens": base.sampling.max_new_tokens,
         "sides": sides,
         "speedup": round(sides["loops_run_on"]["wall_s"] / max(1e-9, sides["stop_loops"]["wall_s"]), 3),

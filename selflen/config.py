@@ -16,7 +16,20 @@ from omegaconf.errors import OmegaConfBaseException
 
 from selflen.data import BENCHMARKS
 from selflen.env import auto_backend
+from selflen.groups import (
+    EvaluateConfig,
+    ExtendConfig,
+    FinetuneConfig,
+    GenerateConfig,
+    InstructConfig,
+    LengthConfig,
+    LengthControlConfig,
+    RegressionConfig,
+    SelectConfig,
+    SftDataConfig,
+)
 from selflen.models import merges_adapters
+from selflen.schema import SchemaError, build
 from selflen.text.counting import COUNTERS
 from selflen.text.filters import NGRAM_TOKENIZERS
 from selflen.text.rules import RULES
@@ -103,95 +116,6 @@ class IterationsConfig:
 
 
 @dataclass
-class InstructConfig:
-    count: int = 8  # new instructions requested per iteration (reference: 5000)
-    attempts: int = 10  # tries per requested instruction
-    pool: str = "growing"  # growing (seeds + accepted so far; Qwen reference) | seeds (LLaMA reference)
-    pool_reset: int | None = None  # growing pool: reset to the seeds every N slots (Qwen reference: 500)
-    judge: bool = True  # yes/no suitability judge on self-instructed prompts
-    judge_temperature: float = 0.7  # the reference samples the judge with the shared decoding
-    judge_min_words: int = 2000  # the judge asks whether the instruction suits a text of more than N words
-    judge_parse: str = "selflen"  # selflen (a robust yes/no reading) | reference (exactly "yes" / "是")
-    min_words: int = 4  # accept when min <= words < max (reference: 3 < w < 500)
-    max_words: int = 500
-    dedup_threshold: float | None = 0.8  # near-duplicate Jaccard threshold; null: no deduplication (reference)
-    decontaminate: bool = True  # drop prompts overlapping LonGen / LongBench-Write
-    drop_truncated: bool = True  # an instruction cut by the token budget is unfinished: dropped
-    max_new_tokens: int = 120
-
-
-@dataclass
-class GenerateConfig:
-    samples: int = 2  # Generator answers per instruction
-    attempts: int = 1  # extra tries for a sample that failed the filters (reference: up to 19)
-    drop_truncated: bool = True  # drop answers cut off by max_new_tokens (finish reason "length")
-    stop_loops: bool = True  # end an answer caught in a verbatim loop early and drop it (the reference: runs on)
-    length_biased: bool = True  # the reference also applies drop_short to the Generator's answers
-    max_new_tokens: int = 640
-
-
-@dataclass
-class ExtendConfig:
-    extensions: int = 1  # independent extensions per answer (the default run, length=cpu; reference: 2)
-    rounds: int = 2  # chained extension rounds (the default run, length=cpu; reference: 3)
-    attempts: int = 1  # tries per round before giving up on the round
-    retries: int = 0  # whole extensions started over from the original when under min_ratio (reference: 19)
-    length_biased: bool = True  # drop_short on the accepted extensions too (reference: yes)
-    min_ratio: float = 1.2  # accept an extension only if words > min_ratio x original (strictly greater)
-    keep_fraction: float = 0.6667  # fraction of the stage-1 expansion kept before continuing
-    keep_rule: str = "selflen"  # selflen (content paragraphs, at least one kept) | reference (raw pieces)
-    prefix_separator: str = ""  # between the kept stage-1 text and the continuation ("" = the reference's A + B)
-    strip_meta: bool = False  # strip a meta preamble/coda instead of dropping the text (the reference drops it)
-    drop_truncated: bool = True
-    stop_loops: bool = True  # end a rewrite caught in a verbatim loop early and drop it (the reference: runs on)
-    hold_to_ratio: bool = False  # stage 2 may not end (EOS) before the text could reach min_ratio x (reference: off)
-    max_new_tokens: int = 768
-
-
-@dataclass
-class SelectConfig:
-    length_biased: bool = True  # keep longer items with probability 1 - 2r^3
-    length_unit: str = "chars"  # chars (the reference's len(str)) | words
-    min_items: int = 10  # below this many items the rank rule is skipped (with n=1 it drops everything)
-    dedup_threshold: float | None = 0.8  # null: no deduplication (reference)
-
-
-@dataclass
-class SftDataConfig:
-    p_keep_line: float = 0.8  # Extender data: keep each outline line with this probability
-    line_removal: str = "selflen"  # selflen (blank lines kept, never empty) | reference (every line drawn)
-    max_examples: int | None = None
-
-
-@dataclass
-class LoraConfig:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: str = "all-linear"
-
-
-@dataclass
-class FinetuneConfig:
-    method: str = "lora"  # lora | full
-    lineage: str = "continue"  # continue (cumulative adapter, the reference) | fresh (new adapter each iteration)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    learning_rate: float = 1e-4
-    epochs: float = 2.0  # reference: 4 (+experiment=paper_scale)
-    batch_size: int = 4
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1
-    scheduler: str = "cosine"
-    max_length: int = 4096  # longer examples are dropped and counted, never truncated
-    batching: str = "bucketed"  # bucketed (sorted batches, shuffled order) | group_by_length | random
-    save_steps: int = 20  # checkpoint cadence (resume after a crash)
-    logging_steps: int = 5
-    bf16: bool = False  # bf16 autocast; on CPU only where it has native bf16 (AVX512-BF16/AMX), else slower
-    gradient_checkpointing: bool = False
-    last_extender: bool = True  # train the Extender in the last iteration too (the reference); nothing after uses it
-
-
-@dataclass
 class LaunchConfig:
     """How fine-tuning runs (``selflen.launch``): in this process, or launched by accelerate on N processes."""
 
@@ -202,37 +126,6 @@ class LaunchConfig:
     accelerate: dict[str, Any] = field(default_factory=lambda: {"distributed_type": "NO"})  # accelerate config
     deepspeed: dict[str, Any] | None = None  # DeepSpeed JSON ("auto" values filled from finetune.*)
     env: dict[str, str] = field(default_factory=dict)  # extra environment of the trainer processes
-
-
-@dataclass
-class LengthControlConfig:
-    enabled: bool = True
-    collect: int = 0  # final collection round: fresh instructions answered by the last Generator (reference 5000)
-    min_words: int = 150  # pooled answers with min_words <= words < max_words get constraints (paper: 2000)
-    max_words: int = 8000
-    mix: dict[str, float] = field(default_factory=lambda: {"about": 0.4, "range": 0.25, "above": 0.1, "below": 0.25})
-    rewrite: str = "llm"  # llm (base model rewrites the query, template fallback) | template
-    rewrite_max_new_tokens: int = 256
-    final_sft: bool = True
-    epochs: float = 2.0
-
-
-@dataclass
-class EvaluateConfig:
-    enabled: bool = True
-    base: bool = True  # evaluate the base model as iteration 0, so every run measures its own growth
-    benchmark: str = "longen"
-    languages: list[str] = field(default_factory=lambda: ["en"])
-    n_per_cell: int = 1
-    max_new_tokens: int = 512
-    temperature: float = 0.0  # 0 = greedy; a sampled evaluation uses the run seed, the same at every point
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.1
-    self_instructed: int = 4  # held-out self-instructed split (iter_0/instruct) answered at each point; 0 = off
-    self_samples: int = 1  # answers per instruction of that split
-    regression_tasks: list[str] = field(default_factory=list)  # lm-eval tasks after the final SFT, e.g. [mmlu]
-    regression_limit: int | None = None  # documents per regression task (None = all)
 
 
 @dataclass
@@ -257,20 +150,25 @@ class PathsConfig:
 
 @dataclass
 class TrainConfig:
+    """The whole run. Stage groups (``selflen.groups``) take their values from YAML only; the other groups keep
+    their defaults here, since their options (``backend=hf|vllm|openai``) each set only their own keys."""
+
+    length: LengthConfig
+    instruct: InstructConfig
+    generate: GenerateConfig
+    extend: ExtendConfig
+    select: SelectConfig
+    sft_data: SftDataConfig
+    finetune: FinetuneConfig
+    length_control: LengthControlConfig
+    evaluate: EvaluateConfig
+    regression: RegressionConfig
     model: ModelConfig = field(default_factory=ModelConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     language: LanguageConfig = field(default_factory=LanguageConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    instruct: InstructConfig = field(default_factory=InstructConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
-    extend: ExtendConfig = field(default_factory=ExtendConfig)
-    select: SelectConfig = field(default_factory=SelectConfig)
-    sft_data: SftDataConfig = field(default_factory=SftDataConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
-    length_control: LengthControlConfig = field(default_factory=LengthControlConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     iterations: IterationsConfig = field(default_factory=IterationsConfig)
@@ -327,7 +225,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "finetune.learning_rate": (0, None, True, True), "finetune.epochs": (0, None, True, True),
     "finetune.batch_size": (1, None, False, True), "finetune.lora.r": (1, None, False, True),
     "launch.num_processes": (1, None, False, True), "length_control.collect": (0, None, False, True),
-    "evaluate.max_new_tokens": (1, None, False, True), "evaluate.self_instructed": (0, None, False, True),
+    "length.evaluate_tokens": (1, None, False, True), "evaluate.self_instructed": (0, None, False, True),
     "evaluate.self_samples": (1, None, False, True), "backend.gpu_memory_utilization": (0, 1, True, False),
     "backend.batch_size": (1, None, False, True), "backend.concurrency": (1, None, False, True),
     "backend.tensor_parallel_size": (1, None, False, True), "backend.data_parallel_size": (1, None, False, True),
@@ -371,8 +269,8 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError(f"model.path={cfg.model.path!r} does not exist; point it at a model folder with config.json")
     if cfg.instruct.min_words >= cfg.instruct.max_words:
         raise ConfigError("instruct.min_words must be < instruct.max_words")
-    if cfg.length_control.min_words >= cfg.length_control.max_words:
-        raise ConfigError("length_control.min_words must be < length_control.max_words")
+    if cfg.length.pool_min_words >= cfg.length.pool_max_words:
+        raise ConfigError("length.pool_min_words must be < length.pool_max_words")
     unknown = set(cfg.length_control.mix) - {"about", "range", "above", "below"}
     if unknown or not any(v > 0 for v in cfg.length_control.mix.values()):
         raise ConfigError(
@@ -479,21 +377,31 @@ register_resolvers()
 
 
 def to_config(raw: DictConfig | dict, announce: bool = True) -> TrainConfig:
-    """Merge a composed Hydra config into the typed schema and check it; errors become one-line ``ConfigError``.
+    """A composed Hydra config read into the typed schema and checked; errors become one-line ``ConfigError``.
     ``backend=auto`` becomes ``vllm`` or ``hf``, said in the log when ``announce``."""
-    schema = OmegaConf.structured(TrainConfig)
     try:
-        merged = OmegaConf.merge(schema, raw)
-        cfg = OmegaConf.to_object(merged)
+        data = OmegaConf.to_container(raw, resolve=True) if isinstance(raw, DictConfig) else dict(raw)
     except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "?"
-        msg = str(err).splitlines()[0]
-        raise ConfigError(f"{key}: {msg}") from None
-    assert isinstance(cfg, TrainConfig)
+        raise ConfigError(f"{getattr(err, 'full_key', None) or '?'}: {str(err).splitlines()[0]}") from None
+    try:
+        cfg = build(TrainConfig, data)
+    except SchemaError as err:
+        raise ConfigError(str(err)) from None
     if cfg.backend.name == "auto":  # vLLM where installed, else transformers (conf/backend/auto.yaml)
         cfg.backend.name = auto_backend(logging.getLogger("selflen").info if announce else None)
     check(cfg)
     return cfg
+
+
+def load(*overrides: str, announce: bool = False) -> TrainConfig:
+    """The config ``python train.py <overrides>`` runs with (composed from ``conf/``, run folder "."): the values
+    of every group come from its YAML, so tests and scripts start from what a user gets."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        raw = compose("train", overrides=list(overrides))
+    raw.paths.root, raw.paths.run_dir = ".", "."
+    return to_config(raw, announce=announce)
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -21,35 +21,14 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from selflen.errors import check_stop, request_stop, stop_requested
+from selflen.groups import FinetuneConfig
+from selflen.schema import build
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    method: str = "lora"  # lora | full
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: str = "all-linear"
-    learning_rate: float = 1e-4
-    epochs: float = 4.0
-    batch_size: int = 4
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1
-    scheduler: str = "cosine"
-    max_length: int = 4096
-    batching: str = "bucketed"  # bucketed | group_by_length | random
-    save_steps: int = 20
-    logging_steps: int = 5
-    bf16: bool = False
-    gradient_checkpointing: bool = False
-    seed: int = 0
 
 
 def to_prompt_completion(rows: list[dict]) -> list[dict]:
@@ -139,8 +118,9 @@ def train(
     model_dir: str | Path,
     data_path: str | Path,
     out_dir: str | Path,
-    s: TrainSettings,
+    s: FinetuneConfig,
     *,
+    seed: int = 0,
     init_adapter: str | Path | None = None,
     on_log: Callable[[dict[str, float]], None] | None = None,
     dtype: str = "float32",
@@ -175,11 +155,11 @@ def train(
     max_len = max(lengths[i] for i in keep)
     stats.update(max_length=max_len, tokens=sum(lengths[i] for i in keep))
 
-    set_seed(s.seed)  # the new adapter's initial weights: the same in-process, launched, on every rank
+    set_seed(seed)  # the new adapter's initial weights: the same in-process, launched, on every rank
     model, peft_config = load_model(model_dir, s, dtype, init_adapter)
     ckpt_dir = out_dir.parent / (out_dir.name + ".checkpoints")
     args = sft_config(s, ckpt_dir, examples=len(keep), max_len=max_len, use_cpu=not torch.cuda.is_available(),
-                      report_to=report_to)
+                      report_to=report_to, seed=seed)
     losses: list[float] = []
 
     class _Forward(TrainerCallback):
@@ -202,7 +182,7 @@ def train(
             if on_log and numeric:
                 on_log({**numeric, "step": state.global_step})
 
-    trainer_cls = _bucketed(SFTTrainer, s.seed) if s.batching == "bucketed" else SFTTrainer
+    trainer_cls = _bucketed(SFTTrainer, seed) if s.batching == "bucketed" else SFTTrainer
     trainer = trainer_cls(
         model=model,
         args=args,
@@ -266,7 +246,7 @@ def _save(trainer, tokenizer, out_dir: Path, ckpt_dir: Path) -> None:  # noqa: A
     trainer.accelerator.wait_for_everyone()
 
 
-def load_model(model_dir: str | Path, s: TrainSettings, dtype: str, init_adapter: str | Path | None):  # noqa: ANN201
+def load_model(model_dir: str | Path, s: FinetuneConfig, dtype: str, init_adapter: str | Path | None):  # noqa: ANN201
     """The model to train and, for a new LoRA adapter, its PEFT config (None when continuing an adapter or for full
     fine-tuning)."""
     import torch
@@ -281,13 +261,14 @@ def load_model(model_dir: str | Path, s: TrainSettings, dtype: str, init_adapter
 
     if init_adapter:
         return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True), None
-    config = LoraConfig(r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target_modules,
+    config = LoraConfig(r=s.lora.r, lora_alpha=s.lora.alpha, lora_dropout=s.lora.dropout,
+                        target_modules=s.lora.target_modules,
                         task_type="CAUSAL_LM")
     return model, config
 
 
-def sft_config(s: TrainSettings, ckpt_dir: Path, *, examples: int, max_len: int, use_cpu: bool,  # noqa: ANN201
-               report_to: str = "none"):
+def sft_config(s: FinetuneConfig, ckpt_dir: Path, *, examples: int, max_len: int, use_cpu: bool,  # noqa: ANN201
+               report_to: str = "none", seed: int = 0):
     """TRL's ``SFTConfig`` for one training run: loss on the completion only, checkpoints for resuming."""
     from trl import SFTConfig
 
@@ -309,7 +290,7 @@ def sft_config(s: TrainSettings, ckpt_dir: Path, *, examples: int, max_len: int,
         save_total_limit=1,
         report_to=report_to,
         run_name=ckpt_dir.parent.name if report_to != "none" else None,
-        seed=s.seed,
+        seed=seed,
         bf16=s.bf16,
         use_cpu=use_cpu,
         gradient_checkpointing=s.gradient_checkpointing,
@@ -364,8 +345,9 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(json.dumps(m) + "\n")
 
     try:
-        stats = train(job.model_dir, job.data, job.out_dir, TrainSettings(**job.settings),
-                      init_adapter=job.init_adapter, on_log=write_log, dtype=job.dtype, stop_file=job.stop_file)
+        stats = train(job.model_dir, job.data, job.out_dir, build(FinetuneConfig, job.settings, "finetune."),
+                      seed=job.seed, init_adapter=job.init_adapter, on_log=write_log, dtype=job.dtype,
+                      stop_file=job.stop_file)
     except Interrupted as err:  # a checkpoint is on disk: a clean exit, the result says it stopped
         stats = {"stopped": True, "signum": err.signum}
     if rank == 0 and job.result_file:

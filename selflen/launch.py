@@ -69,7 +69,8 @@ class TrainJob:
     model_dir: str
     data: str
     out_dir: str
-    settings: dict[str, Any]  # TrainSettings as a dict
+    settings: dict[str, Any]  # the finetune group (FinetuneConfig) as a dict
+    seed: int = 0
     dtype: str = "float32"
     init_adapter: str | None = None
     log_file: str | None = None  # trainer logs, one JSON object per line (rank 0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from selflen import launch
 from selflen.config import TrainConfig, to_dict
 from selflen.engines import Engine, EnginePool, engine_from_config
 from selflen.errors import SelflenError, check_stop
+from selflen.groups import HASH_VERSION, identity
 from selflen.models import merged_model_dir, merges_adapters
 from selflen.report import cards
 from selflen.report import summary as report
@@ -81,7 +82,7 @@ class Runner:
         rel = self.layout.rel(self.layout.stage(point, name))
         upstream = [self.stages[i] for i in inputs if i in self.stages]
         hashes = [self.stages[i].hash if i in self.stages else self.root_hash for i in inputs]
-        h = config_hash({"stage": name, "settings": asdict(settings), "inputs": hashes})
+        h = config_hash({"version": HASH_VERSION, "stage": name, "settings": identity(settings), "inputs": hashes})
         redo = name in self.cfg.redo or rel in self.cfg.redo or any(u.redone for u in upstream)
         st = Stage(self.layout.root / rel, rel, h, redo=redo)
         self.stages[rel] = st
@@ -191,8 +192,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
 def job_type(cfg: TrainConfig) -> str:
     """The W&B job type: what ran (``loop``, ``loop:<experiment>``, ``loop:smoke`` for ``debug=smoke``).
 
-    >>> job_type(TrainConfig(experiment="cpu_lengthen"))
-    'loop:cpu_lengthen'
+    >>> from selflen.config import load
+    >>> job_type(load("+experiment=cpu_lengthen")), job_type(load("debug=smoke")), job_type(load())
+    ('loop:cpu_lengthen', 'loop:smoke', 'loop')
     """
     what = cfg.debug or cfg.experiment
     return f"loop:{what}"[:64] if what else "loop"
@@ -229,7 +231,7 @@ def self_split(r: Runner) -> list[dict[str, Any]]:
     decontamination index), so the fine-tuned Generator's length on them measures fit, not transfer."""
     cfg = r.cfg
     seeds = seed_prompts(cfg.language.name)
-    s = replace(instruct.settings(cfg, evaluate_self.SPLIT_POINT), count=cfg.evaluate.self_instructed)
+    s = instruct.settings(cfg, evaluate_self.SPLIT_POINT, count=cfg.evaluate.self_instructed)
     inputs = instruct.InstructInputs(seeds, r.decontaminator())
     r.run(0, "instruct", s, ["root", f"seeds:{config_hash(seeds)}"],
           lambda st: instruct.run(st, inputs, s, r.engines.for_folder(None, "base")))
@@ -299,11 +301,11 @@ def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str]
             base_model=model_info(r),
             role=role,
             iteration=k,
-            lineage=s.lineage,
+            lineage=s.finetune.lineage,
             train_stats=r.manifests[st.name].get("train", {}),
             data_path=r.layout.rel(data),
-            method=s.train.method,
-            settings=asdict(s.train),
+            method=s.finetune.method,
+            settings=asdict(s.finetune),
             init_adapter=s.init_adapter,
             extra={"stage": st.name, "experiment": r.cfg.experiment, "debug": r.cfg.debug},
         )
@@ -345,7 +347,7 @@ def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]
     lc = length_control.settings(cfg)
     unpooled, pooled = pooled, length_control.pool(pooled, lc.min_words, lc.max_words)
     st = r.run("final", "length_control", lc, sources, lambda st: length_control.run(
-        st, pooled, lc, r.engines.for_folder(None, "base") if lc.rewrite == "llm" else None))
+        st, pooled, lc, r.engines.for_folder(None, "base") if lc.length_control.rewrite == "llm" else None))
     write_data_card(r, st, "final", {"length_control": lc})
     r.engines.release()  # free memory for the length-following SFT
     examples = r.manifests[st.name]["counts"].get("examples", 0)
@@ -359,7 +361,7 @@ def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]
         out["final_model"] = r.layout.rel(folder) if folder else None
         if rows is not None and folder is not None:
             evaluate_point(r, "final", rows)
-        if cfg.evaluate.regression_tasks and folder is not None:
+        if cfg.regression.tasks and folder is not None:
             rs = regression.settings(cfg)
             st = r.run("final", "regression", rs, ["final/finetune"],
                        lambda st: regression.run(st, r.model_dir, folder, rs))
@@ -371,7 +373,7 @@ def collect_round(r: Runner) -> str:
     """The reference's final collection: fresh instructions answered by the last Generator (no extension)."""
     cfg, k = r.cfg, r.cfg.iterations.count + 1
     seeds = seed_prompts(cfg.language.name)
-    inst_s = replace(instruct.settings(cfg, k), count=cfg.length_control.collect)
+    inst_s = instruct.settings(cfg, k, count=cfg.length_control.collect)
     inst_in = instruct.InstructInputs(seeds, r.decontaminator())
     r.run("final", "collect_instruct", inst_s, ["root", f"seeds:{config_hash(seeds)}"],
           lambda st: instruct.run(st, inst_in, inst_s, r.engines.for_folder(None, "base")))

@@ -21,6 +21,7 @@ from evaluation.benchmarks import load_benchmark, slice_rows
 from evaluation.repetition import repeated_ngram_rate
 from evaluation.runner import benchmark_requests, response_rows
 from selflen.engines.base import Engine, SamplingParams
+from selflen.groups import EvaluateConfig
 from selflen.stages import evaluate_self
 from selflen.stages.common import StageResult
 from selflen.stages.records import Instruction
@@ -31,15 +32,9 @@ BUDGET_BOUND_RATE = 0.1  # above this finish-by-budget rate the budget, not the 
 
 @dataclass(frozen=True)
 class EvaluateSettings:
+    evaluate: EvaluateConfig
     point: str  # "0" (base), "1".."K", "final"
-    benchmark: str
-    languages: tuple[str, ...]
-    n_per_cell: int
-    max_new_tokens: int
-    temperature: float
-    top_p: float
-    top_k: int
-    repetition_penalty: float
+    max_new_tokens: int  # length.evaluate_tokens
     seed: int
     self_split: evaluate_self.SelfSplitSettings | None = None  # the held-out self-instructed split, answered too
 
@@ -47,25 +42,14 @@ class EvaluateSettings:
 def settings(cfg, point: int | str) -> EvaluateSettings:  # noqa: ANN001 - TrainConfig
     e = cfg.evaluate
     split = e.self_instructed > 0 and str(point) != "final"  # the final model follows length constraints
-    return EvaluateSettings(
-        point=str(point),
-        benchmark=e.benchmark,
-        languages=tuple(e.languages),
-        n_per_cell=e.n_per_cell,
-        max_new_tokens=e.max_new_tokens,
-        temperature=e.temperature,
-        top_p=e.top_p,
-        top_k=e.top_k,
-        repetition_penalty=e.repetition_penalty,
-        seed=cfg.seed,
-        self_split=evaluate_self.settings(cfg) if split else None,
-    )
+    return EvaluateSettings(evaluate=e, point=str(point), max_new_tokens=cfg.length.evaluate_tokens, seed=cfg.seed,
+                            self_split=evaluate_self.settings(cfg) if split else None)
 
 
 def load_rows(s: EvaluateSettings, data_dir: Path | None, online: bool = False) -> list[dict[str, Any]]:
     """The held-out slice; raises ``FileNotFoundError`` (naming what to do) when the benchmark is missing."""
-    rows = load_benchmark(s.benchmark, data_dir=data_dir, online=online)
-    return slice_rows(rows, language=list(s.languages) or None, n_per_cell=s.n_per_cell, seed=s.seed)
+    rows = load_benchmark(s.evaluate.benchmark, data_dir=data_dir, online=online)
+    return slice_rows(rows, language=list(s.evaluate.languages) or None, n_per_cell=s.evaluate.n_per_cell, seed=s.seed)
 
 
 def length_summary(scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -98,21 +82,21 @@ def run(stage: Stage, rows: Sequence[dict[str, Any]], s: EvaluateSettings, engin
     call; score the benchmark's answers with its own formulas; write ``scored.jsonl``, ``summary.json`` and
     ``self_instructed.jsonl``."""
     params = SamplingParams(
-        temperature=s.temperature,
-        top_p=s.top_p,
-        top_k=s.top_k,
-        repetition_penalty=s.repetition_penalty,
+        temperature=s.evaluate.temperature,
+        top_p=s.evaluate.top_p,
+        top_k=s.evaluate.top_k,
+        repetition_penalty=s.evaluate.repetition_penalty,
         max_new_tokens=s.max_new_tokens,
         seed=s.seed,
     )
-    reqs = benchmark_requests(rows, s.benchmark, params)
+    reqs = benchmark_requests(rows, s.evaluate.benchmark, params)
     items, self_reqs = evaluate_self.requests(split, s.self_split, params, s.seed) if s.self_split else ([], [])
-    results = engine.generate(reqs + self_reqs, desc=f"evaluate {s.benchmark} ({len(reqs)})"
+    results = engine.generate(reqs + self_reqs, desc=f"evaluate {s.evaluate.benchmark} ({len(reqs)})"
                               + (f" + self-instructed ({len(self_reqs)})" if self_reqs else ""))
     responses = response_rows(rows, results[:len(reqs)])
     for r in responses:
         r["hit_budget"] = r.get("finish_reason") == "length"
-    scored, summary = score_rows(responses, s.benchmark)
+    scored, summary = score_rows(responses, s.evaluate.benchmark)
     for r in scored:
         r["repetition"]["repeated_10gram_rate"] = round(repeated_ngram_rate(r["response"], 10), 4)
     summary["length"] = length_summary(scored)

@@ -21,9 +21,11 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from selflen import prompts
 from selflen.engines.base import Engine, Result, SamplingParams
+from selflen.groups import ExtendConfig
 from selflen.stages.common import Chat, StageResult, filter_rules, sampling_params, seed_for, summarize
 from selflen.stages.records import Drop, Extension, Response
 from selflen.store import Stage, config_hash, read_json, write_json
@@ -37,53 +39,34 @@ from selflen.text import (
     strip_meta_lines,
 )
 
+if TYPE_CHECKING:
+    from selflen.config import SplitConfig
+
 STATE_FILE = "rounds.json"
 
 
 @dataclass(frozen=True)
 class ExtendSettings:
-    extensions: int
-    rounds: int
-    attempts: int
-    retries: int  # whole extensions started over from the original when they end under min_ratio (reference: 19)
-    min_ratio: float
-    keep_fraction: float
-    split: str
-    split_ratio: float
-    prefix_separator: str  # between the kept stage-1 text and the continuation ("" = the reference)
-    strip_meta: bool  # strip a meta preamble/coda ("Here is the revised version:") instead of dropping the text
-    rules: FilterRules
+    extend: ExtendConfig
+    split: SplitConfig
+    rules: FilterRules  # from the language group
     language: str
-    sampling: SamplingParams
+    sampling: SamplingParams  # the sampling group, length.extend_tokens and extend.stop_loops
     chat: Chat
     seed: int
-    drop_truncated: bool = True
-    hold_to_ratio: bool = False  # stage 2's EOS held back until the text could reach min_ratio x (``hold_tokens``)
-    prompts: str = ""  # fingerprint of the extend prompt template
-    keep_rule: str = "selflen"  # selflen | reference (the raw "\n\n" pieces)
+    prompts: str  # fingerprint of the extend prompt template
 
 
 def settings(cfg) -> ExtendSettings:  # noqa: ANN001 - TrainConfig
     c = cfg.extend
     return ExtendSettings(
-        extensions=c.extensions,
-        rounds=c.rounds,
-        attempts=c.attempts,
-        retries=c.retries,
-        min_ratio=c.min_ratio,
-        keep_fraction=c.keep_fraction,
-        keep_rule=c.keep_rule,
-        split=cfg.split.strategy,
-        split_ratio=cfg.split.ratio,
-        prefix_separator=c.prefix_separator,
-        strip_meta=c.strip_meta,
+        extend=c,
+        split=cfg.split,
         rules=filter_rules(cfg),
         language=cfg.language.name,
-        sampling=sampling_params(cfg, c.max_new_tokens).with_(stop_loops=c.stop_loops),
+        sampling=sampling_params(cfg, cfg.length.extend_tokens).with_(stop_loops=c.stop_loops),
         chat=Chat(cfg.model.system_prompt),
         seed=cfg.seed,
-        drop_truncated=c.drop_truncated,
-        hold_to_ratio=c.hold_to_ratio,
         prompts=config_hash(prompts.load("extend", cfg.language.name).template),
     )
 
@@ -135,17 +118,17 @@ def hold_tokens(target_words: float, prefix_words: int, stage1_tokens: int, stag
 
 
 def run(stage: Stage, responses: Sequence[Response], s: ExtendSettings, engine: Engine) -> StageResult:
-    todo = [(r, e) for r in responses for e in range(s.extensions) if not stage.has(f"{r['id']}-e{e}")]
+    todo = [(r, e) for r in responses for e in range(s.extend.extensions) if not stage.has(f"{r['id']}-e{e}")]
     items = [_Item(f"{r['id']}-e{e}", r, r["response"], r["words"]) for r, e in todo]
-    first_try, first_round = _restore(stage, items, s.rounds)
-    for t in range(first_try, s.retries + 1):
+    first_try, first_round = _restore(stage, items, s.extend.rounds)
+    for t in range(first_try, s.extend.retries + 1):
         trying = [it for it in items if it.tries == t + 1]  # started over, or never closed by the ratio
         if not trying:
             break
-        for rnd in range(first_round if t == first_try else 0, s.rounds):
+        for rnd in range(first_round if t == first_try else 0, s.extend.rounds):
             _one_round(engine, trying, rnd, s, t)
-            if rnd == s.rounds - 1:
-                _close_try(trying, s, last=t == s.retries)
+            if rnd == s.extend.rounds - 1:
+                _close_try(trying, s, last=t == s.extend.retries)
             _save(stage, items, t, rnd)
     for it in items:
         stage.append(_record(it, s))
@@ -167,7 +150,7 @@ def _close_try(items: Sequence[_Item], s: ExtendSettings, last: bool) -> None:
     """End one whole try: an extension under the ratio counts a ``ratio`` drop and, unless it was the last try,
     starts over from the original answer."""
     for it in items:
-        if not accept_extension(it.source["words"], it.best_words, s.min_ratio):
+        if not accept_extension(it.source["words"], it.best_words, s.extend.min_ratio):
             it.drops[Drop.RATIO] += 1
             if not last:
                 it.restart()
@@ -175,7 +158,7 @@ def _close_try(items: Sequence[_Item], s: ExtendSettings, last: bool) -> None:
 
 def _record(it: _Item, s: ExtendSettings) -> Extension:
     src = it.source
-    ok = accept_extension(src["words"], it.best_words, s.min_ratio)
+    ok = accept_extension(src["words"], it.best_words, s.extend.min_ratio)
     return {
         "id": it.id,
         "response_id": src["id"],
@@ -199,32 +182,34 @@ def _one_round(engine: Engine, items: list[_Item], rnd: int, s: ExtendSettings, 
     """One round for every item: up to ``attempts`` tries, each a batched stage 1 and a batched stage 2; a retry
     (``retry`` > 0, a whole extension started over) draws its own seeds."""
     pending = list(items)
-    for attempt in range(s.attempts):
+    for attempt in range(s.extend.attempts):
         if not pending:
             return
         reqs1 = [
             s.chat.request(
-                extend_prompt(it.source["instruction"], first_part(it.best, s.split, s.split_ratio), s.language),
+                extend_prompt(it.source["instruction"], first_part(it.best, s.split.strategy, s.split.ratio),
+                              s.language),
                 s.sampling,
                 seed=seed_for(s.seed, it.id, rnd, attempt, 1, *_retry_part(retry)),
             )
             for it in pending
         ]
         results1 = engine.generate(reqs1, desc=f"extend {_label(rnd, retry)} stage 1 ({len(reqs1)})")
-        kept = [keep_leading(_clean(res.text, s), s.keep_fraction, s.keep_rule) if res.ok else "" for res in results1]
+        kept = [keep_leading(_clean(res.text, s), s.extend.keep_fraction, s.extend.keep_rule) if res.ok else ""
+                for res in results1]
         reqs2 = [
             s.chat.request(
                 extend_prompt(it.source["instruction"], it.best, s.language),
                 _stage2_sampling(it, k, res, s),
                 seed=seed_for(s.seed, it.id, rnd, attempt, 2, *_retry_part(retry)),
-                prefix=prefix_for(k, s.prefix_separator),
+                prefix=prefix_for(k, s.extend.prefix_separator),
             )
             for it, k, res in zip(pending, kept, results1, strict=True)
         ]
         still = []
         results2 = engine.generate(reqs2, desc=f"extend {_label(rnd, retry)} stage 2 ({len(reqs2)})")
         for it, k, res in zip(pending, kept, results2, strict=True):
-            text, reason = round_outcome(it.best_words, prefix_for(k, s.prefix_separator) or "", res, s)
+            text, reason = round_outcome(it.best_words, prefix_for(k, s.extend.prefix_separator) or "", res, s)
             if reason is None:
                 it.best, it.best_words, it.rounds_ok = text, count_words(text, s.rules.counter), it.rounds_ok + 1
             else:
@@ -244,10 +229,10 @@ def _label(rnd: int, retry: int) -> str:
 
 def _stage2_sampling(it: _Item, kept: str, stage1: Result, s: ExtendSettings) -> SamplingParams:
     """Stage 2's decoding: the stage's, plus (``hold_to_ratio``) an EOS held until min_ratio x the current text."""
-    if not s.hold_to_ratio or not stage1.ok:
+    if not s.extend.hold_to_ratio or not stage1.ok:
         return s.sampling
     out = stage1.outputs[0]
-    hold = hold_tokens(s.min_ratio * it.best_words, count_words(kept, s.rules.counter), out.tokens,
+    hold = hold_tokens(s.extend.min_ratio * it.best_words, count_words(kept, s.rules.counter), out.tokens,
                        count_words(out.text, s.rules.counter), s.sampling.max_new_tokens)
     return s.sampling.with_(min_new_tokens=hold)
 
@@ -260,7 +245,7 @@ def round_outcome(best_words: int, prefix: str, res: Result, s: ExtendSettings) 
     text = _clean(prefix + out.text, s)
     if out.finish_reason == "loop":
         return text, Drop.LOOP
-    if out.finish_reason == "length" and s.drop_truncated:
+    if out.finish_reason == "length" and s.extend.drop_truncated:
         return text, Drop.TRUNCATED
     reason = check_response(text, s.rules)
     if reason:
@@ -272,7 +257,7 @@ def round_outcome(best_words: int, prefix: str, res: Result, s: ExtendSettings) 
 
 def _clean(text: str, s: ExtendSettings) -> str:
     text = text.strip()
-    return strip_meta_lines(text, s.rules.meta_words) if s.strip_meta else text
+    return strip_meta_lines(text, s.rules.meta_words) if s.extend.strip_meta else text
 
 
 def _save(stage: Stage, items: list[_Item], retry: int, rnd: int) -> None:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from selflen.finetune import TrainSettings, train
+from selflen.finetune import train
+from selflen.groups import FinetuneConfig
 from selflen.launch import LaunchSettings, TrainJob, run_job
 from selflen.stages.common import StageResult
 from selflen.stages.records import Drop
@@ -23,16 +24,16 @@ from selflen.store import RunLayout, Stage
 @dataclass(frozen=True)
 class FinetuneSettings:
     role: str
-    train: TrainSettings
-    lineage: str
-    dtype: str
+    finetune: FinetuneConfig  # the group; the final fine-tune takes length_control.epochs as its epochs
+    seed: int
+    dtype: str  # the model's
     processes: int = 1  # trainer processes: the global batch is train.batch_size x train.grad_accum x processes
     init_adapter: str | None = None  # run-relative adapter folder training starts from (None: a new adapter)
     start_model: str | None = None  # run-relative full model folder training starts from (None: the base model)
 
     @property
     def output(self) -> str:
-        return "adapter" if self.train.method == "lora" else "model"
+        return "adapter" if self.finetune.method == "lora" else "model"
 
 
 @dataclass
@@ -47,35 +48,15 @@ class FinetuneInputs:
 
 
 def settings(cfg, role: str, epochs: float | None = None) -> FinetuneSettings:  # noqa: ANN001 - TrainConfig
-    f = cfg.finetune
-    train_settings = TrainSettings(
-        method=f.method,
-        r=f.lora.r,
-        alpha=f.lora.alpha,
-        dropout=f.lora.dropout,
-        target_modules=f.lora.target_modules,
-        learning_rate=f.learning_rate,
-        epochs=epochs or f.epochs,
-        batch_size=f.batch_size,
-        grad_accum=f.grad_accum,
-        warmup_ratio=f.warmup_ratio,
-        scheduler=f.scheduler,
-        max_length=f.max_length,
-        batching=f.batching,
-        save_steps=f.save_steps,
-        logging_steps=f.logging_steps,
-        bf16=f.bf16,
-        gradient_checkpointing=f.gradient_checkpointing,
-        seed=cfg.seed,
-    )
-    return FinetuneSettings(role=role, train=train_settings, lineage=f.lineage, dtype=cfg.model.dtype,
+    f = cfg.finetune if epochs is None else replace(cfg.finetune, epochs=epochs)
+    return FinetuneSettings(role=role, finetune=f, seed=cfg.seed, dtype=cfg.model.dtype,
                             processes=cfg.launch.num_processes)
 
 
 def with_start(s: FinetuneSettings, layout: RunLayout, previous: Path | None) -> FinetuneSettings:
     """Where training starts: ``previous`` (what the role's last training produced) under ``continue`` lineage —
     its adapter is trained further, or its full weights are the starting model — else the base model."""
-    if previous is None or (s.lineage != "continue" and s.role != "final"):
+    if previous is None or (s.finetune.lineage != "continue" and s.role != "final"):
         return s
     if previous.name == "adapter":
         return replace(s, init_adapter=layout.rel(previous))
@@ -87,14 +68,14 @@ def run(stage: Stage, inputs: FinetuneInputs, s: FinetuneSettings, engine: None 
     model_dir = root / s.start_model if s.start_model else inputs.base_model_dir
     init_adapter = root / s.init_adapter if s.init_adapter else None
     if inputs.launch.launcher == "inprocess":
-        stats = train(model_dir, inputs.data, stage.dir / s.output, s.train, init_adapter=init_adapter,
+        stats = train(model_dir, inputs.data, stage.dir / s.output, s.finetune, seed=s.seed, init_adapter=init_adapter,
                       on_log=inputs.on_log, dtype=s.dtype, report_to=inputs.report_to,
                       on_train_begin=inputs.on_train_begin)
     else:  # the launched trainer reports through its log file; the W&B run stays in this process
         if inputs.on_train_begin:
             inputs.on_train_begin()
         job = TrainJob(model_dir=str(model_dir), data=str(inputs.data), out_dir=str(stage.dir / s.output),
-                       settings=asdict(s.train), dtype=s.dtype,
+                       settings=asdict(s.finetune), seed=s.seed, dtype=s.dtype,
                        init_adapter=str(init_adapter) if init_adapter else None)
         stats = run_job(job, stage.dir / "launch", inputs.launch, inputs.on_log)
     return StageResult(

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from selflen.engines.base import Engine, Result, SamplingParams
+from selflen.groups import GenerateConfig
 from selflen.stages.common import Chat, StageResult, filter_rules, sampling_params, seed_for, summarize
 from selflen.stages.records import Drop, Instruction, Response
 from selflen.store import Stage
@@ -22,25 +23,21 @@ from selflen.text import FilterRules, check_response, count_words
 
 @dataclass(frozen=True)
 class GenerateSettings:
-    samples: int
-    attempts: int  # extra tries for a sample that failed the filters
-    rules: FilterRules
-    sampling: SamplingParams
+    generate: GenerateConfig
+    rules: FilterRules  # from the language group
+    sampling: SamplingParams  # the sampling group, length.generate_tokens and generate.stop_loops
     chat: Chat
     seed: int
-    drop_truncated: bool = True
 
 
 def settings(cfg) -> GenerateSettings:  # noqa: ANN001 - TrainConfig
     c = cfg.generate
     return GenerateSettings(
-        samples=c.samples,
-        attempts=c.attempts,
+        generate=c,
         rules=filter_rules(cfg),
-        sampling=sampling_params(cfg, c.max_new_tokens).with_(stop_loops=c.stop_loops),
+        sampling=sampling_params(cfg, cfg.length.generate_tokens).with_(stop_loops=c.stop_loops),
         chat=Chat(cfg.model.system_prompt),
         seed=cfg.seed,
-        drop_truncated=c.drop_truncated,
     )
 
 
@@ -61,10 +58,10 @@ def run(stage: Stage, instructions: Sequence[Instruction], s: GenerateSettings, 
     pending = {
         f"{inst['id']}-s{j}": (inst, Counter())
         for inst in instructions
-        for j in range(s.samples)
+        for j in range(s.generate.samples)
         if not stage.has(f"{inst['id']}-s{j}")
     }
-    for attempt in range(s.attempts + 1):
+    for attempt in range(s.generate.attempts + 1):
         if not pending:
             break
         ids = list(pending)
@@ -72,11 +69,11 @@ def run(stage: Stage, instructions: Sequence[Instruction], s: GenerateSettings, 
             s.chat.request(pending[i][0]["instruction"], s.sampling, seed=seed_for(s.seed, i, attempt)) for i in ids
         ]
         for rid, res in zip(ids, engine.generate(reqs, desc=f"generate try {attempt + 1} ({len(reqs)})"), strict=True):
-            text, reason = judge_output(res, s.rules, s.drop_truncated)
+            text, reason = judge_output(res, s.rules, s.generate.drop_truncated)
             inst, drops = pending[rid]
             if reason is not None:
                 drops[reason] += 1
-            if reason is None or attempt == s.attempts:
+            if reason is None or attempt == s.generate.attempts:
                 stage.append(_record(rid, inst, text, res, reason, attempt, drops, s.rules.counter))
                 del pending[rid]
     records = stage.records()

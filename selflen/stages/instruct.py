@@ -15,11 +15,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from selflen import prompts
 from selflen.decontam import Decontaminator
 from selflen.engines.base import Engine, SamplingParams
+from selflen.groups import InstructConfig
 from selflen.stages.common import Chat, StageResult, rng_for, sampling_params, seed_for, summarize
 from selflen.stages.records import Drop, Instruction
 from selflen.store import Stage, config_hash
@@ -30,27 +31,15 @@ EXAMPLES = 2  # seed examples in each self-instruct transcript (the reference's 
 
 @dataclass(frozen=True)
 class InstructSettings:
-    count: int
-    attempts: int
+    instruct: InstructConfig
     language: str
-    label: str  # "Instruction" / "指令"
-    pool: str  # growing | seeds
-    pool_reset: int | None
-    min_words: int
-    max_words: int
-    judge: bool
-    judge_temperature: float
-    judge_min_words: int
-    dedup_threshold: float | None
-    decontaminate: bool
-    drop_truncated: bool
-    counter: str
-    sampling: SamplingParams
+    label: str  # language.instruction_label: "Instruction" / "指令"
+    counter: str  # language.counter
+    sampling: SamplingParams  # the sampling group, length.instruct_tokens and the next-example stop strings
     chat: Chat
     seed: int
     iteration: int
-    prompts: str = ""  # fingerprint of the prompt templates used
-    judge_parse: str = "selflen"  # selflen | reference (exactly "yes" / "是")
+    prompts: str  # fingerprint of the prompt templates used
 
 
 @dataclass
@@ -61,28 +50,18 @@ class InstructInputs:
     decontaminator: Decontaminator | None = None
 
 
-def settings(cfg, k: int) -> InstructSettings:  # noqa: ANN001 - TrainConfig
+def settings(cfg, k: int, count: int | None = None) -> InstructSettings:  # noqa: ANN001 - TrainConfig
+    """Iteration ``k``'s settings; ``count`` replaces ``instruct.count`` (the held-out split, the final collection)."""
     c, lang = cfg.instruct, cfg.language
     label = lang.instruction_label
     return InstructSettings(
-        count=c.count,
-        attempts=c.attempts,
+        instruct=c if count is None else replace(c, count=count),
         language=lang.name,
         label=label,
-        pool=c.pool,
-        pool_reset=c.pool_reset,
-        min_words=c.min_words,
-        max_words=c.max_words,
-        judge=c.judge,
-        judge_temperature=c.judge_temperature,
-        judge_min_words=c.judge_min_words,
-        judge_parse=c.judge_parse,
-        dedup_threshold=c.dedup_threshold,
-        decontaminate=c.decontaminate,
-        drop_truncated=c.drop_truncated,
         counter=lang.counter,
         # the reference's stop strings plus the next numbered example ("\nInstruction 4")
-        sampling=sampling_params(cfg, c.max_new_tokens, stop=[*cfg.sampling.stop, *next_example_markers(label)]),
+        sampling=sampling_params(cfg, cfg.length.instruct_tokens,
+                                 stop=[*cfg.sampling.stop, *next_example_markers(label)]),
         chat=Chat(cfg.model.system_prompt),
         seed=cfg.seed,
         iteration=k,
@@ -167,31 +146,31 @@ def screen(candidate: str, s: InstructSettings, accepted: list[str], decontam: D
     words = count_words(candidate, s.counter)
     if not candidate:
         return Drop.EMPTY
-    if not (s.min_words <= words < s.max_words):
+    if not (s.instruct.min_words <= words < s.instruct.max_words):
         return Drop.WORD_BOUNDS
     if decontam is not None and decontam.is_contaminated(candidate):
         return Drop.CONTAMINATED
-    if s.dedup_threshold is None:  # the reference keeps duplicates
+    if s.instruct.dedup_threshold is None:  # the reference keeps duplicates
         return None
     norm = normalise(candidate)
     if any(normalise(a) == norm for a in accepted):
         return Drop.DUPLICATE
-    if accepted and not dedup_mask([*accepted, candidate], threshold=s.dedup_threshold)[-1]:
+    if accepted and not dedup_mask([*accepted, candidate], threshold=s.instruct.dedup_threshold)[-1]:
         return Drop.NEAR_DUPLICATE
     return None
 
 
 def run(stage: Stage, inputs: InstructInputs, s: InstructSettings, engine: Engine) -> StageResult:
-    """Fill ``s.count`` slots, one record each."""
+    """Fill ``s.instruct.count`` slots, one record each."""
     accepted_all = [r["instruction"] for r in stage.records() if r["status"] == "ok"]
     groups: dict[str, list[str]] = {}
     for r in stage.records():
         if r["status"] == "ok":
-            groups.setdefault(pool_group(_slot(r["id"]), s.pool_reset), []).append(r["instruction"])
-    pending = [sid for sid in (f"k{s.iteration}-i{slot}" for slot in range(s.count)) if not stage.has(sid)]
+            groups.setdefault(pool_group(_slot(r["id"]), s.instruct.pool_reset), []).append(r["instruction"])
+    pending = [sid for sid in (f"k{s.iteration}-i{slot}" for slot in range(s.instruct.count)) if not stage.has(sid)]
     drops: dict[str, Counter] = {sid: Counter() for sid in pending}
-    decontam = inputs.decontaminator if s.decontaminate else None
-    for attempt in range(s.attempts):
+    decontam = inputs.decontaminator if s.instruct.decontaminate else None
+    for attempt in range(s.instruct.attempts):
         if not pending:
             break
         reqs = [_request(sid, attempt, s, inputs.seeds, groups) for sid in pending]
@@ -201,7 +180,8 @@ def run(stage: Stage, inputs: InstructInputs, s: InstructSettings, engine: Engin
             cand = clean_instruction(res.text, s.label) if res.ok else ""
             if not res.ok:
                 reason = Drop.ENGINE_ERROR
-            elif s.drop_truncated and not ends_before_the_budget(res.text, res.outputs[0].finish_reason, s.label):
+            elif s.instruct.drop_truncated and not ends_before_the_budget(res.text, res.outputs[0].finish_reason,
+                                                                         s.label):
                 reason = Drop.TRUNCATED  # cut by the token budget: an unfinished instruction
             else:
                 reason = screen(cand, s, [*accepted_all, *candidates.values()], decontam)
@@ -209,7 +189,7 @@ def run(stage: Stage, inputs: InstructInputs, s: InstructSettings, engine: Engin
                 drops[sid][reason] += 1
             else:
                 candidates[sid] = cand
-        verdicts = _judge(engine, candidates, s, attempt) if s.judge else dict.fromkeys(candidates, True)
+        verdicts = _judge(engine, candidates, s, attempt) if s.instruct.judge else dict.fromkeys(candidates, True)
         for sid, cand in candidates.items():
             if verdicts[sid] is True:
                 rec: Instruction = {
@@ -222,7 +202,7 @@ def run(stage: Stage, inputs: InstructInputs, s: InstructSettings, engine: Engin
                 }
                 stage.append(rec)
                 accepted_all.append(cand)
-                groups.setdefault(pool_group(_slot(sid), s.pool_reset), []).append(cand)
+                groups.setdefault(pool_group(_slot(sid), s.instruct.pool_reset), []).append(cand)
             else:
                 drops[sid][Drop.JUDGE_NO if verdicts[sid] is False else Drop.JUDGE_UNPARSED] += 1
         pending = [sid for sid in pending if not stage.has(sid)]
@@ -240,7 +220,7 @@ def _slot(sid: str) -> int:
 
 
 def _request(sid: str, attempt: int, s: InstructSettings, seeds: Sequence[str], groups: dict[str, list[str]]):  # noqa: ANN202
-    grown = groups.get(pool_group(_slot(sid), s.pool_reset), []) if s.pool == "growing" else []
+    grown = groups.get(pool_group(_slot(sid), s.instruct.pool_reset), []) if s.instruct.pool == "growing" else []
     pool = [*seeds, *grown]
     rng = rng_for(s.seed, sid, attempt)
     examples = rng.sample(pool, EXAMPLES) if len(pool) >= EXAMPLES else list(pool)
@@ -256,15 +236,15 @@ def _judge(engine: Engine, candidates: dict[str, str], s: InstructSettings, atte
     """Yes/no per candidate, sampled like every other call of the reference (T = judge_temperature)."""
     if not candidates:
         return {}
-    params = s.sampling.with_(temperature=s.judge_temperature, max_new_tokens=8, stop=())
+    params = s.sampling.with_(temperature=s.instruct.judge_temperature, max_new_tokens=8, stop=())
     reqs = [
         s.chat.request(
-            prompts.render("judge", s.language, instruction=c, min_words=str(s.judge_min_words)),
+            prompts.render("judge", s.language, instruction=c, min_words=str(s.instruct.judge_min_words)),
             params,
             seed=seed_for(s.seed, sid, attempt, "judge"),
         )
         for sid, c in candidates.items()
     ]
     outs = engine.generate(reqs, desc="judge")
-    return {sid: parse_yes_no(o.text, s.judge_parse) if o.ok else None
+    return {sid: parse_yes_no(o.text, s.instruct.judge_parse) if o.ok else None
             for sid, o in zip(candidates, outs, strict=True)}

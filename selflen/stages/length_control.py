@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from selflen.engines.base import Engine, Request, SamplingParams
+from selflen.groups import LengthControlConfig
 from selflen.lengthctl import accept_rewrite, apply_template, make_constraint, pick_kind, rewrite_prompt
 from selflen.stages.common import Chat, StageResult, seed_for, word_stats
 from selflen.stages.records import LengthControlExample
@@ -25,28 +26,20 @@ LC_FILE = "lc_sft.jsonl"
 
 @dataclass(frozen=True)
 class LengthControlSettings:
+    length_control: LengthControlConfig
+    min_words: int  # length.pool_min_words: pooled answers have min_words <= words < max_words
+    max_words: int  # length.pool_max_words
+    max_new_tokens: int  # length.rewrite_tokens
     language: str
-    min_words: int
-    max_words: int
-    mix: tuple[tuple[str, float], ...]
-    rewrite: str  # llm | template
-    max_new_tokens: int
     chat: Chat
     seed: int
 
 
 def settings(cfg) -> LengthControlSettings:  # noqa: ANN001 - TrainConfig
-    c = cfg.length_control
-    return LengthControlSettings(
-        language=cfg.language.name,
-        min_words=c.min_words,
-        max_words=c.max_words,
-        mix=tuple(sorted(c.mix.items())),
-        rewrite=c.rewrite,
-        max_new_tokens=c.rewrite_max_new_tokens,
-        chat=Chat(cfg.model.system_prompt),
-        seed=cfg.seed,
-    )
+    n = cfg.length
+    return LengthControlSettings(length_control=cfg.length_control, min_words=n.pool_min_words,
+                                 max_words=n.pool_max_words, max_new_tokens=n.rewrite_tokens,
+                                 language=cfg.language.name, chat=Chat(cfg.model.system_prompt), seed=cfg.seed)
 
 
 def empty_pool_message(words: Sequence[int], min_words: int, max_words: int) -> str:
@@ -54,12 +47,12 @@ def empty_pool_message(words: Sequence[int], min_words: int, max_words: int) -> 
 
     >>> print(*empty_pool_message([120, 290], 2000, 8000).split("; "), sep="\\n")
     final length-following SFT skipped: no pooled answer has 2000 <= words < 8000 (the longest has 290)
-    lower length_control.min_words
-    >>> empty_pool_message([9100], 2000, 8000).endswith("raise length_control.max_words")
+    lower length.pool_min_words
+    >>> empty_pool_message([9100], 2000, 8000).endswith("raise length.pool_max_words")
     True
     """
     longest = max(words, default=0)
-    key = "length_control.min_words" if longest < min_words else "length_control.max_words"
+    key = "length.pool_min_words" if longest < min_words else "length.pool_max_words"
     return (f"final length-following SFT skipped: no pooled answer has {min_words} <= words < {max_words} "
             f"(the longest has {longest}); {'lower' if longest < min_words else 'raise'} {key}")
 
@@ -81,14 +74,14 @@ def pool(records: Sequence[dict], min_words: int, max_words: int) -> list[dict]:
 
 
 def run(stage: Stage, pooled: Sequence[dict], s: LengthControlSettings, engine: Engine | None = None) -> StageResult:
-    mix = dict(s.mix)
+    mix = dict(sorted(s.length_control.mix.items()))  # one draw order whatever the YAML's
     todo = [r for r in pooled if not stage.has(r["id"])]
     items = []
     for r in todo:
         rng = random.Random(seed_for(s.seed, r["id"], "lc"))
         items.append((r, make_constraint(r["words"], pick_kind(rng, mix), s.language, rng)))
     rewritten: list[str | None] = [None] * len(items)
-    if s.rewrite == "llm" and items and engine is not None:
+    if s.length_control.rewrite == "llm" and items and engine is not None:
         params = SamplingParams(temperature=0.0, max_new_tokens=s.max_new_tokens, repetition_penalty=1.0)
         reqs = [Request(rewrite_prompt(r["query"], c), params) for r, c in items]
         for i, res in enumerate(engine.generate(reqs, desc=f"rewrite queries ({len(reqs)})")):

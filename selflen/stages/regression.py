@@ -1,6 +1,6 @@
 """Optional stage ``final/regression``: general ability before and after training (the paper: MMLU unchanged).
 
-Runs ``evaluate.regression_tasks`` (lm-eval task names; ``selflen_mini_mc`` offline, ``mmlu`` online) on the base
+Runs ``regression.tasks`` (lm-eval task names; ``selflen_mini_mc`` offline, ``mmlu`` online) on the base
 model and on the final model (base + adapter, or the fully fine-tuned folder), with paired bootstrap standard
 errors and a verdict per (task, metric); writes ``regression.json`` in the stage folder.
 """
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from selflen.groups import RegressionConfig
 from selflen.stages.common import StageResult
 from selflen.store import Stage, write_json
 
@@ -19,15 +20,13 @@ RESULT_FILE = "regression.json"
 
 @dataclass(frozen=True)
 class RegressionSettings:
-    tasks: tuple[str, ...]
-    limit: int | None
-    dtype: str
+    regression: RegressionConfig
+    dtype: str  # the model's
     bootstrap_iters: int = 1000
 
 
 def settings(cfg) -> RegressionSettings:  # noqa: ANN001 - TrainConfig
-    e = cfg.evaluate
-    return RegressionSettings(tuple(e.regression_tasks), e.regression_limit, cfg.model.dtype)
+    return RegressionSettings(cfg.regression, cfg.model.dtype)
 
 
 def run(stage: Stage, base_model: Path, trained: Path, s: RegressionSettings) -> StageResult:
@@ -37,8 +36,9 @@ def run(stage: Stage, base_model: Path, trained: Path, s: RegressionSettings) ->
     from evaluation.regression import run_regression
 
     adapter, full = (trained, None) if trained.name == "adapter" else (None, trained)
-    result = run_regression(base_model, adapter, s.tasks, s.limit, device="cuda" if torch.cuda.is_available()
-                            else "cpu", dtype=s.dtype, finetuned_dir=full, bootstrap_iters=s.bootstrap_iters)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = run_regression(base_model, adapter, s.regression.tasks, s.regression.limit, device=device, dtype=s.dtype,
+                            finetuned_dir=full, bootstrap_iters=s.bootstrap_iters)
     write_json(stage.dir / RESULT_FILE, result)
     comparison: dict[str, Any] = result["comparison"] or {}
     metrics = {f"regression/{task}/{metric}/{key}": c[key] for task, ms in comparison.items()

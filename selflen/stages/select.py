@@ -3,7 +3,8 @@ and on the extensions (``select``), as the reference applies ``drop_short`` afte
 removed, then length-biased sampling keeps each item with probability ``1 - 2r^3`` by its length rank ``r``
 (measured in characters, as the reference, or in words), so the next iteration trains on the longer texts.
 
-Config group ``select`` (+ ``generate.length_biased`` for the first run); no prompt; rules in ``selflen.text``
+Config group ``select`` (its ``length_biased_responses`` / ``length_biased_extensions``: each run's own switch);
+no prompt; rules in ``selflen.text``
 (``dedup_mask``, ``length_biased_keep``).
 """
 
@@ -13,6 +14,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from selflen.groups import SelectConfig
 from selflen.stages.common import StageResult, seed_for, summarize
 from selflen.stages.records import Drop, Record
 from selflen.store import Stage
@@ -21,38 +23,30 @@ from selflen.text import dedup_mask, length_biased_keep
 
 @dataclass(frozen=True)
 class SelectSettings:
+    select: SelectConfig
     text_key: str  # "response" (answers) | "extended" (extensions)
-    length_biased: bool
-    length_unit: str  # chars | words
-    min_items: int
-    dedup_threshold: float | None  # None: no deduplication
+    length_biased: bool  # this run's switch: select.length_biased_responses or select.length_biased_extensions
     seed: int
     iteration: int
 
 
 def settings(cfg, k: int, text_key: str) -> SelectSettings:  # noqa: ANN001 - TrainConfig
     c = cfg.select
-    biased = c.length_biased and (cfg.generate.length_biased if text_key == "response" else cfg.extend.length_biased)
-    return SelectSettings(
-        text_key=text_key,
-        length_biased=biased,
-        length_unit=c.length_unit,
-        min_items=c.min_items,
-        dedup_threshold=c.dedup_threshold,
-        seed=cfg.seed,
-        iteration=k,
-    )
+    biased = c.length_biased_responses if text_key == "response" else c.length_biased_extensions
+    return SelectSettings(select=c, text_key=text_key, length_biased=biased, seed=cfg.seed, iteration=k)
 
 
 def lengths(items: Sequence[Record], s: SelectSettings) -> list[int]:
     """The lengths the rank rule sorts by: characters of the text (the reference's ``len(str)``) or words.
 
-    >>> s = SelectSettings("response", True, "chars", 1, 0.8, 0, 1)
+    >>> from dataclasses import replace
+    >>> from selflen.config import load
+    >>> s = settings(load(), 1, "response")
     >>> lengths([{"response": "abc", "words": 1}], s), lengths([{"response": "abc", "words": 1}],
-    ...     SelectSettings("response", True, "words", 1, 0.8, 0, 1))
+    ...     replace(s, select=replace(s.select, length_unit="words")))
     ([3], [1])
     """
-    return [len(r[s.text_key]) if s.length_unit == "chars" else r["words"] for r in items]
+    return [len(r[s.text_key]) if s.select.length_unit == "chars" else r["words"] for r in items]
 
 
 def run(stage: Stage, items: Sequence[Record], s: SelectSettings, engine: None = None) -> StageResult:
@@ -63,10 +57,11 @@ def run(stage: Stage, items: Sequence[Record], s: SelectSettings, engine: None =
     """
     # decided over all items, so a resumed stage keeps exactly the records an uninterrupted one keeps
     texts = [r[s.text_key] for r in items]
-    unique = [True] * len(texts) if s.dedup_threshold is None else dedup_mask(texts, threshold=s.dedup_threshold)
+    threshold = s.select.dedup_threshold
+    unique = [True] * len(texts) if threshold is None else dedup_mask(texts, threshold=threshold)
     survivors = [r for r, u in zip(items, unique, strict=True) if u]
     rng = random.Random(seed_for(s.seed, s.iteration, "select", s.text_key))
-    use_rule = s.length_biased and len(survivors) >= s.min_items
+    use_rule = s.length_biased and len(survivors) >= s.select.min_items
     keep = length_biased_keep(lengths(survivors, s), rng) if use_rule else [True] * len(survivors)
     kept_ids = {r["id"] for r, k in zip(survivors, keep, strict=True) if k}
     for r, u in zip(items, unique, strict=True):

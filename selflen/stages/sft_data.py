@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selflen import prompts
+from selflen.groups import SftDataConfig
 from selflen.stages.common import Chat, StageResult, rng_for
 from selflen.stages.extend import extend_prompt
 from selflen.stages.records import Extension
@@ -26,27 +27,18 @@ EXT_FILE = "ext_sft.jsonl"
 
 @dataclass(frozen=True)
 class SftDataSettings:
-    p_keep_line: float
-    joiner: str
+    sft_data: SftDataConfig
+    joiner: str  # language.line_joiner
     language: str
-    max_examples: int | None
     chat: Chat
     seed: int
-    prompts: str = ""
-    line_removal: str = "selflen"  # selflen | reference
+    prompts: str  # fingerprint of the extend prompt template
 
 
 def settings(cfg) -> SftDataSettings:  # noqa: ANN001 - TrainConfig
-    return SftDataSettings(
-        p_keep_line=cfg.sft_data.p_keep_line,
-        line_removal=cfg.sft_data.line_removal,
-        joiner=cfg.language.line_joiner,
-        language=cfg.language.name,
-        max_examples=cfg.sft_data.max_examples,
-        chat=Chat(cfg.model.system_prompt),
-        seed=cfg.seed,
-        prompts=config_hash(prompts.load("extend", cfg.language.name).template),
-    )
+    return SftDataSettings(sft_data=cfg.sft_data, joiner=cfg.language.line_joiner, language=cfg.language.name,
+                           chat=Chat(cfg.model.system_prompt), seed=cfg.seed,
+                           prompts=config_hash(prompts.load("extend", cfg.language.name).template))
 
 
 def pair(chat: Chat, user: str, answer: str) -> list[dict[str, str]]:
@@ -54,12 +46,12 @@ def pair(chat: Chat, user: str, answer: str) -> list[dict[str, str]]:
 
 
 def run(stage: Stage, kept: Sequence[Extension], s: SftDataSettings, engine: None = None) -> StageResult:
-    rows = list(kept)[: s.max_examples] if s.max_examples else list(kept)
+    rows = list(kept)[: s.sft_data.max_examples] if s.sft_data.max_examples else list(kept)
     gen, ext = [], []
     for r in rows:
         gen.append({"id": r["id"], "messages": pair(s.chat, r["instruction"], r["extended"])})
-        outline = remove_lines(r["response"], s.p_keep_line, rng_for(s.seed, r["id"], "lines"), joiner=s.joiner,
-                               rule=s.line_removal)
+        outline = remove_lines(r["response"], s.sft_data.p_keep_line, rng_for(s.seed, r["id"], "lines"),
+                               joiner=s.joiner, rule=s.sft_data.line_removal)
         prompt = extend_prompt(r["instruction"], outline, s.language)
         ext.append({"id": r["id"], "messages": pair(s.chat, prompt, r["extended"])})
     write_jsonl(stage.dir / GEN_FILE, gen)

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from selflen.finetune import TrainSettings
+from selflen.groups import FinetuneConfig
 from selflen.launch import LaunchSettings, TrainJob, run_job
 from selflen.stages import finetune
 from selflen.store import RunLayout, Stage
+from tests.defaults import group
 
 pytestmark = pytest.mark.integration
 ONE = LaunchSettings(name="inprocess", launcher="inprocess")
 TWO = LaunchSettings(name="ddp", num_processes=2, accelerate={"distributed_type": "MULTI_GPU"})
-TRAIN = TrainSettings(epochs=3, batch_size=4, learning_rate=5e-3, save_steps=1000, logging_steps=1, max_length=256)
+TRAIN = group("finetune", epochs=3, batch_size=4, learning_rate=5e-3, save_steps=1000, logging_steps=1, max_length=256)
 LOSS_RTOL = 1e-4  # measured: the 2-process losses equal the 1-process ones to ~1e-7 (float32 reduction order)
 
 
@@ -37,11 +38,10 @@ def _data(path: Path, n: int = 8) -> Path:
     return path
 
 
-def _run_stage(root: Path, name: str, model: Path, data: Path, launch: LaunchSettings, train: TrainSettings):  # noqa: ANN202
+def _run_stage(root: Path, name: str, model: Path, data: Path, launch: LaunchSettings, train: FinetuneConfig):  # noqa: ANN202
     logs: list[dict] = []
     st = Stage(root / name, name, "hash")
-    s = finetune.FinetuneSettings(role="gen", train=train, lineage="continue", dtype="float32",
-                                  processes=launch.num_processes)
+    s = finetune.FinetuneSettings(role="gen", finetune=train, seed=0, dtype="float32", processes=launch.num_processes)
     res = finetune.run(st, finetune.FinetuneInputs(data, model, RunLayout(root), logs.append, launch=launch), s)
     st.finish(res.counts, res.drops, {"metrics": res.metrics})
     return res, [m["loss"] for m in logs if "loss" in m], st.dir / "adapter"

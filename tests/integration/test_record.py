@@ -31,7 +31,7 @@ def test_smoke_run_record_and_resume(tmp_path: Path) -> None:
     assert res.returncode != 0 and "unset both to use the copy shipped" in res.stderr and not (run / "iter_1").exists()
 
     args = ("evaluate.enabled=false", "instruct.decontaminate=false", "iterations=one",
-            "evaluate.regression_tasks=[selflen_mini_mc]", "evaluate.regression_limit=4")
+            "regression.tasks=[selflen_mini_mc]", "regression.limit=4")
     res = _train(run, *args, env={"SELFLEN_DATA_DIR": str(empty)})
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())

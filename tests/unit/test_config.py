@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from selflen.cli import precheck, register_resolvers, task_overrides
 from selflen.config import CONF_DIR, ConfigError, TrainConfig, to_config
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
-STAGE_GROUPS = ["instruct", "generate", "extend", "select", "sft_data", "finetune", "length_control", "evaluate"]
+STAGE_GROUPS = ["instruct", "generate", "extend", "select", "sft_data", "finetune", "length_control", "evaluate",
+                "regression"]
 GROUPS = ["model", "backend", "language", "split", "sampling", "iterations", "length", "logger", "launch",
           *STAGE_GROUPS]
 
@@ -139,8 +141,8 @@ def test_swept_concerns_are_named_groups() -> None:
     """The user's sweep axes are groups with named options: model, iterations, split and length target."""
     assert _compose("iterations=three").iterations.count == 3 and _compose("iterations.count=5").iterations.count == 5
     paper = _compose("length=paper")
-    assert paper.generate.max_new_tokens == 16384 and paper.evaluate.max_new_tokens == 16384
-    assert _compose("length=cpu_long").generate.max_new_tokens == 1024
+    assert paper.length.generate_tokens == 16384 and paper.length.evaluate_tokens == 16384
+    assert _compose("length=cpu_long").length.generate_tokens == 1024
     assert _compose("split=word_ratio").split.strategy == "word_ratio"
 
 
@@ -160,16 +162,61 @@ def test_stage_groups_hold_every_stage_knob() -> None:
 
 
 def test_schema_defaults_equal_the_default_yaml() -> None:
-    """The dataclass defaults and the YAML files say the same thing (the model file may adjust other groups)."""
+    """The groups that keep dataclass defaults (model, backend, language, ...) say what their YAML says."""
     from selflen.config import to_dict
     from selflen.report.runs import flatten
 
-    composed, schema = flatten(to_dict(_compose())), flatten(to_dict(TrainConfig()))
-    set_by_model = {"instruct.judge", "extend.strip_meta"}  # model/smollm2_135m.yaml: no judge, no preamble
-    differ = {k for k in composed.keys() | schema.keys() if composed.get(k) != schema.get(k)}
+    composed = flatten(to_dict(_compose()))
+    schema = {k: v for k, v in flatten(to_dict(TrainConfig(**{g: None for g in GROUP_CLASSES}))).items()
+              if k.split(".")[0] not in GROUP_CLASSES}
+    differ = {k for k in schema if composed.get(k) != schema.get(k)}
     assert schema["backend.name"] == "hf" and composed["backend.name"] in ("vllm", "hf")  # auto, resolved at load
-    differ.discard("backend.name")
-    assert differ - {"paths.root", "paths.run_dir", "paths.cache_dir", "paths.data_dir"} == set_by_model
+    assert differ - {"backend.name", "paths.root", "paths.run_dir", "paths.cache_dir", "paths.data_dir"} == set()
+
+
+GROUP_CLASSES = {"length": "LengthConfig", "instruct": "InstructConfig", "generate": "GenerateConfig",
+                "extend": "ExtendConfig", "select": "SelectConfig", "sft_data": "SftDataConfig",
+                "finetune": "FinetuneConfig", "length_control": "LengthControlConfig", "evaluate": "EvaluateConfig",
+                "regression": "RegressionConfig"}
+
+
+@pytest.mark.parametrize("group", sorted(GROUP_CLASSES))
+def test_every_yaml_key_of_a_stage_group_is_a_field_and_every_field_a_key(group: str) -> None:
+    """A stage group's values live in its YAML only: each option file, with the files it inherits, names every field
+    of the group's dataclass and nothing else (a stray key or a missing one fails the load with its name)."""
+    import dataclasses
+
+    from selflen import groups
+
+    cls = getattr(groups, GROUP_CLASSES[group])
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        cfg = _compose(f"{group}={path.stem}")
+        assert isinstance(getattr(cfg, group), cls)
+        raw = OmegaConf.load(path)
+        own = set(raw) - {"defaults"}
+        assert own <= fields, f"{path.name}: {own - fields}"
+        if "defaults" not in raw:  # a file that inherits sets only what it changes
+            assert own == fields, f"{path.name} lacks {fields - own}"
+
+
+def test_a_moved_key_names_its_new_home_and_a_missing_key_names_itself() -> None:
+    from selflen.config import to_config
+
+    with pytest.raises(ConfigError, match=r"^generate.max_new_tokens moved: set length.generate_tokens instead$"):
+        _compose("+generate.max_new_tokens=99")
+    with pytest.raises(ConfigError, match=r"^extend.length_biased moved: set select.length_biased_extensions"):
+        _compose("+extend.length_biased=false")
+    with pytest.raises(ConfigError, match=r"^select.bogus: no such key \(the keys of select: length_biased_responses"):
+        _compose("+select.bogus=1")
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        raw = compose("train", overrides=["~generate.samples"])
+    raw.paths.root = raw.paths.run_dir = "."
+    with pytest.raises(ConfigError, match=r"^generate.samples is missing: add it to the group's YAML"):
+        to_config(raw)
+    with pytest.raises(ConfigError, match=r"^finetune.learning_rate='fast': expected a number$"):
+        _compose("finetune.learning_rate=fast")
+    assert _compose("finetune.learning_rate=5e-4").finetune.learning_rate == 5e-4  # YAML 1.1 reads 5e-4 as text
 
 
 @pytest.mark.parametrize(("language", "marker"), [("en", "\nInstruction 4"), ("zh", "\n指令4")])

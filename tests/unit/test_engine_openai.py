@@ -181,7 +181,8 @@ def test_generate_stage_with_backend_openai_survives_a_server_crash(server: Fake
                     lambda st: generate.run(st, insts, s, runner.engines.for_folder(None, "base")))
     runner.engines.close()
     ids = [r["id"] for r in st.records()]
-    assert sorted(ids) == sorted(f"i{k}-s{j}" for k in range(6) for j in range(s.samples))  # none lost or twice
+    expected = [f"i{k}-s{j}" for k in range(6) for j in range(s.generate.samples)]
+    assert sorted(ids) == sorted(expected)  # none lost or twice
     assert not any(r["reason"] == "engine_error" for r in st.records())
     manifest = json.loads((st.dir / "done.json").read_text())
     assert manifest["engine"]["retries"] >= 1 and "errors" not in manifest["engine"]

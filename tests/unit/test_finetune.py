@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from selflen.finetune import TrainSettings, to_prompt_completion, train
+from selflen.finetune import to_prompt_completion, train
+from tests.defaults import group
 
 pytestmark = pytest.mark.unit
-FAST = TrainSettings(epochs=2, batch_size=2, learning_rate=5e-3, save_steps=1000, logging_steps=1, max_length=256)
+FAST = group("finetune", epochs=2, batch_size=2, learning_rate=5e-3, save_steps=1000, logging_steps=1, max_length=256)
 
 
 def _data(path: Path, n: int = 6, long_rows: int = 0) -> Path:

@@ -10,6 +10,7 @@ import pytest
 from selflen.config import BackendConfig
 from selflen.engines import Engine
 from selflen.models import check_chat_template, merged_model_dir, merges_adapters
+from tests.defaults import config
 
 
 def _logits(model_dir: Path, adapter: Path | None = None):  # noqa: ANN202 - a tensor
@@ -105,7 +106,6 @@ def test_the_runner_serves_merged_copies_on_engines_without_lora(monkeypatch: py
     import torch
 
     import selflen.pipeline as pipeline
-    from selflen.config import TrainConfig
     from selflen.store import RunLayout
     from selflen.tracking import NullLogger
 
@@ -134,7 +134,7 @@ def test_the_runner_serves_merged_copies_on_engines_without_lora(monkeypatch: py
     run = tmp_path / "run"
     for backend, merged in (("vllm", True), ("hf", False)):
         starts.clear(), merges.clear()
-        cfg = TrainConfig()
+        cfg = config()
         cfg.backend.name, cfg.backend.dtype = backend, "bfloat16"
         runner = pipeline.Runner(cfg, RunLayout(run), tmp_path / "base", NullLogger())
         runner.engines.for_folder(None, "base")

@@ -4,16 +4,16 @@ twice, deterministic sweep folders grouped in W&B, the benchmark preflight, the 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from selflen.config import TrainConfig
 from selflen.stages.common import StageResult
 from selflen.store import RunLayout, StoreError
 from selflen.tracking import STEP_METRICS, NullLogger, open_logger
 from tests import wandb_offline as wo
+from tests.defaults import config
 
 pytestmark = pytest.mark.unit
 
@@ -26,7 +26,7 @@ class _S:
 def _runner(tmp_path: Path, logger: NullLogger):
     from selflen.pipeline import Runner
 
-    return Runner(TrainConfig(), RunLayout(tmp_path / "run"), tmp_path, logger)
+    return Runner(config(), RunLayout(tmp_path / "run"), tmp_path, logger)
 
 
 def _loop(r, calls: list[str]) -> None:  # noqa: ANN001
@@ -150,17 +150,17 @@ def test_a_data_dir_without_benchmarks_stops_before_any_stage(tmp_path: Path, mo
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("SELFLEN_DATA_DIR", str(empty))
-    cfg = TrainConfig()
+    cfg = config()
     cfg.paths.run_dir, cfg.paths.cache_dir, cfg.paths.data_dir = str(tmp_path / "run"), str(tmp_path / "c"), None
     with pytest.raises(StoreError, match="unset both to use the copy shipped with selflen") as err:
         pipeline.run(cfg)
     assert len(str(err.value).splitlines()) == 1 and "evaluate.enabled=false" in str(err.value)
     assert str(empty) in str(err.value) and "longen/LonGen.jsonl" in str(err.value)  # the file and where it looked
     assert not (tmp_path / "run").exists()  # no folder, lock or model work happened
-    cfg.evaluate.enabled = False
+    cfg.evaluate = replace(cfg.evaluate, enabled=False)
     with pytest.raises(StoreError, match="longen"):  # decontamination still needs them
         pipeline.run(cfg)
-    cfg.instruct.decontaminate = False
+    cfg.instruct = replace(cfg.instruct, decontaminate=False)
     assert pipeline.preflight(cfg) is cfg  # explicitly off: nothing needed
 
 
@@ -171,7 +171,8 @@ def test_online_without_a_route_fails_in_seconds_with_one_line(tmp_path: Path, m
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # loopback, nothing listens: no route to a hub
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
-    cfg = TrainConfig(online=True)
+    cfg = config()
+    cfg.online = True
     cfg.paths.run_dir, cfg.paths.cache_dir = str(tmp_path / "run"), str(tmp_path / "c")
     start = time.monotonic()
     with pytest.raises(StoreError) as err:

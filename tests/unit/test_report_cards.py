@@ -12,6 +12,7 @@ from selflen.stages.common import Chat
 from selflen.stages.sft_data import EXT_FILE, GEN_FILE, SftDataSettings
 from selflen.stages.sft_data import run as sft_data_run
 from selflen.store import Stage
+from tests.defaults import group
 
 pytestmark = pytest.mark.unit
 MODEL_ID = "Qwen/Qwen2-7B-Instruct"
@@ -27,7 +28,8 @@ def _kept(n: int = 3) -> list[dict]:
 def sft_folder(tmp_path: Path) -> Path:
     """An sft_data stage folder written by the real stage code (gen_sft.jsonl, ext_sft.jsonl, done.json)."""
     stage = Stage(tmp_path / "iter_1" / "sft_data", "iter_1/sft_data", "hash")
-    settings = SftDataSettings(p_keep_line=0.8, joiner="\n", language="en", max_examples=None, chat=Chat(), seed=0)
+    settings = SftDataSettings(sft_data=group("sft_data", p_keep_line=0.8, max_examples=None), joiner="\n",
+                               language="en", chat=Chat(), seed=0, prompts="")
     stage.finish(sft_data_run(stage, _kept(), settings).counts)
     return stage.dir
 

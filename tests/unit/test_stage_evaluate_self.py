@@ -12,6 +12,7 @@ from evaluation.benchmarks import load_benchmark, slice_rows
 from selflen.stages import evaluate, evaluate_self
 from selflen.stages.common import Chat
 from selflen.store import Stage, read_jsonl
+from tests.defaults import group
 from tests.scripted import ScriptedEngine, user_text
 
 pytestmark = pytest.mark.unit
@@ -20,9 +21,10 @@ SELF = evaluate_self.SelfSplitSettings(samples=2, chat=Chat("Be helpful."), coun
 
 
 def _settings(point: str, split: bool = True) -> evaluate.EvaluateSettings:
-    return evaluate.EvaluateSettings(point=point, benchmark="longen", languages=("en",), n_per_cell=1,
-                                     max_new_tokens=64, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.1,
-                                     seed=5, self_split=SELF if split else None)
+    e = group("evaluate", benchmark="longen", languages=["en"], n_per_cell=1, temperature=0.7, top_p=0.8, top_k=20,
+              repetition_penalty=1.1)
+    return evaluate.EvaluateSettings(evaluate=e, point=point, max_new_tokens=64, seed=5,
+                                     self_split=SELF if split else None)
 
 
 def _reply(req):  # noqa: ANN001, ANN202

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from selflen.config import TrainConfig
 from selflen.engines.base import SamplingParams
 from selflen.stages import extend
 from selflen.stages.common import Chat
 from selflen.store import Stage
 from selflen.text import FilterRules
+from tests.defaults import config, group, with_changes
 from tests.scripted import ScriptedEngine, user_text
 
 pytestmark = pytest.mark.unit
@@ -26,12 +26,12 @@ RESPONSES = [{"id": "k1-i0-s0", "instruction_id": "k1-i0", "instruction": "Write
 
 def _settings(**changes: object) -> extend.ExtendSettings:
     base = extend.ExtendSettings(
-        extensions=1, rounds=2, attempts=1, retries=0, min_ratio=1.2, keep_fraction=0.6667, split="paragraph_half",
-        split_ratio=0.5, prefix_separator="", strip_meta=False, rules=RULES, language="en",
-        sampling=SamplingParams(max_new_tokens=99),
-        chat=Chat(), seed=0,
+        extend=group("extend", extensions=1, rounds=2, attempts=1, retries=0, min_ratio=1.2, keep_fraction=0.6667,
+                     prefix_separator="", strip_meta=False),
+        split=group("split", strategy="paragraph_half", ratio=0.5), rules=RULES, language="en",
+        sampling=SamplingParams(max_new_tokens=99), chat=Chat(), seed=0, prompts="",
     )
-    return replace(base, **changes)
+    return with_changes(base, "extend", **changes)
 
 
 def _stage(tmp_path: Path) -> Stage:
@@ -73,9 +73,9 @@ def test_a_continuation_ended_in_a_loop_counts_as_loop(tmp_path: Path) -> None:
     engine = _engine([(" Again and again and again.", "loop")])
     result = extend.run(_stage(tmp_path), RESPONSES, _settings(rounds=1), engine)
     assert result.drops == {"loop": 1, "ratio": 1}
-    cfg = TrainConfig()
+    cfg = config()
     assert extend.settings(cfg).sampling.stop_loops is True
-    cfg.extend.stop_loops = False
+    cfg.extend = replace(cfg.extend, stop_loops=False)
     assert extend.settings(cfg).sampling.stop_loops is False
 
 
@@ -124,10 +124,10 @@ def test_hold_to_ratio_holds_stage_2_until_the_text_could_pass_the_ratio(tmp_pat
     engine.calls.clear()
     extend.run(_stage(tmp_path / "off"), src, _settings(rounds=1), engine)
     assert engine.calls[1][0].params.min_new_tokens == 0  # the reference: no hold
-    cfg = TrainConfig()
-    assert extend.settings(cfg).hold_to_ratio is False
-    cfg.extend.hold_to_ratio = True
-    assert extend.settings(cfg).hold_to_ratio is True
+    cfg = config()
+    assert extend.settings(cfg).extend.hold_to_ratio is False
+    cfg.extend = replace(cfg.extend, hold_to_ratio=True)
+    assert extend.settings(cfg).extend.hold_to_ratio is True
 
 
 GROW = " More about the tea trade and the many cups of tea drunk every day in every land."  # 4 kept + 17 words
@@ -173,7 +173,7 @@ def test_a_killed_retry_resumes_at_its_try_and_round(tmp_path: Path) -> None:
     rec = stage.records()[0]
     assert rec["status"] == "ok" and rec["tries"] == 2
     assert result.drops == {"not_longer": 3, "ratio": 1}
-    cfg = TrainConfig()
-    assert extend.settings(cfg).retries == 0
-    cfg.extend.retries = 19
-    assert extend.settings(cfg).retries == 19
+    cfg = config()
+    assert extend.settings(cfg).extend.retries == 0
+    cfg.extend = replace(cfg.extend, retries=19)
+    assert extend.settings(cfg).extend.retries == 19

@@ -12,6 +12,7 @@ from selflen.stages import generate
 from selflen.stages.common import Chat
 from selflen.store import Stage
 from selflen.text import FilterRules
+from tests.defaults import config, group, with_changes
 from tests.scripted import ScriptedEngine
 
 pytestmark = pytest.mark.unit
@@ -20,9 +21,10 @@ INSTRUCTIONS = [{"id": "k1-i0", "instruction": "Write about tea."}, {"id": "k1-i
 
 
 def _settings(**changes: object) -> generate.GenerateSettings:
-    base = generate.GenerateSettings(samples=2, attempts=1, rules=RULES, sampling=SamplingParams(max_new_tokens=50),
-                                     chat=Chat("Be helpful."), seed=0, drop_truncated=True)
-    return replace(base, **changes)
+    base = generate.GenerateSettings(generate=group("generate", samples=2, attempts=1, drop_truncated=True),
+                                     rules=RULES, sampling=SamplingParams(max_new_tokens=50),
+                                     chat=Chat("Be helpful."), seed=0)
+    return with_changes(base, "generate", **changes)
 
 
 def _stage(tmp_path: Path) -> Stage:
@@ -83,9 +85,8 @@ def test_an_answer_the_engine_ended_in_a_loop_is_dropped_as_loop_even_when_trunc
 
 
 def test_settings_ask_the_engine_to_stop_loops_as_configured() -> None:
-    from selflen.config import TrainConfig
 
-    cfg = TrainConfig()
+    cfg = config()
     assert generate.settings(cfg).sampling.stop_loops is True
-    cfg.generate.stop_loops = False
+    cfg.generate = replace(cfg.generate, stop_loops=False)
     assert generate.settings(cfg).sampling.stop_loops is False

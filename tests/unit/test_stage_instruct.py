@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from selflen.engines.base import SamplingParams
 from selflen.stages import instruct
 from selflen.stages.common import Chat
 from selflen.store import Stage
+from tests.defaults import group, with_changes
 from tests.scripted import ScriptedEngine, user_text
 
 pytestmark = pytest.mark.unit
@@ -19,12 +19,14 @@ SEEDS = [f"Write a detailed essay about seed topic number {i} for a general audi
 
 def _settings(**changes: object) -> instruct.InstructSettings:
     base = instruct.InstructSettings(
-        count=3, attempts=3, language="en", label="Instruction", pool="growing", pool_reset=None, min_words=4,
-        max_words=500, judge=False, judge_temperature=0.7, judge_min_words=2000, dedup_threshold=0.8,
-        decontaminate=False, drop_truncated=True, counter="longen",
+        instruct=group("instruct", count=3, attempts=3, pool="growing", pool_reset=None, min_words=4, max_words=500,
+                       judge=False, judge_temperature=0.7, judge_min_words=2000, dedup_threshold=0.8,
+                       decontaminate=False, drop_truncated=True),
+        language="en", label="Instruction", counter="longen",
         sampling=SamplingParams(max_new_tokens=64, stop=("---", "\nInstruction")), chat=Chat(), seed=0, iteration=1,
+        prompts="",
     )
-    return replace(base, **changes)
+    return with_changes(base, "instruct", **changes)
 
 
 def _stage(tmp_path: Path) -> Stage:
@@ -113,13 +115,13 @@ def test_pools_seeds_only_growing_and_reset(tmp_path: Path) -> None:
     # a second, resumed stage with one more slot draws its examples from the seeds plus what was accepted
     engine2 = _unique_writer()
     instruct.run(Stage(tmp_path / "grow" / "instruct", "iter_1/instruct", "h"), instruct.InstructInputs(SEEDS),
-                 replace(s, count=200), engine2)
+                 with_changes(s, "instruct", count=200), engine2)
     prefixes = " ".join(r.prefix for r in engine2.requests)
     assert any(a in prefixes for a in accepted)
     assert len(engine2.requests) == 196  # finished slots are never asked again
     seeds_only = _unique_writer()
-    instruct.run(_stage(tmp_path / "seeds"), instruct.InstructInputs(SEEDS), replace(s, count=200, pool="seeds"),
-                 seeds_only)
+    instruct.run(_stage(tmp_path / "seeds"), instruct.InstructInputs(SEEDS),
+                 with_changes(s, "instruct", count=200, pool="seeds"), seeds_only)
     for r in seeds_only.requests:
         examples = [line.split(": ", 1)[1] for line in r.prefix.splitlines()[:2]]
         assert all(e in SEEDS for e in examples)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from selflen.store import RunLock, Stage, StoreError, config_hash, read_jsonl
+from tests.defaults import config
 
 pytestmark = pytest.mark.unit
 
@@ -244,7 +245,6 @@ def test_current_model_of_a_role_skips_iterations_that_trained_nothing(tmp_path:
 
 @pytest.mark.parametrize("redo", [["generate"], ["iter_1/generate"]])
 def test_redo_names_a_stage_in_every_iteration_or_in_one(redo: list[str], tmp_path: Path) -> None:
-    from selflen.config import TrainConfig
     from selflen.pipeline import Runner
     from selflen.store import RunLayout
     from selflen.tracking import NullLogger
@@ -252,7 +252,7 @@ def test_redo_names_a_stage_in_every_iteration_or_in_one(redo: list[str], tmp_pa
     layout = RunLayout(tmp_path / "run")
     for k in (1, 2):  # both iterations were run with another config
         Stage(layout.stage(k, "generate"), f"iter_{k}/generate", "old")
-    cfg = TrainConfig()
+    cfg = config()
     cfg.redo = redo
     runner = Runner(cfg, layout, tmp_path, NullLogger())
     new = _Settings(2)
