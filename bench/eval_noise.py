@@ -31,11 +31,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from selflen.locks import RunLock  # noqa: E402
 from selflen.pipeline import Runner  # noqa: E402
 from selflen.report.lengths import eval_length_row, paired_growth  # noqa: E402
 from selflen.run_inputs import eval_rows, finished_run, model_folder  # noqa: E402
 from selflen.stages import evaluate  # noqa: E402
-from selflen.store import RunLock, Stage, config_hash, read_jsonl  # noqa: E402
+from selflen.store import Stage, config_hash, read_jsonl  # noqa: E402
 from selflen.tracking import NullLogger  # noqa: E402
 
 

@@ -163,7 +163,7 @@ def matmul_gflops(n: int = 2048, runs: int = 9, dtype: str = "float32") -> tuple
 def cpu_has_bf16() -> bool:
     """Native bf16 matmul on this CPU (AVX512-BF16 / AMX); the engine's own probe when it is importable."""
     try:
-        from selflen.engines.dtypes import cpu_has_bf16 as probe
+        from selflen.dtypes import cpu_has_bf16 as probe
     except ImportError:
         import torch
 

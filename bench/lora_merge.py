@@ -100,7 +100,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(2)
-    from selflen.engines.dtypes import resolve_dtype
+    from selflen.dtypes import resolve_dtype
     from selflen.models import embedded_model_dir, merged_model_dir
 
     model = str(embedded_model_dir())

@@ -456,7 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from selflen.finetune import read_rows, to_prompt_completion, token_lengths
+    from selflen.finetune import to_prompt_completion, token_lengths
+    from selflen.store import read_jsonl
 
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
@@ -465,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     with tempfile.TemporaryDirectory(prefix="bench-sft-data-") as tmp:
         if args.data:
-            data_path, rows = args.data, read_rows(args.data)
+            data_path, rows = args.data, read_jsonl(args.data)
         else:
             rows = synthetic_rows(tokenizer, args.rows, args.seed, args.median, args.sigma, args.min_len, args.max_len)
             data_path = Path(tmp) / "gen_sft.jsonl"

@@ -309,7 +309,7 @@ def log_metrics(summary: dict[str, Any], prefix: str = "eval") -> dict[str, floa
 def scatter_plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Log-log scatter of required vs produced words (scored rows: ``required``, ``words``, ``type``), with the
     y = x line. Empty answers are drawn at 1 word so they stay visible on the log axis."""
-    from selflen.report import plots
+    from evaluation import plots
 
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in rows:

@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from selflen import env
 from selflen.data import BENCHMARKS
 from selflen.env import auto_backend
 from selflen.groups import (
@@ -299,9 +300,7 @@ def check_vllm_devices(backend: BackendConfig) -> None:
     dp, tp = backend.data_parallel_size, backend.tensor_parallel_size
     if dp * tp == 1:
         return
-    from selflen.engines.vllm_dp import visible_gpus
-
-    gpus = visible_gpus()
+    gpus = env.visible_gpus()
     if gpus and dp * tp > len(gpus):
         raise ConfigError(
             f"backend.data_parallel_size={dp} x backend.tensor_parallel_size={tp} needs {dp * tp} GPUs but "

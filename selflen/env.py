@@ -116,3 +116,15 @@ def online_endpoints(wandb_online: bool, environ: Mapping[str, str] | None = Non
     env = os.environ if environ is None else environ
     urls = [env.get("HF_ENDPOINT") or "https://huggingface.co"]
     return urls + ([env.get("WANDB_BASE_URL") or "https://api.wandb.ai"] if wandb_online else [])
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (empty on a machine without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip()][: torch.cuda.device_count()]
+    return [str(i) for i in range(torch.cuda.device_count())]

@@ -27,6 +27,7 @@ from typing import Any
 from selflen.errors import check_stop, request_stop, stop_requested
 from selflen.groups import FinetuneConfig
 from selflen.schema import build
+from selflen.store import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,32 @@ def _bucketed(base: type, seed: int) -> type:
     return BucketedTrainer
 
 
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+def _forwarding_callback(losses: list[float], on_log: Callable[[dict[str, float]], None] | None,  # noqa: ANN202
+                         on_train_begin: Callable[[], None] | None, stop_file: str | Path | None):
+    """The trainer callback that forwards logs (and losses) to the caller and stops with a checkpoint on request."""
+    from transformers import TrainerCallback
+
+    class _Forward(TrainerCallback):
+        def on_train_begin(self, _args, _state, _control, **_kw):  # noqa: ANN001, ANN202
+            if on_train_begin:
+                on_train_begin()
+
+        def on_step_end(self, args, _state, control, **_kw):  # noqa: ANN001, ANN202
+            if _agreed_stop(stop_file, args.device):  # save a checkpoint and end training after this step
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+        def on_log(self, _args, state, _control, logs=None, **_kw):  # noqa: ANN001, ANN202
+            if not logs or not state.is_world_process_zero:
+                return
+            if "loss" in logs:
+                losses.append(float(logs["loss"]))
+            numeric = {k: float(v) for k, v in logs.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            if on_log and numeric:
+                on_log({**numeric, "step": state.global_step})
+
+    return _Forward()
 
 
 def train(
@@ -137,14 +162,14 @@ def train(
     Under a launcher every rank calls this; rank 0 writes the output."""
     import torch
     from datasets import Dataset
-    from transformers import AutoTokenizer, TrainerCallback, set_seed
+    from transformers import AutoTokenizer, set_seed
     from trl import SFTTrainer
 
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    rows = to_prompt_completion(read_rows(Path(data_path)))
+    rows = to_prompt_completion(read_jsonl(Path(data_path)))
     lengths = token_lengths(tokenizer, rows)
     keep = [i for i, n in enumerate(lengths) if n <= s.max_length]
     stats: dict[str, Any] = {"examples": len(rows), "dropped_too_long": len(rows) - len(keep)}
@@ -161,27 +186,7 @@ def train(
     args = sft_config(s, ckpt_dir, examples=len(keep), max_len=max_len, use_cpu=not torch.cuda.is_available(),
                       report_to=report_to, seed=seed)
     losses: list[float] = []
-
-    class _Forward(TrainerCallback):
-        def on_train_begin(self, _args, _state, _control, **_kw):  # noqa: ANN001, ANN202
-            if on_train_begin:
-                on_train_begin()
-
-        def on_step_end(self, args, _state, control, **_kw):  # noqa: ANN001, ANN202
-            if _agreed_stop(stop_file, args.device):  # save a checkpoint and end training after this step
-                control.should_save = True
-                control.should_training_stop = True
-            return control
-
-        def on_log(self, _args, state, _control, logs=None, **_kw):  # noqa: ANN001, ANN202
-            if not logs or not state.is_world_process_zero:
-                return
-            if "loss" in logs:
-                losses.append(float(logs["loss"]))
-            numeric = {k: float(v) for k, v in logs.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-            if on_log and numeric:
-                on_log({**numeric, "step": state.global_step})
-
+    forward = _forwarding_callback(losses, on_log, on_train_begin, stop_file)
     trainer_cls = _bucketed(SFTTrainer, seed) if s.batching == "bucketed" else SFTTrainer
     trainer = trainer_cls(
         model=model,
@@ -189,7 +194,7 @@ def train(
         train_dataset=data,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[_Forward()],
+        callbacks=[forward],
     )
     check_stop()
     resume = any(ckpt_dir.glob("checkpoint-*"))

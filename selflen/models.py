@@ -323,7 +323,7 @@ def merged_model_dir(base_dir: Path | str, adapter_dir: Path | str, out_root: Pa
     numbers as casting after loading). ``before_build()`` runs only when a copy is built (the engine pool frees the
     running engine's memory there).
     """
-    from selflen.engines.dtypes import resolve_dtype
+    from selflen.dtypes import resolve_dtype
 
     dtype = resolve_dtype(dtype)
     dtype = "float32" if dtype == "auto" else dtype

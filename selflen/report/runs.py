@@ -94,10 +94,6 @@ def _read_dict(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    return [r for r in read_jsonl(path) if isinstance(r, dict)]
-
-
 def is_run_dir(path: Path) -> bool:
     """A run directory has ``summary.json`` or ``config.json`` next to its ``iter_*`` folders (or Hydra's)."""
     layout = RunLayout(path)
@@ -147,7 +143,7 @@ def _load_overrides(layout: RunLayout) -> list[str]:
 
 
 def _stage_words(stage_dir: Path) -> list[float]:
-    rows = _rows(stage_dir / RECORDS_NAME)
+    rows = read_jsonl(stage_dir / RECORDS_NAME)
     return [float(r["words"]) for r in rows if r.get("status") == "ok" and is_number(r.get("words"))]
 
 
@@ -189,7 +185,7 @@ def _acceptance(layout: RunLayout) -> dict[int, dict[str, Any]]:
             row = {"inputs": inputs, "accepted": accepted, "partial": False,
                    "rate": rate if is_number(rate) else (accepted / inputs if inputs else None)}
         elif (ext / RECORDS_NAME).is_file():
-            rows = _rows(ext / RECORDS_NAME)
+            rows = read_jsonl(ext / RECORDS_NAME)
             ok = sum(r.get("status") == "ok" for r in rows)
             row = {"inputs": len(rows), "accepted": ok, "rate": ok / len(rows) if rows else None, "partial": True}
         select = _read_dict(layout.stage(k, "select") / DONE_NAME)
@@ -251,7 +247,7 @@ def _eval_files(folder: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any
         if (summary := _read_dict(extra)) is not None:
             break
     files = [folder / "scored.jsonl"] if (folder / "scored.jsonl").is_file() else sorted(folder.rglob("scored.jsonl"))
-    return summary, [r for f in files for r in _rows(f)]
+    return summary, [r for f in files for r in read_jsonl(f)]
 
 
 def eval_rows(layout: RunLayout) -> dict[str, dict[str, Any]]:
@@ -274,7 +270,7 @@ def self_rows(layout: RunLayout) -> dict[str, list[dict[str, Any]]]:
     point, 0..K."""
     out = {}
     for k in [0, *layout.iterations()]:
-        rows = [r for r in _rows(layout.stage(k, "evaluate") / ROWS_FILE) if r.get("status") == "ok"]
+        rows = [r for r in read_jsonl(layout.stage(k, "evaluate") / ROWS_FILE) if r.get("status") == "ok"]
         if rows:
             out[str(k)] = rows
     return out

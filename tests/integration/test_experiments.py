@@ -96,7 +96,7 @@ def test_file_is_a_named_global_delta(name: str) -> None:
     if name.startswith("sweep_"):
         assert raw.hydra.sweeper.params, "a sweep file sets hydra.sweeper.params"
     else:
-        # a model file may already set the knob (model/smollm2_135m.yaml strips meta lines): then another model shows it
+        # a model file may set the knob already (model/smollm2_135m.yaml strips meta lines): another model shows it
         assert _delta(name) or _delta(name, "model=llama3"), "an ablation changes at least one key"
 
 

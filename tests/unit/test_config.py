@@ -73,12 +73,12 @@ def test_bad_values_name_the_key(override: str, key: str) -> None:
 
 
 def test_vllm_replicas_must_fit_the_visible_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    import selflen.engines.vllm_dp as dp
+    import selflen.env as env
 
     _compose("backend=vllm", "backend.data_parallel_size=2")  # CPU: the replicas split the cores
     with pytest.raises(ConfigError, match=r"backend.data_parallel_size=0 is out of range"):
         _compose("backend=vllm", "backend.data_parallel_size=0")
-    monkeypatch.setattr(dp, "visible_gpus", lambda: ["0", "1", "2"])
+    monkeypatch.setattr(env, "visible_gpus", lambda: ["0", "1", "2"])
     _compose("backend=vllm", "backend.data_parallel_size=3")
     message = r"backend.data_parallel_size=2 x backend.tensor_parallel_size=2 needs 4 GPUs but 3 are visible"
     with pytest.raises(ConfigError, match=message):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from selflen.store import RunLock, Stage, StoreError, config_hash, read_jsonl
+from selflen.locks import RunLock
+from selflen.store import Stage, StoreError, config_hash, read_jsonl
 from tests.defaults import config
 
 pytestmark = pytest.mark.unit
@@ -101,7 +102,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
 
 HOLDER = """
 import sys, time
-from selflen.store import RunLock
+from selflen.locks import RunLock
 with RunLock(sys.argv[1], lease_s=2):
     print("held", flush=True)
     time.sleep(60)
