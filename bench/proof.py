@@ -59,8 +59,8 @@ def run_rows(run: Path) -> dict[str, Any]:
         points[point] = {"intervals": iv, "goals": goals(iv) if point != "0" else None,
                          "self_instructed": (s.get("self_instructed") or {}).get(point)}
     return {"run_dir": str(run), "seed": cfg["seed"], "finetune": cfg["finetune"],
-            "wall_seconds": s.get("wall_seconds"), "stage_seconds": s.get("stage_seconds"), "headline": s.get("headline"), "links": s.get("links"),
-            "points": points}
+            "wall_seconds": s.get("wall_seconds"), "stage_seconds": s.get("stage_seconds"),
+            "headline": s.get("headline"), "links": s.get("links"), "points": points}
 
 
 def markdown(row: dict[str, Any]) -> str:
