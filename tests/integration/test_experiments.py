@@ -36,8 +36,8 @@ COMMAND = re.compile(r"^#\s+python train\.py\s+(.*)$")
 FAST = {"iterations.count": 1, "instruct.count": 3, "generate.samples": 1, "extend.rounds": 1,
         "extend.extensions": 1, "length_control.enabled": False, "evaluate.enabled": False}
 # generation budgets capped even when the experiment raises them: the tiny model has a 1024-token context here
-CAPS = {"generate.max_new_tokens": 24, "extend.max_new_tokens": 48, "evaluate.max_new_tokens": 16,
-        "instruct.max_new_tokens": 24}
+CAPS = {"length.generate_tokens": 24, "length.extend_tokens": 48, "length.evaluate_tokens": 16,
+        "length.instruct_tokens": 24}
 
 
 def _compose(overrides: list[str], with_hydra: bool = False) -> Any:
@@ -245,8 +245,8 @@ CHECKS: dict[str, Callable[[Path, dict], None]] = {
     "collect_round": _check_config("length_control.collect", 8),
     "strip_meta": _check_config("extend.strip_meta", True),
     "hold_to_ratio": _check_config("extend.hold_to_ratio", True),
-    "no_response_length_bias": _check_config("generate.length_biased", False),
-    "no_extension_length_bias": _check_config("extend.length_biased", False),
+    "no_response_length_bias": _check_config("select.length_biased_responses", False),
+    "no_extension_length_bias": _check_config("select.length_biased_extensions", False),
     "split_sentence_half": _check_config("split.strategy", "sentence_half"),
     "split_word_ratio": _check_config("split.strategy", "word_ratio"),
     "long_targets": _check_config("experiment", "long_targets"),
