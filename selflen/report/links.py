@@ -37,24 +37,30 @@ def _div(top: Any, bottom: Any) -> float | None:
 
 def iteration_links(targets: Sequence[Mapping[str, Any]], base_eval: Mapping[str, Any] | None,
                     self_words: Sequence[float], self_growth: Mapping[str, Any] | None,
-                    bench_growth: Mapping[str, Any] | None) -> dict[str, Any]:
+                    bench_growth: Mapping[str, Any] | None, self_effective: Sequence[float] = ()) -> dict[str, Any]:
     """The links of one iteration.
 
     ``targets``: the Generator's training records (``words`` of the target, ``words_before`` of its source answer);
     ``base_eval``: the base model's benchmark row (``mean_words``, ``ended_mean_words``); ``self_words``: the
     iteration's Generator's word counts on the self-instructed split; ``self_growth`` / ``bench_growth``: the paired
-    effective-words intervals (:func:`selflen.report.paired.paired_bootstrap`) on the split and on the benchmark.
+    effective-words intervals (:func:`selflen.report.paired.paired_bootstrap`) on the split and on the benchmark;
+    ``self_effective``: the same answers' effective words (repeated n-grams counted once), for ``fit_effective``,
+    the fit that loops cannot inflate, and ``target_over_base_effective``: the targets over the base's effective
+    words on the benchmark, the most the headline measure could grow if the Generator wrote its targets there.
 
     >>> row = iteration_links([{"words": 600, "words_before": 400}, {"words": 400, "words_before": 200}],
-    ...                       {"mean_words": 400.0, "ended_mean_words": 250.0}, [350, 450],
-    ...                       {"ratio": 1.6}, {"ratio": 1.2})
+    ...                       {"mean_words": 400.0, "ended_mean_words": 250.0, "effective_words": 320.0},
+    ...                       [350, 450], {"ratio": 1.6}, {"ratio": 1.2}, self_effective=[200, 300])
     >>> row["target_gain"], row["target_over_base"], row["target_over_base_ended"], row["fit"], row["transfer"]
     (1.667, 1.25, 2.0, 0.8, 0.75)
+    >>> row["fit_effective"], row["target_over_base_effective"]
+    (0.5, 1.562)
     """
     target = _mean([float(t["words"]) for t in targets if is_number(t.get("words"))])
     source = _mean([float(t["words_before"]) for t in targets if is_number(t.get("words_before"))])
     base = base_eval or {}
     on_split = _mean([float(w) for w in self_words])
+    effective = _mean([float(w) for w in self_effective])
     self_ratio = (self_growth or {}).get("ratio")
     bench_ratio = (bench_growth or {}).get("ratio")
     return {
@@ -64,8 +70,10 @@ def iteration_links(targets: Sequence[Mapping[str, Any]], base_eval: Mapping[str
         "target_gain": _div(target, source),
         "target_over_base": _div(target, base.get("mean_words")),
         "target_over_base_ended": _div(target, base.get("ended_mean_words")),
+        "target_over_base_effective": _div(target, base.get("effective_words")),
         "self_words": None if on_split is None else round(on_split, 1),
         "fit": _div(on_split, target),
+        "fit_effective": _div(effective, target),
         "self_growth": self_ratio if is_number(self_ratio) else None,
         "bench_growth": bench_ratio if is_number(bench_ratio) else None,
         "transfer": _div(bench_ratio, self_ratio),

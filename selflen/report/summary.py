@@ -329,7 +329,8 @@ def self_split_and_links(layout: RunLayout, iterations: int, evals: Mapping[str,
         point = rows.get(str(k)) or []
         links[str(k)] = iteration_links(targets, evals.get("0"), [float(r["words"]) for r in point],
                                         (split.get(str(k)) or {}).get("growth"),
-                                        ((evals.get(str(k)) or {}).get("intervals") or {}).get(HEADLINE))
+                                        ((evals.get(str(k)) or {}).get("intervals") or {}).get(HEADLINE),
+                                        [float(v["effective_words"]) for r in point if (v := answer_values(r))])
     return split, links
 
 

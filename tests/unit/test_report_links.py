@@ -38,3 +38,14 @@ def test_weakest_link_is_the_first_below_its_bar(row: dict, broken: str | None) 
     assert name == broken
     assert sentence.startswith(f"{broken} broke") if broken else sentence.startswith("every measured link holds")
     assert set(BARS) == {"target_over_base_ended", "fit", "transfer"}
+
+
+def test_a_generator_that_loops_to_its_targets_length_fits_in_words_but_not_in_effective_words() -> None:
+    """The proof run's pattern (2026-12-03): mean words on the split reach the targets' because more answers run
+    to the budget in loops; effective words, which count a repeat once, show how little was learnt."""
+    targets = [{"words": 560, "words_before": 370}] * 4
+    base = {"mean_words": 700.0, "ended_mean_words": 400.0, "effective_words": 590.0}
+    row = iteration_links(targets, base, [560, 560], {"ratio": 1.03}, {"ratio": 1.03}, self_effective=[400, 420])
+    assert row["fit"] == 1.0 and row["fit_effective"] == round(410 / 560, 3)
+    assert row["target_over_base_effective"] == round(560 / 590, 3) < 1  # the headline cannot reach 1.5x
+    assert iteration_links(targets, base, [560], None, None)["fit_effective"] is None  # not measured: None
