@@ -58,9 +58,23 @@ def run_rows(run: Path) -> dict[str, Any]:
         iv = ev.get("intervals") or {}
         points[point] = {"intervals": iv, "goals": goals(iv) if point != "0" else None,
                          "self_instructed": (s.get("self_instructed") or {}).get(point)}
+    links = {}
+    for k, link in (s.get("links") or {}).items():  # summaries written before fit_effective: computed here alike
+        own = (s.get("self_instructed") or {}).get(k) or {}
+        base = (s.get("eval") or {}).get("0") or {}
+        target = link.get("target_words")
+        links[k] = {**link,
+                    "fit_effective": link.get("fit_effective") or _ratio(own.get("effective_words"), target),
+                    "target_over_base_effective": link.get("target_over_base_effective")
+                    or _ratio(target, base.get("effective_words"))}
     return {"run_dir": str(run), "seed": cfg["seed"], "finetune": cfg["finetune"],
             "wall_seconds": s.get("wall_seconds"), "stage_seconds": s.get("stage_seconds"),
-            "headline": s.get("headline"), "links": s.get("links"), "points": points}
+            "headline": s.get("headline"), "links": links, "points": points}
+
+
+def _ratio(top: Any, bottom: Any) -> float | None:
+    numbers = isinstance(top, int | float) and isinstance(bottom, int | float)
+    return round(top / bottom, 3) if numbers and bottom else None
 
 
 def markdown(row: dict[str, Any]) -> str:
@@ -77,11 +91,12 @@ def markdown(row: dict[str, Any]) -> str:
         lines.append(f"| {point} | {_fmt(iv.get('effective_words'))} | {ended.get('point', 0):.0%} "
                      f"({ended.get('base', 0):.0%}) | {rep.get('point', 0):.3f} ({rep.get('base', 0):.3f}) | "
                      f"{_fmt(iv.get('mean_words'))} | {'all' if g['all'] else held} |")
-    lines += ["", "| iteration | targets | target words | / sources | / base ended | self words | fit | transfer |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| iteration | targets | target words | / sources | / base ended | / base effective | self words | "
+              "fit (words) | fit (effective) | transfer |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for k, link in (row["links"] or {}).items():
         lines.append(f"| {k} | {link.get('targets')} | {link.get('target_words')} | {link.get('target_gain')} | "
-                     f"{link.get('target_over_base_ended')} | {link.get('self_words')} | {link.get('fit')} | "
+                     f"{link.get('target_over_base_ended')} | {link.get('target_over_base_effective')} | "
+                     f"{link.get('self_words')} | {link.get('fit')} | {link.get('fit_effective')} | "
                      f"{link.get('transfer')} |")
     return "\n".join(lines)
 
