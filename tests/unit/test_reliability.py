@@ -268,6 +268,7 @@ def test_first_signal_asks_for_a_stop_the_second_stops_at_once() -> None:
 
     from selflen.errors import check_stop, install_stop_handlers, stop_requested
 
+    before = signal.getsignal(signal.SIGINT)  # the default handler, or SIG_IGN in a shell's background job
     restore = install_stop_handlers()
     try:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -280,4 +281,4 @@ def test_first_signal_asks_for_a_stop_the_second_stops_at_once() -> None:
             time.sleep(0.5)
     finally:
         restore()
-    assert not stop_requested() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not stop_requested() and signal.getsignal(signal.SIGINT) is before  # restored as it was
