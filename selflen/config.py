@@ -16,7 +16,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from selflen import env
 from selflen.data import BENCHMARKS
-from selflen.env import auto_backend
 from selflen.groups import (
     EvaluateConfig,
     ExtendConfig,
@@ -387,7 +386,7 @@ def to_config(raw: DictConfig | dict, announce: bool = True) -> TrainConfig:
     except SchemaError as err:
         raise ConfigError(str(err)) from None
     if cfg.backend.name == "auto":  # vLLM where installed, else transformers (conf/backend/auto.yaml)
-        cfg.backend.name = auto_backend(logging.getLogger("selflen").info if announce else None)
+        cfg.backend.name = env.auto_backend(logging.getLogger("selflen").info if announce else None)
     check(cfg)
     return cfg
 
