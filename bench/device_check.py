@@ -14,6 +14,7 @@ iteration 1's adapter; its stage timings come from the stages' ``done.json``. Wr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -146,14 +147,17 @@ def finetune_checks(tiny: Path, tmp: Path) -> dict:
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out: dict = {}
     try:
-        from selflen.finetune import TrainSettings, train
+        from selflen.config import load
+        from selflen.finetune import train
+
+        lora = load("finetune=lora").finetune
 
         t = time.perf_counter()
         stats = train(
             tiny,
             data,
             tmp / "adapter",
-            TrainSettings(epochs=1, batch_size=4, bf16=DEVICE == "cuda", logging_steps=1, save_steps=1000),
+            dataclasses.replace(lora, epochs=1, batch_size=4, bf16=DEVICE == "cuda", logging_steps=1, save_steps=1000),
         )
         out["trl_lora"] = {**stats, "seconds": round(time.perf_counter() - t, 2)}
         t = time.perf_counter()
@@ -161,8 +165,8 @@ def finetune_checks(tiny: Path, tmp: Path) -> dict:
             tiny,
             data,
             tmp / "full",
-            TrainSettings(
-                method="full",
+            dataclasses.replace(
+                load("finetune=full").finetune,
                 epochs=1,
                 batch_size=4,
                 bf16=DEVICE == "cuda",

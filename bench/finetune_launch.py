@@ -17,7 +17,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from sft_dtype import _rows  # noqa: E402 - the same synthetic rows as the dtype benchmark
 
-from selflen.finetune import TrainSettings  # noqa: E402
+from selflen.config import load  # noqa: E402
 from selflen.launch import LaunchSettings, TrainJob, run_job  # noqa: E402
 
 CASES = {
@@ -41,8 +41,8 @@ def one(name: str, data: Path, out: Path) -> dict:
     from selflen.models import embedded_model_dir
 
     launch, batch = CASES[name]
-    s = TrainSettings(epochs=1, batch_size=batch, learning_rate=5e-4, max_length=4096, save_steps=1000,
-                      logging_steps=1, warmup_ratio=0.0)
+    s = replace(load("finetune=lora").finetune, epochs=1, batch_size=batch, learning_rate=5e-4, max_length=4096,
+                save_steps=1000, logging_steps=1, warmup_ratio=0.0)
     logs: list[dict] = []
     t0 = time.time()
     if launch.launcher == "inprocess":

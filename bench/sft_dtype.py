@@ -10,6 +10,7 @@ seconds, tokens/s and the first/last loss. bf16 autocast only pays on CPUs with 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -36,11 +37,12 @@ def _rows(n: int, words: int, seed: int = 0) -> list[dict]:
 
 def one(dtype: str, data: Path, out: Path) -> dict:
     sys.path.insert(0, str(ROOT))
-    from selflen.finetune import TrainSettings, train
+    from selflen.config import load
+    from selflen.finetune import train
     from selflen.models import embedded_model_dir
 
-    s = TrainSettings(epochs=1, batch_size=2, learning_rate=5e-4, max_length=4096, save_steps=1000,
-                      logging_steps=1, bf16=dtype == "bf16")
+    s = dataclasses.replace(load("finetune=lora").finetune, epochs=1, batch_size=2, learning_rate=5e-4,
+                            max_length=4096, save_steps=1000, logging_steps=1, bf16=dtype == "bf16")
     t0 = time.time()
     stats = train(embedded_model_dir(), data, out, s)
     wall = time.time() - t0
@@ -65,7 +67,7 @@ def main() -> int:
         results = []
         for dtype in ("fp32", "bf16"):
             res = subprocess.run([sys.executable, __file__, "--one", dtype, str(data), str(Path(tmp) / dtype)],
-                                 capture_output=True, text=True, check=True)
+                                 stdout=subprocess.PIPE, text=True, check=True)  # its errors on our stderr
             results.append(json.loads(res.stdout.strip().splitlines()[-1]))
     report = {"command": " ".join(sys.argv), "machine": f"{platform.machine()} {os.cpu_count()} cores",
               "date": time.strftime("%Y-%m-%d"), "loadavg": os.getloadavg(), "results": results,
