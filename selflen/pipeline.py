@@ -28,6 +28,7 @@ from typing import Any
 from selflen import launch
 from selflen.addresses import FINAL, StageAddress, at
 from selflen.config import TrainConfig, to_dict
+from selflen.embedded import hashed_path
 from selflen.engines import Engine, EnginePool, engine_from_config
 from selflen.errors import SelflenError, check_stop
 from selflen.groups import HASH_VERSION, identity
@@ -65,7 +66,8 @@ class Runner:
     def __init__(self, cfg: TrainConfig, layout: RunLayout, model_dir: Path, logger: NullLogger) -> None:
         self.cfg, self.layout, self.model_dir, self.logger = cfg, layout, model_dir, logger
         m = cfg.model
-        identity = {"model": [m.name, m.source, m.path, m.revision, m.dtype, m.chat_format], "seed": cfg.seed}
+        path = hashed_path(m.source, m.path)
+        identity = {"model": [m.name, m.source, path, m.revision, m.dtype, m.chat_format], "seed": cfg.seed}
         self.root_hash = config_hash(identity)
         merge = merges_adapters(cfg.backend)
         self.engines = EnginePool(

@@ -81,6 +81,11 @@ def describe_model(name: str, folder: Path | str | None = None, *, source: str |
     if folder is not None:
         info["folder"] = str(folder)
         info["config_sha256"] = file_sha256(Path(folder) / "config.json")
+        try:  # an embedded model's provenance: the GGUF's pinned hash, the packages its bytes came from
+            conversion = json.loads((Path(folder) / "selflen_conversion.json").read_text(encoding="utf-8"))
+            info.update({k: conversion[k] for k in ("gguf_sha256", "packages", "provenance") if k in conversion})
+        except (OSError, ValueError):
+            pass
     return {k: v for k, v in info.items() if v is not None}
 
 
