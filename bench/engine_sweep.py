@@ -40,6 +40,7 @@ def main() -> int:
     ap.add_argument("--backend", default="vllm")
     ap.add_argument("--kwargs", default="{}", help="engine constructor arguments (JSON)")
     ap.add_argument("--label", default="")
+    ap.add_argument("--model", default=None, help="an embedded model's key (selflen/embedded.py; default SmolLM2)")
     ap.add_argument("--batch-sizes", default="64,128")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=1)
@@ -61,6 +62,7 @@ def main() -> int:
     kwargs = json.loads(args.kwargs)
     record = {
         "label": args.label,
+        "model": args.model,
         "backend": args.backend,
         "kwargs": kwargs,
         "env": {k: v for k, v in os.environ.items() if k.startswith(("VLLM_", "OMP_"))},
@@ -68,7 +70,7 @@ def main() -> int:
         "max_new_tokens": args.max_new_tokens,
     }
     t0 = time.perf_counter()
-    engine = build_engine(args.backend, str(embedded_model_dir()), **kwargs)
+    engine = build_engine(args.backend, str(embedded_model_dir(key=args.model)), **kwargs)
     record["start_s"] = round(time.perf_counter() - t0, 2)
     print(f"[{args.label}] start {record['start_s']} s", flush=True)
     try:

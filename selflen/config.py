@@ -47,7 +47,7 @@ class ConfigError(ValueError):
 class ModelConfig:
     name: str = "HuggingFaceTB/SmolLM2-135M-Instruct"  # identity recorded in records, cards and W&B
     source: str = "embedded"  # embedded | hub | local | tiny
-    path: str | None = None  # hub id or local folder (source hub/local); the key in selflen/embedded.py (embedded)
+    path: str | None = "smollm2_135m"  # hub id, local folder, or the key in selflen/embedded.py (embedded)
     dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
     max_model_len: int = 8192  # context used by the engines
     chat_format: str | None = "chatml"  # chatml | llama3: template given to a tiny stand-in of this model

@@ -200,13 +200,13 @@ def locate(piece: Piece, model: EmbeddedModel) -> Path:
         dist = importlib.metadata.distribution(piece.package)
     except importlib.metadata.PackageNotFoundError:
         raise WeightsError(
-            f"{model.key}: package {piece.package}=={piece.version} (file sha256 {piece.sha256[:16]}...) is not "
+            f"{model.key}: package {piece.package}=={piece.version} (file sha256 {piece.sha256}) is not "
             f"installed; {fix}"
         ) from None
     if dist.version != piece.version:
         raise WeightsError(
             f"{model.key}: package {piece.package} is {dist.version}, pinned {piece.version} (file sha256 "
-            f"{piece.sha256[:16]}...); {fix}"
+            f"{piece.sha256}); {fix}"
         )
     path = Path(str(dist.locate_file(piece.file)))
     if not path.is_file():

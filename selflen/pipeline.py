@@ -254,6 +254,27 @@ def iteration(r: Runner, k: int, held_out: bool = False) -> None:
     """One macro-iteration: instructions, answers, extensions, selections, SFT data, both roles trained;
     ``held_out``: the instructions are kept away from the self-instructed split (``iter_0/instruct``)."""
     cfg = r.cfg
+    lengthen(r, k, held_out)
+    prev = {role: at(k - 1, f"finetune_{role}") for role in ROLES}
+    data_s = sft_data.settings(cfg)
+    data_st = r.run(k, "sft_data", data_s, [at(k, "select")],
+                    lambda st: sft_data.run(st, r.ok(at(k, "select")), data_s))
+    write_data_card(r, data_st, k, {"generate": generate.settings(cfg), "extend": extend.settings(cfg),
+                                    "select": select.settings(cfg, k, "extended"), "sft_data": data_s})
+    r.engines.release()  # free memory for training
+    for role, data in zip(("gen", "ext"), sft_data.paths(data_st.dir), strict=True):
+        if role == "ext" and k == cfg.iterations.count and not cfg.finetune.last_extender:
+            log.info("finetune_ext of the last iteration skipped (finetune.last_extender=false): nothing uses it")
+            continue
+        train_role(r, k, role, data, [at(k, "sft_data"), prev[role]])
+    if at(k, "select") in r.ran:  # a resumed run does not log the samples of a finished iteration again
+        report.log_samples(r.logger, r.ok(at(k, "select")), k, cfg.logger.samples)
+
+
+def lengthen(r: Runner, k: int, held_out: bool = False) -> None:
+    """Iteration ``k``'s data up to the selected extensions: instructions, answers, their selection, extensions and
+    theirs (``bench/capacity.py`` runs this alone to probe a model's Extender before any training)."""
+    cfg = r.cfg
     seeds = seed_prompts(cfg.language.name)
     inst_in = instruct.InstructInputs(seeds, r.decontaminator())
     inst_s = instruct.settings(cfg, k)
@@ -272,18 +293,6 @@ def iteration(r: Runner, k: int, held_out: bool = False) -> None:
           lambda st: extend.run(st, r.ok(at(k, "select_responses")), ext_s, r.role_engine("ext", k)))
     sel_e = select.settings(cfg, k, "extended")
     r.run(k, "select", sel_e, [at(k, "extend")], lambda st: select.run(st, r.ok(at(k, "extend")), sel_e))
-    data_s = sft_data.settings(cfg)
-    data_st = r.run(k, "sft_data", data_s, [at(k, "select")],
-                    lambda st: sft_data.run(st, r.ok(at(k, "select")), data_s))
-    write_data_card(r, data_st, k, {"generate": gen_s, "extend": ext_s, "select": sel_e, "sft_data": data_s})
-    r.engines.release()  # free memory for training
-    for role, data in zip(("gen", "ext"), sft_data.paths(data_st.dir), strict=True):
-        if role == "ext" and k == cfg.iterations.count and not cfg.finetune.last_extender:
-            log.info("finetune_ext of the last iteration skipped (finetune.last_extender=false): nothing uses it")
-            continue
-        train_role(r, k, role, data, [at(k, "sft_data"), prev[role]])
-    if at(k, "select") in r.ran:  # a resumed run does not log the samples of a finished iteration again
-        report.log_samples(r.logger, r.ok(at(k, "select")), k, cfg.logger.samples)
 
 
 def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str], epochs: float | None = None) -> None:

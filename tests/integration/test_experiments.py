@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.data]
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS_DIR = ROOT / "experiments"
 EXPERIMENTS = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
-SCALES = ["paper_scale", "cpu_lengthen"]  # not ablations: whole-run sizes, smoke-run with their counts capped
+SCALES = ["paper_scale", "cpu_lengthen", "capacity_probe"]  # whole-run sizes, smoke-run with their counts capped
 ABLATIONS = [e for e in EXPERIMENTS if not e.startswith("sweep_") and e not in SCALES]
 SWEEPS = [e for e in EXPERIMENTS if e.startswith("sweep_")]
 COMMAND = re.compile(r"^#\s+python train\.py\s+(.*)$")
@@ -116,7 +116,8 @@ def test_header_commands_compose(name: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "jobs"), [("sweep_models", 2), ("sweep_keep_ratio", 3), ("sweep_extension", 4),
-                                            ("sweep_ablations", 8), ("sweep_recipes", 3)])
+                                            ("sweep_ablations", 8), ("sweep_recipes", 3),
+                                            ("sweep_cpu_models", 2)])
 def test_sweep_grids(name: str, jobs: int) -> None:
     combos = _expand(["-m", f"+experiment={name}"])
     assert len(combos) == jobs
@@ -125,11 +126,12 @@ def test_sweep_grids(name: str, jobs: int) -> None:
 
 
 def test_every_sweep_file_is_covered() -> None:
-    assert set(SWEEPS) == {"sweep_models", "sweep_keep_ratio", "sweep_extension", "sweep_ablations", "sweep_recipes"}
+    assert set(SWEEPS) == {"sweep_models", "sweep_keep_ratio", "sweep_extension", "sweep_ablations", "sweep_recipes",
+                           "sweep_cpu_models"}
 
 
 def test_ablations_run_with_one_glob_command() -> None:
-    combos = _expand(["-m", "+experiment=glob(*,exclude=[sweep_*,paper_scale,cpu_lengthen])"])
+    combos = _expand(["-m", "+experiment=glob(*,exclude=[sweep_*,paper_scale,cpu_lengthen,capacity_probe])"])
     assert sorted(c[0].split("=", 1)[1] for c in combos) == ABLATIONS
 
 
