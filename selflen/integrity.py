@@ -111,6 +111,7 @@ def safetensors_problem(path: Path) -> str | None:
             end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
         except (ValueError, UnicodeDecodeError, KeyError, TypeError, IndexError, AttributeError):
             return f"has a corrupt weights file {path.name} (unreadable header)"
-    if size < 8 + n + end:
-        return f"has a truncated weights file {path.name} ({size} of {8 + n + end} bytes)"
+    if size != 8 + n + end:  # a loader refuses both: data cut short, or bytes past what the header declares
+        what = "truncated" if size < 8 + n + end else "damaged"
+        return f"has a {what} weights file {path.name} ({size} bytes, its header declares {8 + n + end})"
     return None
