@@ -214,6 +214,8 @@ class OpenAIEngine(Engine):
             finish = choice.get("finish_reason")
             reason = "stop" if cut else {"length": "length", "repetition": "loop"}.get(finish, "stop")
             completions.append(Completion(text=text, tokens=0, finish_reason=reason))
+        if len(completions) != req.params.n:  # a 200 that is no completion (a proxy's page, another API's JSON)
+            raise ValueError(f"{len(completions)} choices for n={req.params.n}")
         usage = data.get("usage") or {}
         if completions and usage.get("completion_tokens") is not None:
             per = usage["completion_tokens"] // len(completions)

@@ -24,7 +24,9 @@ CLASSES = {1: "a finished stage is complete and true", 2: "a fault is never a su
            4: "one line for every bad input"}
 
 # what the user gets, one phrase per kind of outcome
-REDO = "one line naming the file and `redo=[iter_<k>/<stage>]`, exit 1; the file is left as it is; that redo recomputes"
+REDO = (
+    "one line naming the file and `redo=[iter_<k>/<stage>]`, exit 1; the file is left as it is; that redo "
+    "recomputes")
 RESUMED = "resumed: the same records, nothing lost or twice"
 NOT_DONE = "one line naming backend and cause, exit 1; no done.json; the same command retries the failed records"
 DOWN = "one line naming the server and the retries, exit 1; no done.json; the same command resumes"
@@ -63,7 +65,7 @@ SERVER_FAULTS = {  # backend=openai, through the generate stage and the Runner
     "refused (nothing listens)": DOWN,
     "HTTP 500 on every request": DOWN,
     "stalls past backend.timeout_s": DOWN,
-    "dies mid-stage and stays down": DOWN,
+    "dies mid-stage and stays down": NOT_DONE,  # some answered: the others are engine errors
     "dies mid-stage and comes back": RESUMED,
     "200 with a body that is not JSON": NOT_DONE,
     "200 with JSON that is no completion": NOT_DONE,
@@ -73,7 +75,8 @@ SERVER_FAULTS = {  # backend=openai, through the generate stage and the Runner
 ENGINE_CASES = [Case(2, f"server {fault}", outcome) for fault, outcome in SERVER_FAULTS.items()] + [
     Case(2, "server fixed after an engine fault, same command", RESUMED + " (identical to a run without the fault)"),
     Case(2, "evaluation with an engine error among its answers", NOT_DONE),
-    Case(2, "fine-tune on an SFT file with 0 examples", "one line naming the stage and the file, exit 1; no done.json"),
+    Case(2, "fine-tune on an SFT file with 0 examples",
+         "one line naming the stage and the file, exit 1; no done.json"),
     Case(2, "summary of a run whose stages retried engine errors", "`engine_errors` in summary.json, by stage"),
     Case(2, "`evaluation score` on an empty file / no usable row", "`error: FILE: no rows ...`, exit 2, no output"),
 ]
@@ -139,8 +142,9 @@ def render(cases: list[Case]) -> str:
     knobs = [c for c in cases if c.fault.startswith("`") and c.outcome in (ACCEPTED, REFUSED)]
     lines += ["", "| class | fault | what you get |", "|---|---|---|"]
     lines += [f"| {c.klass} | {c.fault} | {c.outcome} |" for c in cases if c not in knobs]
-    lines += [f"| 4 | every numeric knob at its bounds ({len(knobs)} values of {len({c.fault.split('=')[0] for c in knobs})}"
-              f" keys in `selflen.config.RANGES`) | {REFUSED} (outside); {ACCEPTED} (at a closed bound) |", "", END]
+    keys = len({c.fault.split("=")[0] for c in knobs})
+    lines += [f"| 4 | every numeric knob at its bounds ({len(knobs)} values of {keys} keys in "
+              f"`selflen.config.RANGES`) | {REFUSED} (outside); {ACCEPTED} (at a closed bound) |", "", END]
     return "\n".join(lines)
 
 
@@ -149,7 +153,10 @@ def write_doc(path: Path = DOC) -> bool:
     text = path.read_text(encoding="utf-8")
     section = render(all_cases())
     pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _m: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section + "\n"
+    if pattern.search(text):
+        new = pattern.sub(lambda _m: section, text)
+    else:
+        new = text.rstrip("\n") + "\n\n" + section + "\n"
     if new != text:
         path.write_text(new, encoding="utf-8")
     return new != text

@@ -74,7 +74,8 @@ def reopen(lay: RunLayout, rel: str, redo: bool = False) -> object:
     """What the run does with the damaged file: open its stage (and, for a trained folder, look it up)."""
     point, name = rel.split("/")[:2]
     k = int(point.removeprefix("iter_"))
-    hashes = {"generate": "h-gen", "sft_data": "h-sft", "evaluate": "h-eval", "finetune_gen": "h-ft", "extend": "h-ext"}
+    hashes = {"generate": "h-gen", "sft_data": "h-sft", "evaluate": "h-eval", "finetune_gen": "h-ft",
+              "extend": "h-ext"}
     st = Stage(lay.stage(k, name), f"{point}/{name}", hashes[name], redo=redo)
     if name == "finetune_gen" and not redo:
         return lay.trained("gen", k)
