@@ -197,17 +197,27 @@ def _line_ends(data: bytes) -> Iterator[int]:
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write a whole file atomically (temp file + rename)."""
-    path = Path(path)
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    _write_atomic(Path(path), "".join(lines))
+    return len(lines)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a synced temp file and a rename, so a crash or a full disk leaves the old file
+    (or none) and never a half-written one; a failure is one ``StoreError`` naming the file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return n
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        what = "the disk is full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror or str(err)
+        raise StoreError(f"{path}: cannot write it: {what}; nothing half-written is kept, free space (or fix the "
+                         "permissions) and re-run the same command to resume") from None
 
 
 def read_json(path: Path, fix: str | None = None) -> Any:
@@ -226,10 +236,8 @@ def read_json(path: Path, fix: str | None = None) -> Any:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-    os.replace(tmp, path)
+    """Write a JSON file atomically (see ``_write_atomic``)."""
+    _write_atomic(Path(path), json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
 class Stage:

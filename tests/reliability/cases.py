@@ -58,8 +58,10 @@ RUN_FILES = {
     "iter_1/finetune_gen/model/model.safetensors": {"truncated": REDO, "deleted": REDO},
     "iter_1/extend/rounds.json (unfinished stage)": {**dict.fromkeys(DAMAGES[:4], REDO), "deleted": RESUMED},
 }
+FULL = "one line naming the file and `free space ... re-run the same command`, exit 1; nothing half-written"
 FILE_CASES = [Case(1, f"{path}: {damage}", outcome) for path, damages in RUN_FILES.items()
-              for damage, outcome in damages.items()]
+              for damage, outcome in damages.items()] + [
+    Case(1, f"disk full while writing {what}", FULL) for what in ("a record", "done.json", "an SFT file")]
 
 SERVER_FAULTS = {  # backend=openai, through the generate stage and the Runner
     "refused (nothing listens)": DOWN,
@@ -141,7 +143,14 @@ def render(cases: list[Case]) -> str:
     lines += [f"| {k}. {name} | {counts[k]} |" for k, name in CLASSES.items()]
     knobs = [c for c in cases if c.fault.startswith("`") and c.outcome in (ACCEPTED, REFUSED)]
     lines += ["", "| class | fault | what you get |", "|---|---|---|"]
-    lines += [f"| {c.klass} | {c.fault} | {c.outcome} |" for c in cases if c not in knobs]
+    rows: list[list[str]] = []  # the damages of one file with one outcome share a row
+    for c in (c for c in cases if c not in knobs):
+        path, _, damage = c.fault.rpartition(": ") if c in FILE_CASES else ("", "", "")
+        if path and rows and rows[-1][0] == path and rows[-1][2] == c.outcome:
+            rows[-1][1] += f", {damage}"
+        else:
+            rows.append([path, damage if path else c.fault, c.outcome, str(c.klass)])
+    lines += [f"| {k} | {f'`{p}`: {d}' if p else d} | {o} |" for p, d, o, k in rows]
     keys = len({c.fault.split("=")[0] for c in knobs})
     lines += [f"| 4 | every numeric knob at its bounds ({len(knobs)} values of {keys} keys in "
               f"`selflen.config.RANGES`) | {REFUSED} (outside); {ACCEPTED} (at a closed bound) |", "", END]

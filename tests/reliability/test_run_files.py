@@ -147,3 +147,35 @@ def test_an_iteration_that_trained_nothing_keeps_the_previous_model(tmp_path: Pa
     st.finish({"examples": 0}, extra={"train": {"examples": 0, "trained": False},
                                       "settings": {"finetune": {"method": "lora"}}})  # an old run's empty iteration
     assert lay.current("gen", 2) == (lay.finetune_dir("gen", 1) / "adapter", 1)
+
+
+@pytest.mark.parametrize("what", ["a record", "done.json", "an SFT file"])
+def test_a_disk_that_fills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str) -> None:
+    import errno
+    import os
+
+    from selflen.store import write_jsonl
+
+    st = Stage(tmp_path / "iter_1" / "sft_data", "iter_1/sft_data", "h")
+    st.append(RECORDS[0])
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StoreError, match="the disk is full.*re-run the same command") as info:
+        if what == "a record":
+            st.append(RECORDS[1])
+        elif what == "done.json":
+            st.finish({"records": 1})
+        else:
+            write_jsonl(st.dir / "gen.jsonl", [{"messages": []}])
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert "\n" not in str(info.value) and not list(st.dir.glob("*.tmp"))
+    assert not st.done and not (st.dir / "gen.jsonl").exists()
+    again = Stage(st.dir, "iter_1/sft_data", "h")  # space freed: the same command resumes
+    assert again.records() == RECORDS[:1]
+    again.append(RECORDS[1])
+    again.finish({"records": 2})
+    assert Stage(st.dir, "iter_1/sft_data", "h").done
