@@ -19,7 +19,8 @@ from selflen.store import RunLayout, StoreError, read_json
 def finished_run(run_dir: Path) -> tuple[RunLayout, TrainConfig]:
     """The layout and config of a run that ``train.py`` wrote (what the bench scripts re-run parts of)."""
     layout = RunLayout(Path(run_dir).resolve())
-    raw = read_json(layout.config_path)
+    raw = read_json(layout.config_path, fix="give the folder of a run that train.py wrote (its config.json is "
+                                            "rewritten by re-running the same command)")
     if raw is None:
         raise SystemExit(f"{layout.config_path} is missing: give the folder of a run that train.py wrote")
     return layout, to_config(raw)

@@ -263,12 +263,21 @@ class Stage:
             self._manifest = self._verified_manifest()
             self._ids = {r["id"] for r in read_jsonl(self.records_path)}
             return
-        records = read_jsonl(self.records_path, repair=True)
+        records = self._own_records(repair=True)
         failed = [r for r in records if engine_failed(r)]
         if failed:  # tries the engine failed are retried, not kept as drops
             log.warning("stage %s: retrying %d record(s) the engine failed last time", self.name, len(failed))
             write_jsonl(self.records_path, [r for r in records if not engine_failed(r)])
         self._ids = {r["id"] for r in records if not engine_failed(r)}
+
+    def _own_records(self, repair: bool = False) -> list[dict[str, Any]]:
+        """The stage's records, each with its id, else one ``StoreError`` naming FILE:LINE and the redo."""
+        records = read_jsonl(self.records_path, repair=repair)
+        for number, r in enumerate(records, start=1):
+            if not isinstance(r.get("id"), str):
+                raise StoreError(f"{self.records_path}:{number}: a record without an id (edited by hand?); "
+                                 f"{redo_fix(self.dir)}")
+        return records
 
     def _data_files(self) -> list[Path]:
         """The stage's data files besides its records (SFT files, scored rows, summaries): top-level JSON/JSONL."""
@@ -281,7 +290,7 @@ class Stage:
         if self.done:
             return True
         try:
-            read_jsonl(self.records_path)
+            self._own_records()
             for p in self._data_files():  # a stage's own state (extend's rounds.json) must be readable too
                 if p.suffix == ".json":
                     read_json(p)
@@ -330,7 +339,7 @@ class Stage:
 
     def _check_hash(self, redo: bool) -> None:
         marker = self.dir / "config_hash"
-        old = marker.read_text().strip() if marker.exists() else None
+        old = " ".join(marker.read_bytes().decode("utf-8", "replace").split())[:40] if marker.exists() else None
         if old is not None and old != self.hash:
             if not redo:
                 raise StoreError(

@@ -98,6 +98,8 @@ INPUT_CASES = [
     Case(4, "local model folder with a config and no weights", BAD_FILE),
     Case(4, "local model folder with truncated weights", BAD_FILE),
     Case(4, "corrupt record in the middle of records.jsonl", REDO),
+    Case(4, "record without an id in records.jsonl", REDO),
+    Case(4, "config_hash marker that is not text", REDO),
 ]
 
 

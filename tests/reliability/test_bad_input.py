@@ -98,5 +98,22 @@ def test_a_corrupt_record_in_the_middle_names_file_line_and_a_redo_that_works(tm
     assert Stage(folder, "iter_2/extend", "h", redo=True).records() == []  # the fix recomputes it
 
 
+def test_a_record_without_an_id_names_file_line_and_a_redo_that_works(tmp_path: Path) -> None:
+    folder = tmp_path / "iter_1" / "generate"
+    folder.mkdir(parents=True)
+    (folder / "records.jsonl").write_text('{"id": "a"}\n{"status": "ok"}\n')
+    with pytest.raises(StoreError, match=r"records.jsonl:2: a record without an id .*redo=\[iter_1/generate\]"):
+        Stage(folder, "iter_1/generate", "h")
+    assert Stage(folder, "iter_1/generate", "h", redo=True).records() == []
+
+
+def test_a_config_hash_marker_that_is_not_text(tmp_path: Path) -> None:
+    folder = tmp_path / "iter_1" / "generate"
+    folder.mkdir(parents=True)
+    (folder / "config_hash").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(StoreError, match=r"was run with another config .*redo=\[iter_1/generate\]"):
+        Stage(folder, "iter_1/generate", "h")
+
+
 def test_every_input_case_of_the_table_has_its_test() -> None:
-    assert len(INPUT_CASES) == 4
+    assert len(INPUT_CASES) == 6
