@@ -348,7 +348,8 @@ class Stage:
                     "another hydra.run.dir"
                 )
             self._clear(f"config changed {old} -> {self.hash}")
-        marker.write_text(self.hash)
+        if old != self.hash:
+            _write_atomic(marker, self.hash)  # never a torn marker that would read as another config
 
     @property
     def done(self) -> bool:
