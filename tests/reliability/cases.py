@@ -91,6 +91,7 @@ STOP_CASES = [
     Case(3, "SIGTERM to train.py, backend=openai, server stalled mid-stage", STOPPED),
     Case(3, "SIGINT to train.py, backend=openai, server stalled mid-stage", STOPPED),
     Case(3, "SIGINT during a launched fine-tune (the trainer saw only the stop file)", "exit 130, SIGINT"),
+    Case(3, "SIGTERM during a long batch of the hf engine", "the batch is cut after its next token; Interrupted"),
 ]
 
 INPUT_CASES = [

@@ -127,4 +127,37 @@ def test_ctrl_c_during_a_launched_finetune_reports_sigint(tmp_path: Path, monkey
 
 
 def test_every_stop_case_of_the_table_has_its_test() -> None:
-    assert len(STOP_CASES) == 4 + 1 + 2 + 1  # the parametrized cases above, in the table's order
+    assert len(STOP_CASES) == 4 + 1 + 2 + 1 + 1  # the parametrized cases above, in the table's order
+
+
+def test_a_stop_cuts_an_hf_batch_short(tiny_model: Path) -> None:
+    """The hf engine stops between batches and, through a stopping criterion, inside one: a long CPU batch does not
+    hold a stop until it ends."""
+    from selflen.engines import build_engine
+
+    reqs = [Request([{"role": "user", "content": "Hello"}], SamplingParams(max_new_tokens=400, seed=i))
+            for i in range(2)]
+    with build_engine("hf", str(tiny_model), batch_size=2, max_model_len=1024) as engine:
+        engine.generate(reqs[:1])  # warm
+        request_stop(signal.SIGTERM)
+        try:
+            with pytest.raises(Interrupted, match="SIGTERM"):
+                engine.generate(reqs)
+        finally:
+            clear_stop()
+        calls = []
+        real = engine.model.forward
+
+        def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            calls.append(1)
+            return real(*args, **kwargs)
+
+        engine.model.forward = counting
+        request_stop(signal.SIGTERM)
+        try:
+            with pytest.raises(Interrupted):
+                engine.generate(reqs)
+        finally:
+            clear_stop()
+            engine.model.forward = real
+    assert 1 <= len(calls) <= 2  # cut after the first step, not 400 tokens later
