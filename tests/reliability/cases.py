@@ -83,6 +83,8 @@ ENGINE_CASES = [Case(2, f"server {fault}", outcome) for fault, outcome in SERVER
     Case(2, "`evaluation score` on an empty file / no usable row", "`error: FILE: no rows ...`, exit 2, no output"),
 ]
 
+STAGE_STOPS = ["instruct (in an engine call)", "generate (in an engine call)", "extend (between its rounds)",
+               "select (no engine: before its first record)"]
 STOP_CASES = [
     Case(3, f"{sig} while the openai engine waits on a stalled server ({where})", STOPPED)
     for sig in ("SIGTERM", "SIGINT") for where in ("generate", "adapter load")
@@ -92,7 +94,8 @@ STOP_CASES = [
     Case(3, "SIGINT to train.py, backend=openai, server stalled mid-stage", STOPPED),
     Case(3, "SIGINT during a launched fine-tune (the trainer saw only the stop file)", "exit 130, SIGINT"),
     Case(3, "SIGTERM during a long batch of the hf engine", "the batch is cut after its next token; Interrupted"),
-]
+] + [Case(3, f"SIGTERM during {kind}", "Interrupted, no done.json; " + RESUMED)
+     for kind in STAGE_STOPS]
 
 INPUT_CASES = [
     Case(4, "benchmark row that is not JSON under SELFLEN_DATA_DIR", BAD_FILE),

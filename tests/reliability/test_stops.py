@@ -21,7 +21,7 @@ import pytest
 from selflen.engines.base import Request, SamplingParams
 from selflen.engines.openai import OpenAIEngine
 from selflen.errors import Interrupted, clear_stop, install_stop_handlers, request_stop
-from tests.reliability.cases import STOP_CASES
+from tests.reliability.cases import STAGE_STOPS, STOP_CASES
 from tests.reliability.faulty_server import FaultyServer
 
 pytestmark = pytest.mark.unit
@@ -127,7 +127,7 @@ def test_ctrl_c_during_a_launched_finetune_reports_sigint(tmp_path: Path, monkey
 
 
 def test_every_stop_case_of_the_table_has_its_test() -> None:
-    assert len(STOP_CASES) == 4 + 1 + 2 + 1 + 1  # the parametrized cases above, in the table's order
+    assert len(STOP_CASES) == 4 + 1 + 2 + 1 + 1 + len(STAGE_STOPS)  # the cases here and in test_stage_stops.py
 
 
 def test_a_stop_cuts_an_hf_batch_short(tiny_model: Path) -> None:
