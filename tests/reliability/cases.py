@@ -77,6 +77,7 @@ SERVER_FAULTS = {  # backend=openai, through the generate stage and the Runner
 ENGINE_CASES = [Case(2, f"server {fault}", outcome) for fault, outcome in SERVER_FAULTS.items()] + [
     Case(2, "server fixed after an engine fault, same command", RESUMED + " (identical to a run without the fault)"),
     Case(2, "evaluation with an engine error among its answers", NOT_DONE),
+    Case(2, "length control whose LLM rewrite the engine failed (no template in its place)", NOT_DONE),
     Case(2, "fine-tune on an SFT file with 0 examples",
          "one line naming the stage and the file, exit 1; no done.json"),
     Case(2, "summary of a run whose stages retried engine errors", "`engine_errors` in summary.json, by stage"),

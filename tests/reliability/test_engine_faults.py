@@ -173,3 +173,18 @@ def test_evaluation_score_refuses_an_input_with_no_rows(tmp_path: Path, content:
     err = capsys.readouterr().err
     assert code == 2 and f"error: {src}: no" in err and err.count("\n") == 1
     assert not out.exists() and not (tmp_path / "summary.json").exists()
+
+
+def test_a_length_control_rewrite_the_engine_failed_is_not_replaced_by_the_template(tmp_path: Path) -> None:
+    from selflen.stages import length_control
+    from selflen.store import Stage
+    from tests.scripted import ScriptedEngine
+    from tests.unit.test_stage_length_control import POOLED, _rewriter, _settings
+
+    stage = Stage(tmp_path / "final" / "length_control", "final/length_control", "h")
+    failing = ScriptedEngine(lambda req: None if "subject 2" in req.messages[-1]["content"] else _rewriter(req))
+    with pytest.raises(EngineFailed, match="final/length_control: backend scripted failed 1 of its 6 requests"):
+        length_control.run(stage, POOLED, _settings(), failing)
+    assert stage.records() == [] and not stage.done
+    result = length_control.run(stage, POOLED, _settings(), ScriptedEngine(_rewriter))  # fixed: the same command
+    assert result.counts["examples"] == len(POOLED)
