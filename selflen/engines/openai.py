@@ -4,7 +4,10 @@ Bounded concurrency, a timeout per request, retries with exponential backoff on 
 that still fails comes back as an ``error`` result and is counted in ``stats`` (``errors``, ``retries``,
 ``transport_errors``) — never dropped. When every request of a ``generate`` call failed to reach the server
 (connection refused, timeouts, 5xx) even after the retries, the server is down: ``EngineUnavailable`` is raised so
-the stage stops with one line instead of writing a stage full of errors; re-running resumes.
+the stage stops with one line instead of writing a stage full of errors; re-running resumes. When every request
+of a call failed although the server answered (4xx, a 200 that is no completion), ``EngineFailed`` says so.
+Requests run on daemon threads waited on in short polls (``run_all``), so SIGTERM/SIGINT end a call at once even
+while the threads sit in a read of a stalled server.
 An assistant prefix is continued with ``continue_final_message`` (vLLM's chat API); adapters are served model
 names (``--lora-modules gen=DIR``) or, with ``load_adapters=True``, loaded at run time through
 ``/v1/load_lora_adapter`` (vLLM with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``).
