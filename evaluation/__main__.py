@@ -162,6 +162,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     scored, summary = api.score_rows(
         rows, args.benchmark, args.counter, skip_bad=args.skip_bad, source=str(args.input), bad_rows=bad_json
     )
+    if not scored:  # a score of None over nothing is not a result: refuse it before any output is written
+        bad = summary.get("bad_rows") or 0
+        what = f"no usable row ({bad} skipped as malformed)" if bad else "no rows (the file is empty)"
+        print(f"error: {args.input}: {what}; score a JSON-lines file with one answer per line", file=sys.stderr)
+        return 2
     settings = _judge_settings(args, "hf", args.output.with_suffix(".judge_cache.jsonl"))
     if settings is not None:
         from evaluation.judge import Judge, rubric_for

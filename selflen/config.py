@@ -230,10 +230,24 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "evaluate.self_samples": (1, None, False, True), "backend.gpu_memory_utilization": (0, 1, True, False),
     "backend.batch_size": (1, None, False, True), "backend.concurrency": (1, None, False, True),
     "backend.tensor_parallel_size": (1, None, False, True), "backend.data_parallel_size": (1, None, False, True),
+    # every other numeric knob, so a value that cannot run stops here, before any folder is written
+    **dict.fromkeys(["length.instruct_tokens", "length.generate_tokens", "length.extend_tokens",
+                     "length.rewrite_tokens", "length.pool_max_words", "instruct.max_words", "instruct.pool_reset",
+                     "finetune.grad_accum", "finetune.max_length", "finetune.save_steps", "finetune.logging_steps",
+                     "evaluate.n_per_cell", "model.max_model_len", "backend.max_lora_rank", "backend.cpu_kvcache_gb",
+                     "backend.max_num_seqs", "backend.max_num_batched_tokens"], (1, None, False, True)),
+    **dict.fromkeys(["length.pool_min_words", "instruct.judge_min_words", "instruct.min_words", "select.min_items",
+                     "instruct.judge_temperature", "evaluate.temperature", "evaluate.top_k", "sampling.top_k",
+                     "backend.max_retries", "language.ngram_n", "logger.samples", "seed"], (0, None, False, True)),
+    **dict.fromkeys(["finetune.lora.alpha", "length_control.epochs", "evaluate.repetition_penalty",
+                     "sampling.repetition_penalty", "backend.timeout_s"], (0, None, True, True)),
+    "finetune.lora.dropout": (0, 1, False, True), "finetune.warmup_ratio": (0, 1, False, False),
+    "evaluate.top_p": (0, 1, True, False), "launch.main_process_port": (0, 65535, False, False),
 }
 
 
-OFF_WHEN_NULL = {"instruct.dedup_threshold", "select.dedup_threshold"}  # null turns the rule off
+OFF_WHEN_NULL = {"instruct.dedup_threshold", "select.dedup_threshold",  # null turns the rule off
+                 "instruct.pool_reset", "backend.max_num_seqs", "backend.max_num_batched_tokens"}  # null: no limit
 
 
 def _get(obj: Any, dotted: str) -> Any:

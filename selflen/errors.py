@@ -7,7 +7,8 @@ import signal
 import threading
 from collections.abc import Callable
 
-__all__ = ["EngineUnavailable", "Interrupted", "SelflenError", "check_stop", "install_stop_handlers", "stop_requested"]
+__all__ = ["EngineFailed", "EngineUnavailable", "Interrupted", "SelflenError", "StoreError", "check_stop",
+           "install_stop_handlers", "stop_requested", "stop_signal"]
 
 
 class SelflenError(RuntimeError):
@@ -16,6 +17,14 @@ class SelflenError(RuntimeError):
 
 class EngineUnavailable(SelflenError):
     """The generation server did not answer any request of a try, even after the bounded retries."""
+
+
+class StoreError(SelflenError):
+    """The run directory cannot be used as asked; the message says why and what to do."""
+
+
+class EngineFailed(SelflenError):
+    """Requests of a stage failed in the engine (transport, malformed answers, timeouts): the stage is not done."""
 
 
 class Interrupted(SelflenError):
@@ -38,6 +47,11 @@ def stop_requested() -> bool:
 def request_stop(signum: int) -> None:
     _signum[:] = [signum]
     _stop.set()
+
+
+def stop_signal() -> int | None:
+    """The signal of the stop asked for (SIGTERM or SIGINT), None when no stop was asked for."""
+    return _signum[0] if _stop.is_set() and _signum else None
 
 
 def clear_stop() -> None:

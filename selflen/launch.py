@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selflen.errors import Interrupted, SelflenError, stop_requested
+from selflen.errors import Interrupted, SelflenError, stop_requested, stop_signal
 
 log = logging.getLogger(__name__)
 LAUNCHERS = ("inprocess", "accelerate")
@@ -215,13 +215,13 @@ def run_job(job: TrainJob, workdir: Path, s: LaunchSettings,
     if rc in (-signal.SIGTERM, -signal.SIGINT) and stop_requested():
         # the run's own stop reached the trainer itself: sent to the run's process group while the trainer was being
         # spawned (before it left the group), it dies by it before any checkpoint; re-running resumes all the same
-        raise Interrupted(-rc)
+        raise Interrupted(stop_signal() or -rc)
     if rc != 0 or result is None:
         tail = "\n".join(out.read_text(errors="replace").splitlines()[-15:])
         raise SelflenError(f"the trainer failed (exit {rc}); its log is {out}; fix the cause and re-run to resume "
                            f"from the last checkpoint. Last lines:\n{tail}")
-    if result.get("stopped"):
-        raise Interrupted(int(result.get("signum") or 15))
+    if result.get("stopped"):  # the run's own signal (the trainer saw only the stop file), else the trainer's
+        raise Interrupted(stop_signal() or int(result.get("signum") or 15))
     return result
 
 

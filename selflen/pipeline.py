@@ -32,6 +32,7 @@ from selflen.embedded import hashed_path
 from selflen.engines import Engine, EnginePool, engine_from_config
 from selflen.errors import SelflenError, check_stop
 from selflen.groups import HASH_VERSION, identity
+from selflen.integrity import engine_failed
 from selflen.locks import RunLock
 from selflen.models import merged_model_dir, merges_adapters
 from selflen.report import cards
@@ -49,7 +50,7 @@ from selflen.stages import (
     select,
     sft_data,
 )
-from selflen.stages.common import StageResult
+from selflen.stages.common import StageResult, engine_failure
 from selflen.store import ROLES, RunLayout, Stage, config_hash, write_json
 from selflen.tracking import STEP_METRICS, NullLogger, hydra_job_context, open_logger, run_tags
 
@@ -112,6 +113,7 @@ class Runner:
         before, served_from = self.engines.stats(), len(self.engines.served)
         try:
             res: StageResult = body(st)
+            self.check_engine_failures(st)
         except SelflenError as err:
             st.close()
             err.stage = st.name  # type: ignore[attr-defined]
@@ -142,6 +144,14 @@ class Runner:
             report.log_eval_table(self.logger, st.dir, step)
         log.info("stage %s: done in %.1f s %s", st.name, manifest["seconds"], res.counts)
         return st
+
+    def check_engine_failures(self, st: Stage) -> None:
+        """A stage holding records the engine failed is not done: one line naming the backend and the cause (the
+        next run of the same command retries exactly those records)."""
+        records = st.records()
+        failed = sum(engine_failed(r) for r in records)
+        if failed:
+            raise engine_failure(st.name, self.cfg.backend.name, failed, len(records), self.engines.last_error())
 
     def merged_folder(self, adapter: Path, label: str) -> Path:
         """``adapter`` folded into a copy of the base model, under ``<run>/merged/`` (safe to delete: rebuilt on
@@ -226,11 +236,18 @@ def run_loop(r: Runner) -> dict[str, Any]:
     plots = report.write_run_plots(r.layout, summary.pop("words_by_iter"), r.logger, summary=summary)
     summary["plots"] = [r.layout.rel(p) for p in plots]
     summary["wandb"] = r.logger.location
+    summary["engine_errors"] = engine_errors(r.manifests)
     summary["checks_off"] = [k for k, on in (("evaluate.enabled", cfg.evaluate.enabled),
                                              ("instruct.decontaminate", cfg.instruct.decontaminate)) if not on]
     write_json(r.layout.summary_path, summary)
     r.logger.summary(report.flat_for_logger(summary))
     return summary
+
+
+def engine_errors(manifests: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Requests an engine failed, by stage, in the stages this summary rests on (each retried until it was
+    answered, since a stage with a record the engine failed is never done); empty when there were none."""
+    return {name: m["engine"]["errors"] for name, m in manifests.items() if (m.get("engine") or {}).get("errors")}
 
 
 def self_split(r: Runner) -> list[dict[str, Any]]:

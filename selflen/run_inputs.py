@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from evaluation.records import RowError
 from selflen.config import TrainConfig, to_config
 from selflen.engines import Engine, Request, SamplingParams, engine_from_config
 from selflen.stages import evaluate
@@ -18,7 +19,8 @@ from selflen.store import RunLayout, StoreError, read_json
 def finished_run(run_dir: Path) -> tuple[RunLayout, TrainConfig]:
     """The layout and config of a run that ``train.py`` wrote (what the bench scripts re-run parts of)."""
     layout = RunLayout(Path(run_dir).resolve())
-    raw = read_json(layout.config_path)
+    raw = read_json(layout.config_path, fix="give the folder of a run that train.py wrote (its config.json is "
+                                            "rewritten by re-running the same command)")
     if raw is None:
         raise SystemExit(f"{layout.config_path} is missing: give the folder of a run that train.py wrote")
     return layout, to_config(raw)
@@ -39,8 +41,24 @@ def model_folder(cfg: TrainConfig) -> Path:
     from selflen.models import resolve_model
 
     m = cfg.model
-    return resolve_model(m.source, m.path, cache_dir=cfg.paths.cache_dir, online=cfg.online,
-                         chat_format=m.chat_format, revision=m.revision, seed=cfg.seed)  # fmt: skip
+    folder = resolve_model(m.source, m.path, cache_dir=cfg.paths.cache_dir, online=cfg.online,
+                           chat_format=m.chat_format, revision=m.revision, seed=cfg.seed)  # fmt: skip
+    check_model_weights(Path(folder))
+    return folder
+
+
+def check_model_weights(folder: Path) -> None:
+    """A model folder must hold whole weights (``*.safetensors`` or ``*.bin``) before any engine loads it: one
+    line naming the folder instead of a loader's traceback after the first stages ran."""
+    from selflen.integrity import safetensors_problem
+    from selflen.models import ModelNotFound
+
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    problem = "has no weights (*.safetensors, *.bin)" if not weights else next(
+        filter(None, (safetensors_problem(w) for w in weights)), None)
+    if problem:
+        raise ModelNotFound(f"model folder {folder} {problem}; point model.path at a complete model folder (or "
+                            "download/convert it again)")
 
 
 def preflight(cfg: TrainConfig) -> TrainConfig:
@@ -99,6 +117,9 @@ def eval_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
     data_dir = Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else None
     try:
         return evaluate.load_rows(evaluate.settings(cfg, 0), data_dir)  # preflight fetched it
+    except RowError as err:
+        raise StoreError(f"{err}; fix or replace that benchmark file (paths.data_dir / SELFLEN_DATA_DIR), or "
+                         "switch evaluation off with evaluate.enabled=false") from None
     except FileNotFoundError as err:
         raise StoreError(
             f"{str(err).splitlines()[0]} -- set paths.data_dir (or SELFLEN_DATA_DIR) to the benchmark folder, "
@@ -121,5 +142,10 @@ def decontaminator(cfg: TrainConfig):  # noqa: ANN201
             "decontamination needs the benchmark files (LonGen, LongBench-Write): set paths.data_dir or "
             "SELFLEN_DATA_DIR, or switch it off with instruct.decontaminate=false"
         )
-    dec = Decontaminator.from_data_dir(data_dir)
+    try:
+        dec = Decontaminator.from_data_dir(data_dir)
+    except ValueError as err:  # a row that is not JSON (FILE:LINE), or bytes that are not UTF-8
+        what = f"a benchmark file under {data_dir} is not UTF-8 text" if isinstance(err, UnicodeDecodeError) else err
+        raise StoreError(f"{what}; fix or replace that benchmark file (paths.data_dir / SELFLEN_DATA_DIR), or "
+                         "switch decontamination off with instruct.decontaminate=false") from None
     return dec if dec.size else None

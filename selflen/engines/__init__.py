@@ -181,6 +181,11 @@ class EnginePool:
             total.update(getattr(eng, "stats", None) or {})
         return total
 
+    def last_error(self) -> str | None:
+        """The cause of the last request an engine failed (the OpenAI engine keeps it), None when unknown."""
+        causes = [getattr(eng, "last_error", None) for eng in self._engines.values()]
+        return next((c for c in reversed(causes) if c), None)
+
     def close(self) -> None:
         """Free every engine (vLLM does not reliably release memory in-process otherwise)."""
         while self._engines:

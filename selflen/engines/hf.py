@@ -37,7 +37,7 @@ from selflen.engines.base import (
     ends_in_loop,
     truncate_at_stop,
 )
-from selflen.errors import check_stop
+from selflen.errors import check_stop, stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,14 @@ class LoopStop(StoppingCriteria):
             if on and ends_in_loop(tail[i]):
                 done[i] = True
         return done
+
+
+class StopRequested(StoppingCriteria):
+    """Ends every row once a stop was asked for (SIGTERM/SIGINT), so a long CPU batch does not hold a stop for minutes;
+    the caller's ``check_stop`` then raises and the cut batch is never written."""
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), stop_requested(), dtype=torch.bool, device=input_ids.device)
 
 
 @dataclass
@@ -291,7 +299,8 @@ class HFEngine(Engine):
             eos_ids=self.stop_ids,
         )
         loops = [r.params.stop_loops for r in chunk]
-        criteria = StoppingCriteriaList([LoopStop(loops, batch["input_ids"].shape[1])] if any(loops) else [])
+        criteria = StoppingCriteriaList([StopRequested(), *([LoopStop(loops, batch["input_ids"].shape[1])]
+                                                            if any(loops) else [])])
         with self._activate(chunk[0].adapter):
             out = self.model.generate(
                 **batch,

@@ -4,7 +4,10 @@ Bounded concurrency, a timeout per request, retries with exponential backoff on 
 that still fails comes back as an ``error`` result and is counted in ``stats`` (``errors``, ``retries``,
 ``transport_errors``) — never dropped. When every request of a ``generate`` call failed to reach the server
 (connection refused, timeouts, 5xx) even after the retries, the server is down: ``EngineUnavailable`` is raised so
-the stage stops with one line instead of writing a stage full of errors; re-running resumes.
+the stage stops with one line instead of writing a stage full of errors; re-running resumes. When every request
+of a call failed although the server answered (4xx, a 200 that is no completion), ``EngineFailed`` says so.
+Requests run on daemon threads waited on in short polls (``run_all``), so SIGTERM/SIGINT end a call at once even
+while the threads sit in a read of a stalled server.
 An assistant prefix is continued with ``continue_final_message`` (vLLM's chat API); adapters are served model
 names (``--lora-modules gen=DIR``) or, with ``load_adapters=True``, loaded at run time through
 ``/v1/load_lora_adapter`` (vLLM with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``).
@@ -19,16 +22,17 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import httpx
 from tqdm.auto import tqdm
 
 from selflen.engines.base import LOOP, Completion, Engine, Request, Result, error_result, truncate_at_stop
-from selflen.errors import EngineUnavailable, SelflenError, check_stop
+from selflen.errors import EngineFailed, EngineUnavailable, SelflenError, check_stop, stop_requested
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -78,6 +82,7 @@ class OpenAIEngine(Engine):
         self.max_stop = max_stop
         self._adapters: dict[str, str] = {}
         self.stats: Counter[str] = Counter()
+        self.last_error: str | None = None  # the cause of the last failed request, for the stage's one-line error
         self._model_checked = not load_adapters  # the loop's engine checks its server once (``_check_model``)
 
     def _check_model(self) -> None:
@@ -107,7 +112,7 @@ class OpenAIEngine(Engine):
 
     def add_adapter(self, name: str, path: str) -> None:
         if self.load_adapters and self._adapters.get(name) != str(path):
-            self._load_adapter(name, str(path))
+            interruptible(lambda: self._load_adapter(name, str(path)))
         self._adapters[name] = str(path)
 
     def _load_adapter(self, name: str, path: str) -> None:
@@ -188,10 +193,10 @@ class OpenAIEngine(Engine):
                 last, transport = f"{type(err).__name__}: {err}", True
                 continue
             if resp.status_code in RETRY_STATUS:
-                last, transport = f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code >= 500
+                last, transport = f"HTTP {resp.status_code}: {one_line(resp.text)}", resp.status_code >= 500
                 continue
             if resp.status_code != 200:
-                last, transport = f"HTTP {resp.status_code}: {resp.text[:200]}", False
+                last, transport = f"HTTP {resp.status_code}: {one_line(resp.text)}", False
                 break
             try:
                 return self._parse(resp.json(), req), False
@@ -201,7 +206,7 @@ class OpenAIEngine(Engine):
         self.stats["errors"] += 1
         self.stats["transport_errors"] += int(transport)
         log.warning("request failed after %d attempts: %s", attempt + 1, last)
-        self._last_error = last
+        self.last_error = last
         return error_result(last, req.params.n), transport
 
     @staticmethod
@@ -212,6 +217,8 @@ class OpenAIEngine(Engine):
             finish = choice.get("finish_reason")
             reason = "stop" if cut else {"length": "length", "repetition": "loop"}.get(finish, "stop")
             completions.append(Completion(text=text, tokens=0, finish_reason=reason))
+        if len(completions) != req.params.n:  # a 200 that is no completion (a proxy's page, another API's JSON)
+            raise ValueError(f"{len(completions)} choices for n={req.params.n}")
         usage = data.get("usage") or {}
         if completions and usage.get("completion_tokens") is not None:
             per = usage["completion_tokens"] // len(completions)
@@ -220,17 +227,93 @@ class OpenAIEngine(Engine):
         return Result(completions, prompt_tokens=usage.get("prompt_tokens", 0))
 
     def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
-        self._check_model()
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            futures = [pool.submit(self._call, r) for r in requests]
-            done = [f.result() for f in tqdm(futures, desc=desc or "generate", disable=desc is None)]
+        interruptible(self._check_model)
+        done = run_all(self._call, requests, self.concurrency, desc)
         if done and all(down for _, down in done):
             raise EngineUnavailable(
                 f"the server at {self.base_url} answered none of {len(done)} requests after {self.max_retries} "
-                f"retries ({getattr(self, '_last_error', '?')[:160]}); start it (or fix backend.base_url) and "
+                f"retries ({(self.last_error or '?')[:160]}); start it (or fix backend.base_url) and "
                 "re-run the same command to resume"
+            )
+        if done and not any(res.ok for res, _ in done):  # reachable, but no usable answer: a fault, not a result
+            raise EngineFailed(
+                f"backend openai: the server at {self.base_url} failed all {len(done)} requests "
+                f"({(self.last_error or '?')[:160]}); check that it is an OpenAI-compatible server serving "
+                f"{self.model!r} (backend.base_url), then re-run the same command to resume"
             )
         return [res for res, _ in done]
 
     def close(self) -> None:
         self.client.close()
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """A server's answer body as one short line (an HTML error page spans many).
+
+    >>> one_line("<h1>Error</h1>\\n  <p>404</p>")
+    '<h1>Error</h1> <p>404</p>'
+    """
+    return " ".join(text[: limit * 2].split())[:limit]
+
+
+POLL_S = 0.2  # how often a thread waiting on requests looks for a stop request
+
+
+def run_all(call: Callable[[Request], Any], requests: Sequence[Request], concurrency: int,
+            desc: str | None = None) -> list[Any]:
+    """``call`` on every request with ``concurrency`` worker threads; the results in order.
+
+    The workers are daemon threads and the caller waits in short polls, so a stop request (SIGTERM/SIGINT) ends the
+    wait within ``POLL_S`` even while workers sit in a read of a stalled server (an exiting process does not wait
+    for daemon threads); a worker's exception is raised here."""
+    results: list[Any] = [None] * len(requests)
+    errors: list[BaseException] = []
+    order = iter(range(len(requests)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while not stop_requested() and not errors:
+            with lock:
+                i = next(order, None)
+            if i is None:
+                return
+            try:
+                results[i] = call(requests[i])
+            except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
+                errors.append(err)
+
+    workers = [threading.Thread(target=work, daemon=True, name=f"openai-{n}")
+               for n in range(max(1, min(concurrency, len(requests))))]
+    with tqdm(total=len(requests), desc=desc or "generate", disable=desc is None) as bar:
+        for w in workers:
+            w.start()
+        for w in workers:
+            while w.is_alive():
+                w.join(POLL_S)
+                check_stop()
+                bar.update(sum(r is not None for r in results) - bar.n)
+    if errors:
+        raise errors[0]
+    check_stop()
+    return results
+
+
+def interruptible(fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a daemon thread, waited for in short polls: a stop request ends the wait (see ``run_all``)."""
+    out: list[Any] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            out.append(fn())
+        except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
+            errors.append(err)
+
+    t = threading.Thread(target=work, daemon=True, name="openai-call")
+    t.start()
+    while t.is_alive():
+        t.join(POLL_S)
+        check_stop()
+    if errors:
+        raise errors[0]
+    return out[0] if out else None

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from selflen.engines.base import Request, SamplingParams
+from selflen.engines.base import Request, Result, SamplingParams
+from selflen.errors import EngineFailed
 from selflen.store import stable_id
 
 
@@ -54,6 +55,27 @@ def summarize(records: Sequence[dict], name: str, words_key: str = "words", **me
         drops=dict(drops),
         metrics={**stats, **metrics},
     )
+
+
+def engine_failure(stage: str, backend: str, failed: int, total: int, cause: str | None) -> EngineFailed:
+    """The one-line error of a stage with ``failed`` of ``total`` records (or answers) the engine failed: the stage
+    is not done, the next run of the same command retries exactly those.
+
+    >>> str(engine_failure("iter_1/generate", "openai", 2, 2, "HTTP 500: boom"))[:70]
+    'iter_1/generate: backend openai failed every one of its 2 requests (HT'
+    """
+    what = f"every one of its {total} requests" if failed == total else f"{failed} of its {total} requests"
+    return EngineFailed(
+        f"{stage}: backend {backend} failed {what} ({(cause or 'see the log')[:160]}); the stage is not done: "
+        "fix the engine (a server up at backend.base_url, backend.timeout_s) and re-run the same command to retry "
+        "the failed requests"
+    )
+
+
+def failed_answers(results: Sequence[Result]) -> tuple[int, str | None]:
+    """How many results are engine errors, and the first one's message."""
+    errors = [o.error or "engine error" for r in results if not r.ok for o in r.outputs[:1]]
+    return len(errors), errors[0] if errors else None
 
 
 def seed_for(*parts: object) -> int:

@@ -21,9 +21,10 @@ from evaluation.benchmarks import load_benchmark, slice_rows
 from evaluation.repetition import repeated_ngram_rate
 from evaluation.runner import benchmark_requests, response_rows
 from selflen.engines.base import Engine, SamplingParams
+from selflen.errors import SelflenError
 from selflen.groups import EvaluateConfig
 from selflen.stages import evaluate_self
-from selflen.stages.common import StageResult
+from selflen.stages.common import StageResult, engine_failure, failed_answers
 from selflen.stages.records import Instruction
 from selflen.store import Stage, write_json, write_jsonl
 
@@ -93,6 +94,12 @@ def run(stage: Stage, rows: Sequence[dict[str, Any]], s: EvaluateSettings, engin
     items, self_reqs = evaluate_self.requests(split, s.self_split, params, s.seed) if s.self_split else ([], [])
     results = engine.generate(reqs + self_reqs, desc=f"evaluate {s.evaluate.benchmark} ({len(reqs)})"
                               + (f" + self-instructed ({len(self_reqs)})" if self_reqs else ""))
+    if not results:  # a score over nothing is not an evaluation
+        raise SelflenError(f"{stage.name}: nothing to evaluate (0 benchmark rows, 0 self-instructed instructions); "
+                           "check the evaluate group's slice settings, or set evaluate.enabled=false")
+    failed, cause = failed_answers(results)
+    if failed:  # scores over engine errors are not an evaluation: not done, the next run asks again
+        raise engine_failure(stage.name, engine.name, failed, len(results), cause)
     responses = response_rows(rows, results[:len(reqs)])
     for r in responses:
         r["hit_budget"] = r.get("finish_reason") == "length"

@@ -28,7 +28,7 @@ from selflen.engines.base import Engine, Result, SamplingParams
 from selflen.groups import ExtendConfig
 from selflen.stages.common import Chat, StageResult, filter_rules, sampling_params, seed_for, summarize
 from selflen.stages.records import Drop, Extension, Response
-from selflen.store import Stage, config_hash, read_json, write_json
+from selflen.store import Stage, StoreError, config_hash, read_json, write_json
 from selflen.text import (
     FilterRules,
     accept_extension,
@@ -275,9 +275,14 @@ def _save(stage: Stage, items: list[_Item], retry: int, rnd: int) -> None:
 
 def _restore(stage: Stage, items: list[_Item], rounds: int) -> tuple[int, int]:
     """Load the per-item state of the last finished round of a killed run; the (retry, round) to start from."""
-    state = read_json(stage.dir / STATE_FILE)
+    path = stage.dir / STATE_FILE
+    state = read_json(path, fix=f"delete it (the unfinished extensions start their rounds again; the records kept "
+                                f"stay) or re-run with redo=[{stage.name}] to recompute the stage")
     if not state:
         return 0, 0
+    if not isinstance(state, dict) or not isinstance(state.get("items"), dict) or "round" not in state:
+        raise StoreError(f"{path} is not an extend round state (no items/round); delete it (the unfinished "
+                         f"extensions start their rounds again) or re-run with redo=[{stage.name}]")
     saved = state["items"]
     for it in items:
         if it.id in saved:

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from selflen.errors import SelflenError
 from selflen.finetune import train
 from selflen.groups import FinetuneConfig
+from selflen.integrity import redo_fix
 from selflen.launch import LaunchSettings, TrainJob, run_job
 from selflen.stages.common import StageResult
 from selflen.stages.records import Drop
@@ -64,6 +66,9 @@ def with_start(s: FinetuneSettings, layout: RunLayout, previous: Path | None) ->
 
 
 def run(stage: Stage, inputs: FinetuneInputs, s: FinetuneSettings, engine: None = None) -> StageResult:
+    """Train; a fine-tune on no example is an error, not a finished stage (a model that did not change would pass
+    for a trained one)."""
+    check_examples(stage, inputs.data)
     root = inputs.layout.root
     model_dir = root / s.start_model if s.start_model else inputs.base_model_dir
     init_adapter = root / s.init_adapter if s.init_adapter else None
@@ -78,11 +83,29 @@ def run(stage: Stage, inputs: FinetuneInputs, s: FinetuneSettings, engine: None 
                        settings=asdict(s.finetune), seed=s.seed, dtype=s.dtype,
                        init_adapter=str(init_adapter) if init_adapter else None)
         stats = run_job(job, stage.dir / "launch", inputs.launch, inputs.on_log)
+    if stats.get("trained") is False:
+        raise SelflenError(f"{stage.name}: all {stats['examples']} examples of {inputs.data} are longer than "
+                           "finetune.max_length allows; raise it (or shorten the length.* budgets) and re-run")
     return StageResult(
         counts={"examples": stats["examples"], "dropped_too_long": stats["dropped_too_long"]},
         drops={Drop.TOO_LONG: stats["dropped_too_long"]} if stats["dropped_too_long"] else {},
         metrics={f"train/{s.role}/final_loss": stats["train_loss"]} if stats.get("train_loss") is not None else {},
         extra={"train": stats, "settings": asdict(s)},
+    )
+
+
+def check_examples(stage: Stage, data: Path) -> None:
+    """Stop with one line when the SFT file holds no example (every record upstream was dropped)."""
+    try:
+        with open(data, "rb") as f:
+            if any(line.strip() for line in f):
+                return
+    except FileNotFoundError:
+        raise SelflenError(f"{stage.name}: its training data {data} is missing; {redo_fix(data.parent)}") from None
+    raise SelflenError(
+        f"{stage.name}: no training example in {data}: the stages before it dropped every record (their drops are "
+        "in their done.json); change what dropped them (the length.* budgets, the filters, generate.attempts) and "
+        "re-run"
     )
 
 

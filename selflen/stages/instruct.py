@@ -203,8 +203,10 @@ def run(stage: Stage, inputs: InstructInputs, s: InstructSettings, engine: Engin
                 stage.append(rec)
                 accepted_all.append(cand)
                 groups.setdefault(pool_group(_slot(sid), s.instruct.pool_reset), []).append(cand)
-            else:
-                drops[sid][Drop.JUDGE_NO if verdicts[sid] is False else Drop.JUDGE_UNPARSED] += 1
+            else:  # None: unparsed; the engine's own failure is no verdict on the instruction
+                verdict = verdicts[sid]
+                drops[sid][Drop.ENGINE_ERROR if verdict == Drop.ENGINE_ERROR else
+                           Drop.JUDGE_NO if verdict is False else Drop.JUDGE_UNPARSED] += 1
         pending = [sid for sid in pending if not stage.has(sid)]
     for sid in pending:
         drops[sid][Drop.ATTEMPTS_EXHAUSTED] += 1
@@ -232,8 +234,10 @@ def _request(sid: str, attempt: int, s: InstructSettings, seeds: Sequence[str], 
     )
 
 
-def _judge(engine: Engine, candidates: dict[str, str], s: InstructSettings, attempt: int) -> dict[str, bool | None]:
-    """Yes/no per candidate, sampled like every other call of the reference (T = judge_temperature)."""
+def _judge(engine: Engine, candidates: dict[str, str], s: InstructSettings, attempt: int
+           ) -> dict[str, bool | str | None]:
+    """Yes/no per candidate, sampled like every other call of the reference (T = judge_temperature); None when the
+    answer is neither, ``Drop.ENGINE_ERROR`` when the engine failed the request."""
     if not candidates:
         return {}
     params = s.sampling.with_(temperature=s.instruct.judge_temperature, max_new_tokens=8, stop=())
@@ -246,5 +250,5 @@ def _judge(engine: Engine, candidates: dict[str, str], s: InstructSettings, atte
         for sid, c in candidates.items()
     ]
     outs = engine.generate(reqs, desc="judge")
-    return {sid: parse_yes_no(o.text, s.instruct.judge_parse) if o.ok else None
+    return {sid: parse_yes_no(o.text, s.instruct.judge_parse) if o.ok else Drop.ENGINE_ERROR
             for sid, o in zip(candidates, outs, strict=True)}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from selflen.engines.base import Engine, Request, SamplingParams
 from selflen.groups import LengthControlConfig
 from selflen.lengthctl import accept_rewrite, apply_template, make_constraint, pick_kind, rewrite_prompt
-from selflen.stages.common import Chat, StageResult, seed_for, word_stats
+from selflen.stages.common import Chat, StageResult, engine_failure, failed_answers, seed_for, word_stats
 from selflen.stages.records import LengthControlExample
 from selflen.stages.sft_data import pair
 from selflen.store import Stage, write_jsonl
@@ -84,8 +84,12 @@ def run(stage: Stage, pooled: Sequence[dict], s: LengthControlSettings, engine: 
     if s.length_control.rewrite == "llm" and items and engine is not None:
         params = SamplingParams(temperature=0.0, max_new_tokens=s.max_new_tokens, repetition_penalty=1.0)
         reqs = [Request(rewrite_prompt(r["query"], c), params) for r, c in items]
-        for i, res in enumerate(engine.generate(reqs, desc=f"rewrite queries ({len(reqs)})")):
-            text = res.text.strip() if res.ok else ""
+        results = engine.generate(reqs, desc=f"rewrite queries ({len(reqs)})")
+        failed, cause = failed_answers(results)
+        if failed:  # a template in place of a rewrite the engine failed would differ from a healthy run's
+            raise engine_failure(stage.name, engine.name, failed, len(results), cause)
+        for i, res in enumerate(results):
+            text = res.text.strip()
             rewritten[i] = text if accept_rewrite(text, items[i][1], query=items[i][0]["query"]) else None
     for (r, c), text in zip(items, rewritten, strict=True):
         rec: LengthControlExample = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
+from selflen.integrity import ENGINE_ERROR
 from selflen.text import REASON_EMPTY, REASON_END_PUNCT, REASON_META_TEXT, REASON_REPEATED_NGRAM, REASON_TOO_SHORT
 
 Status = Literal["ok", "dropped"]
@@ -20,7 +21,7 @@ class Drop:
     END_PUNCT = REASON_END_PUNCT
     REPEATED_NGRAM = REASON_REPEATED_NGRAM
     META_TEXT = REASON_META_TEXT
-    ENGINE_ERROR = "engine_error"  # the engine returned an error result (counted, never raised)
+    ENGINE_ERROR = ENGINE_ERROR  # the engine failed a try: a record dropped with it is retried, its stage not done
     TRUNCATED = "truncated"  # finish reason "length": cut by the token budget
     LOOP = "loop"  # finish reason "loop": the engine ended a verbatim loop (``stop_loops``)
     WORD_BOUNDS = "word_bounds"  # an instruction outside [min_words, max_words)

@@ -119,6 +119,34 @@ def test_killed_mid_extend_and_mid_finetune_resumes_to_the_same_records(smoke_ru
         assert sorted(resumed[stage]) == sorted(ids), stage
 
 
+def test_a_damaged_finished_run_stops_with_one_line_and_the_printed_redo_recomputes(smoke_run: Path,
+                                                                                    tmp_path: Path) -> None:
+    """Issue 33: a torn last line in a finished stage is never cut (the stage is not silently one record short), a
+    deleted adapter is never replaced by the base model, and the ``redo=`` the line prints really recomputes."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
+    records = run_dir / "iter_1" / "generate" / "records.jsonl"
+    original = records.read_bytes()
+    records.write_bytes(original[:-5])
+    proc = train(run_dir)
+    out, _ = proc.communicate(timeout=600)
+    errors = [ln for ln in out.splitlines() if ln.startswith("selflen: error:")]
+    assert proc.returncode == 1 and len(errors) == 1, out[-3000:]
+    assert str(records) in errors[0] and "redo=[iter_1/generate]" in errors[0]
+    assert records.read_bytes() == original[:-5] and "Traceback" not in out  # left as it is
+    finish(train(run_dir, "redo=[iter_1/generate]"))
+    assert records.read_bytes() == original  # recomputed: the same records as the first run
+    shutil.rmtree(run_dir / "iter_1" / "finetune_gen" / "adapter")
+    proc = train(run_dir)
+    out, _ = proc.communicate(timeout=600)
+    errors = [ln for ln in out.splitlines() if ln.startswith("selflen: error:")]
+    assert proc.returncode == 1 and len(errors) == 1, out[-3000:]
+    assert "iter_1/finetune_gen is finished, but its trained folder" in errors[0], errors[0]
+    assert "redo=[iter_1/finetune_gen]" in errors[0]
+
+
 def test_next_iteration_generates_with_the_previous_adapter(tiny_model: Path, perturbed_adapter: Path,
                                                             tmp_path: Path) -> None:
     import shutil

@@ -14,7 +14,7 @@ import pytest
 
 from selflen.engines.base import Request, SamplingParams
 from selflen.engines.openai import OpenAIEngine
-from selflen.errors import EngineUnavailable
+from selflen.errors import EngineFailed, EngineUnavailable
 from selflen.store import Stage
 
 pytestmark = pytest.mark.unit
@@ -144,13 +144,15 @@ def test_server_that_stays_down_stops_with_one_line_after_bounded_retries(server
     engine.close()
 
 
-def test_a_partial_failure_is_counted_not_raised(server: FakeServer) -> None:
+def test_a_client_error_on_every_request_is_raised_as_one_line(server: FakeServer) -> None:
     engine = _engine(server, retries=0)
     ok = engine.generate(_requests(["x"]))
     assert ok[0].ok and ok[0].outputs[0].text == "echo: x"
     engine.base_url = server.url.replace("/v1", "/nowhere")  # 404: a client error, not a dead server
-    bad = engine.generate(_requests(["y"]))
-    assert not bad[0].ok and engine.stats["errors"] == 1 and engine.stats["transport_errors"] == 0
+    with pytest.raises(EngineFailed, match="backend openai: .* failed all 1 requests [(]HTTP 404") as info:
+        engine.generate(_requests(["y"]))  # counted, and no longer a "result" of empty answers (issue 33)
+    assert "\n" not in str(info.value)
+    assert engine.stats["errors"] == 1 and engine.stats["transport_errors"] == 0
     engine.close()
 
 

@@ -29,7 +29,7 @@ def _settings() -> evaluate.EvaluateSettings:
 
 def test_scores_lengths_and_budget_cut_answers(tmp_path: Path) -> None:
     replies = iter([("Loop loop loop loop loop loop loop loop loop loop loop loop.", "length"),
-                    "A short ended answer.", "Another ended answer here.", None])  # the last: an engine error
+                    "A short ended answer.", "Another ended answer here.", "A fourth answer."])
     engine = ScriptedEngine(lambda req: next(replies))
     stage = Stage(tmp_path / "evaluate", "iter_1/evaluate", "h")
     result = evaluate.run(stage, _rows(), _settings(), engine)
@@ -46,6 +46,16 @@ def test_scores_lengths_and_budget_cut_answers(tmp_path: Path) -> None:
     assert rates[0] > 0.5 and rates[1] == 0
     assert result.metrics["eval/length/finish_by_budget_rate"] == 0.25
     assert Path(result.images["plots/eval_1_scatter"]).stat().st_size > 1000
+
+
+def test_an_engine_error_is_not_scored_and_the_stage_not_done(tmp_path: Path) -> None:
+    from selflen.errors import EngineFailed
+
+    replies = iter(["An answer.", None, "Another answer.", "A fourth answer."])  # None: an engine error
+    stage = Stage(tmp_path / "evaluate", "iter_1/evaluate", "h")
+    with pytest.raises(EngineFailed, match="iter_1/evaluate: backend scripted failed 1 of its 4 requests"):
+        evaluate.run(stage, _rows(), _settings(), ScriptedEngine(lambda req: next(replies)))
+    assert not (stage.dir / "summary.json").exists() and not (stage.dir / "scored.jsonl").exists()
 
 
 def test_settings_take_the_budget_from_the_length_group_and_drop_the_split_at_final() -> None:

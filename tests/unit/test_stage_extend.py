@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from selflen.engines.base import SamplingParams
+from selflen.integrity import engine_failed
 from selflen.stages import extend
 from selflen.stages.common import Chat
 from selflen.store import Stage
@@ -62,9 +63,11 @@ def test_rounds_keep_the_best_and_accept_above_the_ratio(tmp_path: Path) -> None
 def test_filters_truncation_errors_and_the_ratio(tmp_path: Path) -> None:
     engine = _engine([(" Cut off in the mid", "length"), None, " no end", " ok."])
     result = extend.run(_stage(tmp_path), RESPONSES, _settings(rounds=2, attempts=2), engine)
-    rec = _stage(tmp_path).records()[0]
+    rec = Stage.read_records(tmp_path / "extend")[0]
     # round 2, try 2: "Part one. Part two. ok." has 6 words, not longer than the 12-word original
     assert rec["status"] == "dropped" and rec["reason"] == "ratio" and rec["extended"] == ""
+    assert engine_failed(rec)  # a round the engine failed: retried by the next run, never kept as a drop
+    assert _stage(tmp_path).records() == []
     assert result.drops == {"truncated": 1, "engine_error": 1, "end_punct": 1, "not_longer": 1, "ratio": 1}
     assert result.counts == {"records": 1, "ok": 0, "dropped": 1}
 

@@ -58,9 +58,10 @@ def test_samples_retries_and_drop_reasons(tmp_path: Path) -> None:
     assert result.counts == {"records": 4, "ok": 2, "dropped": 2}
     assert result.drops == {"truncated": 1, "end_punct": 2, "engine_error": 1, "meta_text": 1}
     assert [len(c) for c in engine.calls] == [4, 3]  # all requests of a try at once; only failures retried
-    records = {r["id"]: r for r in _stage(tmp_path).records()}
+    records = {r["id"]: r for r in Stage.read_records(tmp_path / "generate")}
     assert records["k1-i0-s1"]["attempts"] == 2 and records["k1-i0-s1"]["status"] == "ok"
     assert records["k1-i1-s1"]["reason"] == "meta_text"
+    assert "k1-i1-s1" not in {r["id"] for r in _stage(tmp_path).records()}  # an engine error in its tries: retried
     assert records["k1-i0-s0"]["words"] == 4 and records["k1-i0-s0"]["chars"] == len("Tea is a drink.")
     assert engine.calls[0][0].messages[0] == {"role": "system", "content": "Be helpful."}
     assert result.metrics["generate/truncated_rate"] == round(1 / 7, 4)
