@@ -8,6 +8,7 @@ from selflen.env import apply_offline_defaults
 
 __version__ = "0.1.0"
 
-# Hub and W&B stay offline unless the user opts in with SELFLEN_ONLINE=1 (the rule is in selflen/env.py).
-if apply_offline_defaults():
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Online like the Hugging Face tools; HF_HUB_OFFLINE=1 (or the deprecated SELFLEN_ONLINE=0) forces every hub and
+# W&B library of this process offline (the rule is in selflen/env.py).
+apply_offline_defaults()
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

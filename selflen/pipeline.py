@@ -168,12 +168,12 @@ class Runner:
 def run(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) the whole loop for ``cfg``; returns the summary also written to ``summary.json``."""
     cfg = preflight(cfg)  # before any folder, lock or model: a fresh machine without the benchmarks stops here
+    model_dir = model_folder(cfg)  # before any folder too: a model that cannot be had leaves nothing behind
     layout = RunLayout(Path(cfg.paths.run_dir).expanduser().resolve())
     layout.root.mkdir(parents=True, exist_ok=True)
     with RunLock(layout.root):
         if cfg.paths.fork_from:
             log.info("forked from %s: %s", cfg.paths.fork_from, fork_run(cfg.paths.fork_from, layout) or "nothing new")
-        model_dir = model_folder(cfg)
         write_json(layout.config_path, to_dict(cfg))
         lg, job = cfg.logger, hydra_job_context()  # a -m job: its sweep is its group, its overrides its tags
         with open_logger(
