@@ -241,26 +241,27 @@ def hub_model_dir(repo_id: str, online: bool | None = None, revision: str | None
     ``online=False`` or ``HF_HUB_OFFLINE=1`` forces the cache alone."""
     from huggingface_hub import constants, snapshot_download
 
-    from selflen.env import hub_endpoint, hub_forced_offline, probe
+    from selflen.env import hub_forced_offline, probe
 
     try:
         return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
     except Exception:
         pass
+    endpoint = constants.ENDPOINT  # HF_ENDPOINT as the hub library read it
     if online is False or hub_forced_offline() or constants.is_offline_mode():
         why = "online use is off (online=false or HF_HUB_OFFLINE=1)"
     else:
-        why = probe(hub_endpoint()) or ""
+        why = probe(endpoint) or ""
     hint = (f"run `huggingface-cli download {repo_id}` where the hub answers, "
             "or set model.source=local model.path=<folder>")
     if why:
         raise ModelNotFound(f"model {repo_id!r} is not in the local Hugging Face cache and {why}; {hint}")
-    log.info("downloading %s from %s into the Hugging Face cache", repo_id, hub_endpoint())
+    log.info("downloading %s from %s into the Hugging Face cache", repo_id, endpoint)
     try:
         return Path(snapshot_download(repo_id, revision=revision))
     except Exception as err:  # a gated or missing repository, a dropped connection: one line, not a traceback
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ModelNotFound(f"model {repo_id!r} could not be downloaded from {hub_endpoint()}: {first}; "
+        raise ModelNotFound(f"model {repo_id!r} could not be downloaded from {endpoint}: {first}; "
                             f"{hint}") from None
 
 
