@@ -6,7 +6,8 @@ W&B logs online when an API key is configured (``selflen.tracking``). Offline is
 the hub tools' own switch ``HF_HUB_OFFLINE=1``; forcing it sets ``HF_HUB_OFFLINE=1``, ``HF_DATASETS_OFFLINE=1`` and
 ``WANDB_MODE=offline`` (each only if the caller has not set it already), so nothing in the process or its children
 tries the network. ``SELFLEN_ONLINE``, the old opt-in, is deprecated: ``1`` changes nothing any more, ``0`` forces
-offline as before, and either gets one deprecation line.
+offline as before, and either gets one deprecation line. Importing ``selflen`` also sets
+``HF_HUB_DISABLE_TELEMETRY=1`` unless the caller set it, so a run on a cached model sends no request at all.
 """
 
 from __future__ import annotations

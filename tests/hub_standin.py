@@ -26,7 +26,8 @@ def _blob_id(data: bytes) -> str:
 
 
 class HubStandIn:
-    """Repositories ``{repo_id: folder}`` served at ``self.url``; uploads land in ``self.uploads[repo_id]``."""
+    """Repositories ``{repo_id: folder}`` served at ``self.url``; uploads land in ``self.uploads[key]``, the key
+    ``models/<repo_id>`` or ``datasets/<repo_id>``."""
 
     def __init__(self, repos: dict[str, Path] | None = None) -> None:
         self.repos = {k: Path(v) for k, v in (repos or {}).items()}
@@ -104,12 +105,14 @@ class HubStandIn:
                     hub.created.append(spec)
                     repo = f"{spec.get('organization') or 'user'}/{spec['name']}"
                     return self._json({"url": f"{hub.url}/{repo}", "name": repo})
+                if path == "/api/validate-yaml":
+                    return self._json({"errors": [], "warnings": []})
                 if len(parts) >= 6 and parts[4] == "preupload":
                     files = json.loads(body or b"{}").get("files", [])
                     return self._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
                                                  for f in files]})
                 if len(parts) >= 6 and parts[4] == "commit":
-                    repo = "/".join(parts[2:4])
+                    repo = "/".join(parts[1:4])  # models/org/name, datasets/org/name
                     got = hub.uploads.setdefault(repo, {})
                     for line in body.decode().splitlines():
                         item = json.loads(line)
