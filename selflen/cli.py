@@ -207,11 +207,6 @@ def fresh_run_dir(run_dir: Path) -> bool:
     return all(p.name in HYDRA_OWN or p.suffix == ".log" for p in run_dir.iterdir())
 
 
-def started(run_dir: Path) -> bool:
-    """Whether a stage of the run has begun (an ``iter_*`` or ``final`` folder exists)."""
-    return any(p.is_dir() and (p.name.startswith("iter_") or p.name == "final") for p in run_dir.iterdir())
-
-
 def remove_refused(run_dir: Path, anchors: set[Path]) -> None:
     """A start refused before its first stage leaves no new folder: close the job's log files in ``run_dir``, delete
     it, then each parent left empty (or holding only Hydra's ``multirun.yaml``) up to the first of ``anchors``."""
@@ -269,8 +264,8 @@ def main() -> None:
         except SelflenError as err:
             code = report_error(err)
             sys.stderr.flush()
-            if fresh and run_dir.is_dir() and not started(run_dir):
-                remove_refused(run_dir, anchors)
+            if fresh and getattr(err, "claimed", True) is False and run_dir.is_dir() and fresh_run_dir(run_dir):
+                remove_refused(run_dir, anchors)  # refused before the run claimed its folder (no lock, no stage)
             raise SystemExit(code) from None
         print(format_summary(summary))
         return float(summary.get("objective") or 0.0)  # a sweeper can optimise this

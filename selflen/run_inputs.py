@@ -87,6 +87,15 @@ FORKED = ((0, ("instruct", "evaluate")),
 """What ``paths.fork_from`` copies: the self-instructed split and the base evaluation, and iteration 1's data."""
 
 
+def fork_source(source: str | Path) -> RunLayout:
+    """The run ``paths.fork_from`` names, checked before this run makes its folder."""
+    src = RunLayout(Path(source).expanduser().resolve())
+    if not (src.stage(1, "sft_data") / "done.json").is_file():
+        raise StoreError(f"paths.fork_from={source}: no finished iter_1/sft_data there; give the folder of a run "
+                         "that finished its first iteration's sft_data")
+    return src
+
+
 def fork_run(source: str | Path, layout: RunLayout) -> list[str]:
     """Start this run from a finished run's frozen data: copy its stages in ``FORKED`` that this run lacks, so
     a sweep of fine-tuning recipes (``iterations=one``) trains and evaluates every recipe on the same SFT data and
@@ -94,10 +103,7 @@ def fork_run(source: str | Path, layout: RunLayout) -> list[str]:
     differs from the source is refused with the stage's hash error. Returns the stages copied."""
     import shutil
 
-    src = RunLayout(Path(source).expanduser().resolve())
-    if not (src.stage(1, "sft_data") / "done.json").is_file():
-        raise StoreError(f"paths.fork_from={source}: no finished iter_1/sft_data there; give the folder of a run "
-                         "that finished its first iteration's sft_data")
+    src = fork_source(source)
     copied = []
     for point, names in FORKED:
         for name in names:

@@ -112,6 +112,24 @@ def test_a_refused_sweep_leaves_no_folder_and_keeps_what_was_there(tmp_path: Pat
     assert (other / "summary.json").is_file() and not (tmp_path / "multirun").exists()
 
 
+def test_a_start_refused_for_its_fork_source_leaves_no_folder(tmp_path: Path) -> None:
+    proc, _ = train(["debug=smoke", "logger=none", f"paths.fork_from={tmp_path / 'nowhere'}"],
+                    child_env(tmp_path, HF_HUB_OFFLINE="1"), tmp_path)
+    assert proc.returncode == 1 and "no finished iter_1/sft_data" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_start_refused_by_a_busy_run_folder_never_removes_it(tmp_path: Path) -> None:
+    from selflen.locks import RunLock
+
+    run = tmp_path / "run"
+    with RunLock(run):  # another start holds the folder (it made it a moment ago: nothing else is in it yet)
+        env = child_env(tmp_path, HF_HUB_OFFLINE="1")
+        proc, _ = train(["debug=smoke", "logger=none", f"hydra.run.dir={run}"], env, tmp_path)
+        assert proc.returncode == 1 and "is in use by pid" in proc.stderr, proc.stderr[-2000:]
+        assert (run / "run.lock").is_file()
+
+
 def test_a_refused_start_in_an_existing_run_folder_keeps_it(tmp_path: Path) -> None:
     run = tmp_path / "run"
     (run / "iter_1" / "instruct").mkdir(parents=True)
