@@ -126,6 +126,23 @@ def test_hf_dataset_loads_from_disk_with_a_provenance_card(smoke: Smoke) -> None
     assert f"{len(lc)} rows" in card and "apache-2.0" in card  # counts, licence
 
 
+def test_trl_sfttrainer_trains_on_the_hf_export(smoke: Smoke, tmp_path: Path) -> None:
+    """The README's TRL command, one step, with the merged model standing in for the base model id."""
+    from datasets import concatenate_datasets, load_from_disk
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    sets = load_from_disk(str(smoke.out / "hf"))
+    data = concatenate_datasets([sets["gen_all"], sets["length_control"]]).remove_columns("id")
+    trainer = SFTTrainer(model=str(smoke.out / "merged"), train_dataset=data,
+                         args=SFTConfig(output_dir=str(tmp_path / "trl"), max_length=1024, max_steps=1,
+                                        per_device_train_batch_size=2, report_to="none", use_cpu=True),
+                         peft_config=LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
+                                                task_type="CAUSAL_LM"))
+    result = trainer.train()
+    assert result.global_step == 1 and result.training_loss > 0
+
+
 def test_merged_model_greedy_output_equals_base_plus_adapter(smoke: Smoke) -> None:
     import torch
     from peft import PeftModel
