@@ -236,8 +236,9 @@ def _run_dir() -> Path | None:
 
 def main() -> None:
     """``python train.py`` and the console entry point ``selflen-train``: validate the command, then let Hydra
-    compose the config shipped inside the package (``selflen/conf``) and run the loop. A start refused before its
-    first stage (a model that cannot be had, a missing benchmark, a busy run folder) leaves no new folder."""
+    compose the config shipped inside the package (``selflen/conf``) and run the loop. A start refused before it
+    claims its run folder (a model that cannot be had, missing benchmarks, a bad ``paths.fork_from``) leaves no new
+    folder; a folder another start holds is never touched."""
     import hydra
     from omegaconf import DictConfig
 
