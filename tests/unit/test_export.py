@@ -112,6 +112,17 @@ def test_merged_lora_run_equals_base_plus_adapter(tmp_path: Path, tiny_model: Pa
                            got.generate(input_ids=ids, max_new_tokens=16, do_sample=False))
 
 
+def test_without_the_final_sft_the_last_generator_is_merged(tmp_path: Path, tiny_model: Path,
+                                                            perturbed_adapter: Path) -> None:
+    run = make_run(tmp_path / "run", tiny_model)
+    shutil.copytree(perturbed_adapter, run / "iter_2" / "finetune_gen" / "adapter")
+    _done(run / "iter_2" / "finetune_gen", "iter_2/finetune_gen")
+    (merged,) = export(run, tmp_path / "out", ["merged"])
+    made = json.loads((merged.path / "selflen_export.json").read_text())
+    assert made["role"] == "gen2" and made["trained folder"] == "iter_2/finetune_gen/adapter"
+    assert made["stage hash"] == "h-iter_2/finetune_gen"
+
+
 def test_merged_full_finetune_is_the_trained_model_with_a_card(tmp_path: Path, tiny_model: Path) -> None:
     run = make_run(tmp_path / "run", tiny_model)
     shutil.copytree(tiny_model, run / "final" / "finetune" / "model")
