@@ -84,9 +84,11 @@ def test_data_formats_of_a_run_with_a_system_prompt(tmp_path: Path, tiny_model: 
     for needed in ("h-iter_1/sft_data", "h-final/length_control", "someone/tiny", "config.json sha256",
                    "Run seed: 3", "temperature", "## Licence", "6 rows"):
         assert needed in card, needed
-    from datasets import load_from_disk
+    from datasets import load_dataset, load_from_disk
 
     assert load_from_disk(str(tmp_path / "out" / "hf"))["gen_iter2"]["messages"][0][0] == SYSTEM
+    alpaca = load_dataset(str(tmp_path / "out" / "alpaca"), "gen_all", split="train")  # through the card's configs
+    assert len(alpaca) == 6 and alpaca[0]["system"] == SYSTEM["content"]
 
 
 def test_merged_lora_run_equals_base_plus_adapter(tmp_path: Path, tiny_model: Path, perturbed_adapter: Path) -> None:
