@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra engine argument, e.g. dtype=float32 device=cpu batch_size=4 (repeatable)")  # fmt: skip
     g.add_argument("--out", required=True, type=Path, help="output folder")
     g.add_argument("--data-dir", type=Path, help="default: $SELFLEN_DATA_DIR or the packaged copy")
-    g.add_argument("--online", action="store_true", help="load from the hub (needs SELFLEN_ONLINE=1)")
+    g.add_argument("--online", action="store_true", help="load from the hub (not with HF_HUB_OFFLINE=1)")
     g.add_argument("--language", type=_csv, help="comma list, e.g. en or zh,en")
     g.add_argument("--bucket", type=_csv, help="comma list of length buckets, e.g. 2-4k or 0-500,500-2k")
     g.add_argument("--type", dest="type_", type=_csv, help="comma list of types, e.g. about,below")

@@ -142,15 +142,15 @@ def _missing_message(name: str, path: Path) -> str:
     return (
         f"Benchmark {name!r}: file {path} not found. Put {Path(spec.relpath).name} there, set SELFLEN_DATA_DIR to a "
         f"folder that holds {spec.relpath}, pass data_dir=/--data-dir, or load it from {source} with online=True "
-        "(--online) and SELFLEN_ONLINE=1."
+        "(--online) where the hub answers (without HF_HUB_OFFLINE=1)."
     )
 
 
 def _load_online(spec: BenchmarkSpec) -> list[dict[str, Any]]:
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         raise RuntimeError(
-            f"online=True for {spec.name!r} but HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is 1; run with SELFLEN_ONLINE=1 "
-            "(and without those variables) to allow downloads."
+            f"online=True for {spec.name!r} but HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is 1; run without those variables "
+            "to allow downloads."
         )
     import datasets
 

@@ -8,6 +8,9 @@ from selflen.env import apply_offline_defaults
 
 __version__ = "0.1.0"
 
-# Hub and W&B stay offline unless the user opts in with SELFLEN_ONLINE=1 (the rule is in selflen/env.py).
-if apply_offline_defaults():
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Online like the Hugging Face tools; HF_HUB_OFFLINE=1 (or the deprecated SELFLEN_ONLINE=0) forces every hub and
+# W&B library of this process offline (the rule is in selflen/env.py). Telemetry is off unless the caller turns it
+# on, so a run on a cached, embedded or local model sends no request at all (TRL's trainer reports to the hub).
+apply_offline_defaults()
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

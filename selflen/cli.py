@@ -181,14 +181,74 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()) or "unknown error"
 
 
+HYDRA_OWN = {".hydra", "multirun.yaml"}
+"""What Hydra writes into a run or sweep folder before the job runs (besides the job's ``<name>.log``)."""
+
+
+def existing_anchors(argv: Sequence[str], cwd: Path | None = None) -> set[Path]:
+    """The folders that exist before Hydra makes the run (or sweep) folder: the nearest existing ancestor of each
+    place the command may write to. A refused start removes what it made up to these, never beyond."""
+    cwd = cwd or Path.cwd()
+    places = [cwd / "outputs" / "x", cwd / "multirun" / "x"]
+    given = ("hydra.run.dir=", "hydra.sweep.dir=")
+    places += [Path(a.split("=", 1)[1]).expanduser() for a in argv if a.startswith(given)]
+    anchors = set()
+    for place in places:
+        place = place if place.is_absolute() else cwd / place
+        while not place.exists() and place != place.parent:
+            place = place.parent
+        anchors.add(place.resolve())
+    return anchors
+
+
+def fresh_run_dir(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds only what Hydra wrote for this start (``.hydra/``, the job's log): a new folder,
+    or the leftover of a start that was refused before."""
+    return all(p.name in HYDRA_OWN or p.suffix == ".log" for p in run_dir.iterdir())
+
+
+def remove_refused(run_dir: Path, anchors: set[Path]) -> None:
+    """A start refused before its first stage leaves no new folder: close the job's log files in ``run_dir``, delete
+    it, then each parent left empty (or holding only Hydra's ``multirun.yaml``) up to the first of ``anchors``."""
+    import shutil
+
+    for handler in list(logging.root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == run_dir:
+            handler.close()
+            logging.root.removeHandler(handler)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    folder = run_dir.parent
+    while folder not in anchors and folder != folder.parent and folder.is_dir():
+        if any(p.name not in HYDRA_OWN for p in folder.iterdir()):
+            break
+        shutil.rmtree(folder, ignore_errors=True)
+        folder = folder.parent
+
+
+def _run_dir() -> Path | None:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir).resolve()
+    except Exception:  # outside a Hydra job
+        return None
+
+
 def main() -> None:
     """``python train.py`` and the console entry point ``selflen-train``: validate the command, then let Hydra
-    compose the config shipped inside the package (``selflen/conf``) and run the loop."""
+    compose the config shipped inside the package (``selflen/conf``) and run the loop. A start refused before it
+    claims its run folder (a model that cannot be had, missing benchmarks, a bad ``paths.fork_from``) leaves no new
+    folder; a folder another start holds is never touched."""
     import hydra
     from omegaconf import DictConfig
 
+    from selflen.env import legacy_online_note
+
     register_resolvers()
+    if note := legacy_online_note():
+        print(f"selflen: warning: {note}", file=sys.stderr)
     precheck_or_exit(sys.argv[1:])
+    anchors = existing_anchors(sys.argv[1:])
 
     @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
     def _job(raw: DictConfig) -> float:
@@ -198,11 +258,15 @@ def main() -> None:
         setup_logging()
         cfg = to_config(raw)
         install_stop_handlers()
+        run_dir = _run_dir()
+        fresh = run_dir is not None and run_dir.is_dir() and fresh_run_dir(run_dir)
         try:
             summary = run(cfg)
         except SelflenError as err:
             code = report_error(err)
             sys.stderr.flush()
+            if fresh and getattr(err, "claimed", True) is False and run_dir.is_dir() and fresh_run_dir(run_dir):
+                remove_refused(run_dir, anchors)  # refused before the run claimed its folder (no lock, no stage)
             raise SystemExit(code) from None
         print(format_summary(summary))
         return float(summary.get("objective") or 0.0)  # a sweeper can optimise this

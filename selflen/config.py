@@ -134,7 +134,7 @@ class LoggerConfig:
     name: str = "wandb"  # wandb | none
     project: str = "selflen"
     entity: str | None = None
-    mode: str = "offline"  # offline | online | disabled
+    mode: str = "auto"  # auto (online when a W&B API key is configured, else offline) | offline | online | disabled
     group: str | None = None
     tags: list[str] = field(default_factory=list)
     samples: int = 8  # rows in the sample table
@@ -174,7 +174,7 @@ class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     iterations: IterationsConfig = field(default_factory=IterationsConfig)
     seed: int = 0
-    online: bool = False  # allow hub downloads and online W&B
+    online: bool | None = None  # null: like the hub tools; true: check the hub answers first; false: force offline
     redo: list[str] = field(default_factory=list)  # stages to recompute (a name: every iteration; or iter_2/extend)
     experiment: str | None = None  # name of the experiment file, for grouping
     debug: str | None = None
@@ -203,7 +203,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "launch.launcher": ("accelerate", "inprocess"),
     "length_control.rewrite": ("llm", "template"),
     "logger.name": ("wandb", "none"),
-    "logger.mode": ("offline", "online", "disabled"),
+    "logger.mode": ("auto", "offline", "online", "disabled"),
     "evaluate.benchmark": BENCHMARKS,
 }
 # key -> (low, high, low_open, high_open); None means unbounded on that side

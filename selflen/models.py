@@ -230,20 +230,34 @@ def tiny_model_dir(cache_dir: Path | str | None = None, seed: int = 0, chat_form
     return _provision(cache / f"tiny-{chat_format}-{key}", lambda d: make_tiny_model(d, seed, chat_format))
 
 
-def hub_model_dir(repo_id: str, online: bool, revision: str | None = None) -> Path:
-    """A hub model from the local HF cache; downloaded only when online use is enabled."""
-    from huggingface_hub import snapshot_download
+def hub_model_dir(repo_id: str, online: bool | None = None, revision: str | None = None) -> Path:
+    """A hub model the way the hub tools get it: from the local HF cache without touching the network; when it is
+    missing there, downloaded if the hub answers a short reachability check (seconds), else one clear error.
+    ``online=False`` or ``HF_HUB_OFFLINE=1`` forces the cache alone."""
+    from huggingface_hub import constants, snapshot_download
+
+    from selflen.env import hub_forced_offline, probe
 
     try:
         return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
     except Exception:
-        if not online:
-            raise ModelNotFound(
-                f"model {repo_id!r} is not in the local Hugging Face cache and online use is off; run with "
-                f"online=true (and SELFLEN_ONLINE=1), or `huggingface-cli download {repo_id}` first, "
-                "or set model.source=local model.path=<folder>"
-            ) from None
-    return Path(snapshot_download(repo_id, revision=revision))
+        pass
+    endpoint = constants.ENDPOINT  # HF_ENDPOINT as the hub library read it
+    if online is False or hub_forced_offline() or constants.is_offline_mode():
+        why = "online use is off (online=false or HF_HUB_OFFLINE=1)"
+    else:
+        why = probe(endpoint) or ""
+    hint = (f"run `huggingface-cli download {repo_id}` where the hub answers, "
+            "or set model.source=local model.path=<folder>")
+    if why:
+        raise ModelNotFound(f"model {repo_id!r} is not in the local Hugging Face cache and {why}; {hint}")
+    log.info("downloading %s from %s into the Hugging Face cache", repo_id, endpoint)
+    try:
+        return Path(snapshot_download(repo_id, revision=revision))
+    except Exception as err:  # a gated or missing repository, a dropped connection: one line, not a traceback
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelNotFound(f"model {repo_id!r} could not be downloaded from {endpoint}: {first}; "
+                            f"{hint}") from None
 
 
 def resolve_model(
@@ -251,7 +265,7 @@ def resolve_model(
     path: str | None,
     *,
     cache_dir: Path | str | None = None,
-    online: bool = False,
+    online: bool | None = None,
     chat_format: str | None = None,
     revision: str | None = None,
     seed: int = 0,

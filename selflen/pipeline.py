@@ -37,7 +37,7 @@ from selflen.locks import RunLock
 from selflen.models import merged_model_dir, merges_adapters
 from selflen.report import cards
 from selflen.report import summary as report
-from selflen.run_inputs import decontaminator, eval_rows, fork_run, model_folder, preflight, seed_prompts
+from selflen.run_inputs import decontaminator, eval_rows, fork_run, fork_source, model_folder, preflight, seed_prompts
 from selflen.stages import (
     evaluate,
     evaluate_self,
@@ -179,13 +179,19 @@ class Runner:
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) the whole loop for ``cfg``; returns the summary also written to ``summary.json``."""
-    cfg = preflight(cfg)  # before any folder, lock or model: a fresh machine without the benchmarks stops here
+    try:  # before any folder or lock: a machine without the benchmarks or the model stops here, leaving nothing
+        cfg = preflight(cfg)
+        model_dir = model_folder(cfg)
+        if cfg.paths.fork_from:
+            fork_source(cfg.paths.fork_from)
+    except SelflenError as err:
+        err.claimed = False  # type: ignore[attr-defined] - nothing of the run folder is this start's: cli removes it
+        raise
     layout = RunLayout(Path(cfg.paths.run_dir).expanduser().resolve())
     layout.root.mkdir(parents=True, exist_ok=True)
     with RunLock(layout.root):
         if cfg.paths.fork_from:
             log.info("forked from %s: %s", cfg.paths.fork_from, fork_run(cfg.paths.fork_from, layout) or "nothing new")
-        model_dir = model_folder(cfg)
         write_json(layout.config_path, to_dict(cfg))
         lg, job = cfg.logger, hydra_job_context()  # a -m job: its sweep is its group, its overrides its tags
         with open_logger(

@@ -4,6 +4,7 @@ online), the held-out evaluation slice, the seed instructions and the decontamin
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +15,8 @@ from selflen.config import TrainConfig, to_config
 from selflen.engines import Engine, Request, SamplingParams, engine_from_config
 from selflen.stages import evaluate
 from selflen.store import RunLayout, StoreError, read_json
+
+log = logging.getLogger(__name__)
 
 
 def finished_run(run_dir: Path) -> tuple[RunLayout, TrainConfig]:
@@ -62,15 +65,26 @@ def check_model_weights(folder: Path) -> None:
 
 
 def preflight(cfg: TrainConfig) -> TrainConfig:
-    """With ``online=true``, check that the hub (and W&B when it logs online) can be reached at all (a few seconds,
-    not minutes of retries). Check that the benchmark files the run needs are here (fetching them once when online);
-    returns ``cfg`` pointing at the folder that holds them. Evaluation and decontamination are only ever off when
-    the config says so (``evaluate.enabled=false``, ``instruct.decontaminate=false``; the summary records it)."""
+    """Before any folder, lock or model work: ``online=false`` forces this process and its children offline; W&B's
+    mode is settled (``tracking.wandb_mode``: with ``logger.mode=auto`` a W&B that does not answer means offline,
+    said in the log); with ``online=true`` the hub (and W&B when it logs online) must answer within seconds.
+    Check that the benchmark files the run needs are here (fetching them once when online); returns ``cfg``
+    pointing at the folder that holds them and with the W&B mode it logs in. Evaluation and decontamination are
+    only ever off when the config says so (``evaluate.enabled=false``, ``instruct.decontaminate=false``; the
+    summary records it)."""
     from evaluation.benchmarks import DECONTAMINATION_BENCHMARKS, ensure_benchmarks
-    from selflen.env import online_endpoints, unreachable
+    from selflen.env import apply_offline_defaults, online_endpoints, probe, unreachable
+    from selflen.tracking import wandb_mode
 
-    wandb_online = cfg.logger.name == "wandb" and cfg.logger.mode == "online"
-    if cfg.online and (problem := unreachable(online_endpoints(wandb_online))) is not None:
+    if cfg.online is False:
+        apply_offline_defaults(online=False)
+    mode = wandb_mode(cfg.logger.mode, cfg.online)[0] if cfg.logger.name == "wandb" else cfg.logger.mode
+    if mode == "online" and cfg.logger.mode == "auto" and (problem := probe(online_endpoints(True)[-1])):
+        log.warning("W&B logs offline: %s (`wandb sync` uploads the run later)", problem)
+        mode = "offline"
+    if mode != cfg.logger.mode:
+        cfg = replace(cfg, logger=replace(cfg.logger, mode=mode))
+    if cfg.online and (problem := unreachable(online_endpoints(mode == "online"))) is not None:
         raise StoreError(problem)
 
     names = ([cfg.evaluate.benchmark] if cfg.evaluate.enabled else []) + (
@@ -91,6 +105,15 @@ FORKED = ((0, ("instruct", "evaluate")),
 """What ``paths.fork_from`` copies: the self-instructed split and the base evaluation, and iteration 1's data."""
 
 
+def fork_source(source: str | Path) -> RunLayout:
+    """The run ``paths.fork_from`` names, checked before this run makes its folder."""
+    src = RunLayout(Path(source).expanduser().resolve())
+    if not (src.stage(1, "sft_data") / "done.json").is_file():
+        raise StoreError(f"paths.fork_from={source}: no finished iter_1/sft_data there; give the folder of a run "
+                         "that finished its first iteration's sft_data")
+    return src
+
+
 def fork_run(source: str | Path, layout: RunLayout) -> list[str]:
     """Start this run from a finished run's frozen data: copy its stages in ``FORKED`` that this run lacks, so
     a sweep of fine-tuning recipes (``iterations=one``) trains and evaluates every recipe on the same SFT data and
@@ -98,10 +121,7 @@ def fork_run(source: str | Path, layout: RunLayout) -> list[str]:
     differs from the source is refused with the stage's hash error. Returns the stages copied."""
     import shutil
 
-    src = RunLayout(Path(source).expanduser().resolve())
-    if not (src.stage(1, "sft_data") / "done.json").is_file():
-        raise StoreError(f"paths.fork_from={source}: no finished iter_1/sft_data there; give the folder of a run "
-                         "that finished its first iteration's sft_data")
+    src = fork_source(source)
     copied = []
     for point, names in FORKED:
         for name in names:

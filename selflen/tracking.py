@@ -1,4 +1,5 @@
-"""Experiment tracking: W&B (offline unless the user opts in) and a null logger with the same methods.
+"""Experiment tracking: W&B (online when an API key is configured, as W&B itself does) and a null logger with the
+same methods.
 
 Call sites never branch on "is logging on". ``open_logger`` is a context manager that always finishes the
 run — with exit code 1 when the body raises — so a failed job of a multirun never leaves a W&B run open.
@@ -10,7 +11,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,53 @@ class WandbLogger(NullLogger):
         self.run.finish(exit_code=exit_code)
 
 
+def wandb_key_configured(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a W&B API key is configured: ``WANDB_API_KEY``, or the netrc entry ``wandb login`` writes for the W&B
+    host (``WANDB_BASE_URL``, else api.wandb.ai) in ``$NETRC`` or ``~/.netrc``.
+
+    >>> wandb_key_configured({"WANDB_API_KEY": "x" * 40}), wandb_key_configured({"NETRC": "/nonexistent"})
+    (True, False)
+    """
+    import netrc
+    from urllib.parse import urlsplit
+
+    env = os.environ if environ is None else environ
+    if env.get("WANDB_API_KEY", "").strip():
+        return True
+    host = urlsplit(env.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    path = Path(env.get("NETRC") or Path(env.get("HOME") or Path.home()) / ".netrc").expanduser()
+    try:
+        entry = netrc.netrc(str(path)).authenticators(host) if path.is_file() else None
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])
+
+
+def wandb_mode(mode: str, online: bool | None = None, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The W&B mode a run logs in, and why. ``logger.mode`` offline/online/disabled is taken as it is (``online``
+    is refused under ``online=false``); ``auto`` follows W&B's own convention: offline when ``online=false`` or
+    ``WANDB_MODE`` says offline/disabled, online when an API key is configured, else offline.
+
+    >>> wandb_mode("auto", None, {"WANDB_API_KEY": "k"}), wandb_mode("auto", False, {"WANDB_API_KEY": "k"})[0]
+    (('online', 'a W&B API key is configured'), 'offline')
+    >>> wandb_mode("auto", None, {"NETRC": "/nonexistent"}), wandb_mode("offline", None, {"WANDB_API_KEY": "k"})[0]
+    (('offline', 'no W&B API key (WANDB_API_KEY or `wandb login`)'), 'offline')
+    """
+    env = os.environ if environ is None else environ
+    if mode == "online" and online is False:
+        return "offline", "logger.mode=online, but online=false forces offline"
+    if mode != "auto":
+        return mode, f"logger.mode={mode}"
+    if online is False:
+        return "offline", "online=false"
+    forced = env.get("WANDB_MODE", "").strip().lower()
+    if forced in ("offline", "disabled", "dryrun"):
+        return ("disabled" if forced == "disabled" else "offline"), f"WANDB_MODE={forced}"
+    if wandb_key_configured(env):
+        return "online", "a W&B API key is configured"
+    return "offline", "no W&B API key (WANDB_API_KEY or `wandb login`)"
+
+
 def artifact_name(name: str, run_id: str = "") -> str:
     """A W&B artifact name from a stage name and the run's id (``iter_1/sft_data`` of run ``3aca9403`` ->
     ``iter_1-sft_data-3aca9403``), so the runs of one sweep in one project never share an artifact name.
@@ -256,18 +304,19 @@ def open_logger(
     project: str = "selflen",
     group: str | None = None,
     tags: Sequence[str] = (),
-    mode: str = "offline",
+    mode: str = "auto",
     entity: str | None = None,
-    online: bool = False,
+    online: bool | None = None,
     job_type: str = "loop",
 ) -> Iterator[NullLogger]:
-    """Yield a logger for the run; finish it whatever happens inside the block."""
+    """Yield a logger for the run; finish it whatever happens inside the block. ``mode`` is ``logger.mode``
+    (``wandb_mode`` resolves ``auto``)."""
+    mode, why = wandb_mode(mode, online)
+    if name != "none" and mode != "disabled":
+        log.info("W&B logs %s: %s", mode, why)
     if name == "none" or mode == "disabled":
         logger: NullLogger = NullLogger()
     else:
-        if mode == "online" and not online:
-            log.warning("logger.mode=online needs online=true; logging offline instead")
-            mode = "offline"
         logger = WandbLogger(
             project=project,
             name=run_dir.name,

@@ -314,11 +314,11 @@ def push_to_hub(folder: Path | str, repo_id: str, online: bool, *, repo_type: st
     """
     folder = Path(folder)
     if not online:
-        raise HubError(f"push_to_hub({repo_id!r}) refused: online use is off; run with online=true "
-                       "(and SELFLEN_ONLINE=1) to upload, or upload the folder later with `huggingface-cli upload`")
+        raise HubError(f"push_to_hub({repo_id!r}) refused: online use is off (online=false); ask for the upload "
+                       "where the hub answers, or upload the folder later with `huggingface-cli upload`")
     if os.environ.get("HF_HUB_OFFLINE", "0") in ("1", "true", "yes"):
-        raise HubError(f"push_to_hub({repo_id!r}) refused: HF_HUB_OFFLINE is set in this process; start it with "
-                       "SELFLEN_ONLINE=1 (selflen then leaves the Hub online)")
+        raise HubError(f"push_to_hub({repo_id!r}) refused: HF_HUB_OFFLINE is set in this process; start it "
+                       "without HF_HUB_OFFLINE=1 to upload")
     if not (folder / CARD_NAME).is_file():
         raise HubError(f"{folder} has no {CARD_NAME}; write its card first (write_data_card / write_adapter_card)")
     if repo_type is None:

@@ -7,8 +7,8 @@ Everything is read from the files a run writes (see :mod:`selflen.report.runs`),
 folders, and on a run that failed midway (no ``summary.json``: it reports what exists). ``report.md`` holds the
 runs and their status, the config keys that differ, words per iteration per role, extension acceptance, the
 held-out length at each evaluation point (base, 1..K, final) and evaluation scores. Plots: length growth per run,
-held-out length per run, evaluation scores per run, and required-vs-produced words. With W&B online
-(``WANDB_MODE=online`` and an API key) it also creates a W&B Report; otherwise that step is skipped with a note.
+held-out length per run, evaluation scores per run, and required-vs-produced words. With W&B online (an API key
+configured, ``WANDB_MODE`` not offline) it also creates a W&B Report; otherwise that step is skipped with a note.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="output folder (default: <first sweep>/comparison, else ./comparison)")
     p.add_argument("--title", default="selflen run comparison")
     p.add_argument("--publish", action="store_true",
-                   help="save a W&B Report (needs WANDB_MODE=online and an API key; `pip install selflen[reports]`)")
+                   help="save a W&B Report (needs a W&B API key; `pip install selflen[reports]`)")
     p.add_argument("--no-wandb", action="store_true", help="never try to create a W&B Report (the default)")
     return p
 

@@ -166,13 +166,32 @@ def eval_section(runs: Sequence[Run]) -> str:
     return text + "\n"
 
 
+def next_steps_section(runs: Sequence[Run]) -> str:
+    """Where a run's results go next, in the commands of the tools that take them (README, "Export")."""
+    done = [r for r in runs if r.complete]
+    if not done:
+        return ""
+    run = done[0]
+    model = run.config.get("model.name") or "BASE_MODEL"
+    exports = "\n".join(f"python -m selflen.export {r.path} --to {r.path}/export" for r in done)
+    return ("## Next: train on the data, serve the model\n\n"
+            "Export each run's SFT sets (LLaMA-Factory, ShareGPT, Alpaca, a Hugging Face dataset) and its merged "
+            "final model, then train a bigger model on the data with LLaMA-Factory (or TRL's `SFTTrainer` on "
+            "`export/hf`, README \"Export\") and serve the merged model with vLLM; the commands for "
+            f"`{run.label or run.path.name}`:\n\n```bash\n{exports}\n"
+            f"llamafactory-cli train --stage sft --do_train --model_name_or_path {model} --template default "
+            f"--dataset_dir {run.path}/export/llamafactory --dataset selflen_gen_all,selflen_length_control "
+            "--finetuning_type lora --lora_target all --output_dir saves/selflen-sft\n"
+            f"vllm serve {run.path}/export/merged --served-model-name selflen-final\n```\n")
+
+
 def render_report(runs: Sequence[Run], plots: Mapping[str, Path], title: str, notes: Sequence[str] = ()) -> str:
     """The Markdown report; ``plots`` maps a caption to a PNG next to the report."""
     now = _dt.datetime.now().isoformat(timespec="seconds")
     parts = [f"# {title}\n", f"{len(runs)} runs, read from their run directories on {now}.\n",
              verdict_section(runs), runs_section(runs), differences_section(runs), words_section(runs),
              acceptance_section(runs),
-             eval_length_section(runs), links_section(runs), eval_section(runs)]
+             eval_length_section(runs), links_section(runs), eval_section(runs), next_steps_section(runs)]
     parts = [part for part in parts if part]
     if plots:
         parts.append("## Plots\n\n" + "\n\n".join(f"![{cap}]({p.name})" for cap, p in plots.items()) + "\n")

@@ -12,7 +12,6 @@ W&B API error it is skipped with a one-line note.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,19 +29,12 @@ REPORT_MEDIA_PREFIX = "compare/"
 
 
 def wandb_online() -> tuple[bool, str]:
-    """Whether a W&B Report can be created, and why not."""
-    if os.environ.get("WANDB_MODE", "").lower() != "online":
-        return False, "WANDB_MODE is not 'online'"
-    if os.environ.get("WANDB_API_KEY"):
-        return True, "online"
-    try:
-        import netrc
+    """Whether a W&B Report can be created, and why not: W&B is online when an API key is configured and
+    ``WANDB_MODE`` does not say offline (``selflen.tracking.wandb_mode``)."""
+    from selflen.tracking import wandb_mode
 
-        if netrc.netrc().authenticators("api.wandb.ai"):
-            return True, "online"
-    except (OSError, netrc.NetrcParseError):
-        pass
-    return False, "no W&B API key (WANDB_API_KEY or `wandb login`)"
+    mode, why = wandb_mode("auto")
+    return (True, "online") if mode == "online" else (False, why)
 
 
 def run_ids(runs: Sequence[Run]) -> list[str]:

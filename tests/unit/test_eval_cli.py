@@ -374,13 +374,13 @@ def test_log_metrics_flattens_a_real_summary() -> None:
     assert "eval/finish/length_rate" in metrics and all(isinstance(v, float) for v in metrics.values())
 
 
-def test_import_sets_offline_defaults_only_when_unset() -> None:
-    code = "import os, evaluation; print(os.environ['HF_HUB_OFFLINE'], os.environ['WANDB_MODE'])"
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "SELFLEN_ONLINE")}
+def test_import_forces_offline_only_when_told() -> None:
+    code = "import os, evaluation; print(os.environ.get('HF_HUB_OFFLINE', 'unset'), os.environ.get('WANDB_MODE'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "SELFLEN_ONLINE")}
     env["WANDB_MODE"] = "disabled"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
-    assert proc.stdout.split() == ["1", "disabled"]
-    env["SELFLEN_ONLINE"] = "1"
-    code = "import os, evaluation; print(os.environ.get('HF_HUB_OFFLINE', 'unset'))"
+    assert proc.stdout.split() == ["unset", "disabled"]  # like the hub tools: online unless told otherwise
+    env["HF_HUB_OFFLINE"] = "1"
+    code = "import os, evaluation; print(os.environ['HF_DATASETS_OFFLINE'], os.environ['WANDB_MODE'])"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
-    assert proc.stdout.split() == ["unset"]
+    assert proc.stdout.split() == ["1", "disabled"]  # forced: the other switches follow, set ones are kept

@@ -126,35 +126,43 @@ def test_lm_eval_tasks_resolve_their_files_through_selflen_data(
         utils.load_benchmark_docs(selflen_benchmark="longen")
 
 
-# ---------------------------------------------------------------- offline defaults
+# ---------------------------------------------------------------- offline only when forced
 
 _OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 
-def test_apply_offline_defaults_sets_only_unset_variables() -> None:
+def test_forcing_offline_sets_only_unset_variables() -> None:
     environ = {"WANDB_MODE": "disabled"}
-    assert env.apply_offline_defaults(environ=environ)
+    assert env.apply_offline_defaults(online=False, environ=environ)
     assert environ == {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
 
 
-@pytest.mark.parametrize("value", ["1", "true", "yes", "TRUE", " Yes "])
-def test_apply_offline_defaults_respects_opt_in(value: str) -> None:
-    environ = {"SELFLEN_ONLINE": value}
-    assert not env.apply_offline_defaults(environ=environ)
-    assert environ == {"SELFLEN_ONLINE": value}
+@pytest.mark.parametrize("environ", [{}, {"SELFLEN_ONLINE": "1"}, {"HF_HUB_OFFLINE": "0"}])
+def test_nothing_is_forced_offline_by_default(environ: dict[str, str]) -> None:
+    before = dict(environ)
+    assert not env.apply_offline_defaults(environ=environ)  # like the hub tools: online unless told otherwise
+    assert environ == before
 
 
-@pytest.mark.parametrize("value", ["", "0", "false", "no"])
-def test_apply_offline_defaults_without_opt_in(value: str) -> None:
-    environ = {"SELFLEN_ONLINE": value}
-    assert env.apply_offline_defaults(environ=environ)
-    assert {k: environ[k] for k in _OFFLINE} == _OFFLINE
+@pytest.mark.parametrize("environ", [{"HF_HUB_OFFLINE": "1"}, {"TRANSFORMERS_OFFLINE": "1"},
+                                     {"SELFLEN_ONLINE": "0"}, {"SELFLEN_ONLINE": "no"}])
+def test_the_hub_switch_or_the_old_spelling_forces_everything_offline(environ: dict[str, str]) -> None:
+    assert env.hub_forced_offline(environ) and env.apply_offline_defaults(environ=environ)
+    assert all(environ[k] for k in _OFFLINE)
 
 
-def test_apply_offline_defaults_forced_and_on_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("value", "meaning"), [("1", "changes nothing"), ("0", "forces offline")])
+def test_the_old_switch_gets_one_deprecation_line(value: str, meaning: str) -> None:
+    note = env.legacy_online_note({"SELFLEN_ONLINE": value})
+    assert note.startswith("SELFLEN_ONLINE is deprecated") and meaning in note and "\n" not in note
+    assert env.legacy_online_note({}) is None
+
+
+def test_forced_offline_on_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in _OFFLINE:
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("SELFLEN_ONLINE", "1")
+    monkeypatch.delenv("SELFLEN_ONLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     assert not env.apply_offline_defaults()
     assert all(key not in os.environ for key in _OFFLINE)
     assert env.apply_offline_defaults(online=False)  # what tests/conftest.py does

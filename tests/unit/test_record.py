@@ -161,7 +161,8 @@ def test_a_data_dir_without_benchmarks_stops_before_any_stage(tmp_path: Path, mo
     with pytest.raises(StoreError, match="longen"):  # decontamination still needs them
         pipeline.run(cfg)
     cfg.instruct = replace(cfg.instruct, decontaminate=False)
-    assert pipeline.preflight(cfg) is cfg  # explicitly off: nothing needed
+    checked = pipeline.preflight(cfg)  # explicitly off: nothing needed, only W&B's mode settled
+    assert checked.paths == cfg.paths and checked.logger.mode == "offline"  # the tests force offline
 
 
 def test_online_without_a_route_fails_in_seconds_with_one_line(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
@@ -180,7 +181,7 @@ def test_online_without_a_route_fails_in_seconds_with_one_line(tmp_path: Path, m
     assert time.monotonic() - start < 10
     text = str(err.value)
     assert len(text.splitlines()) == 1 and text.startswith("online=true, but http://127.0.0.1:9 can not be reached")
-    assert "drop online=true" in text and not (tmp_path / "run").exists()
+    assert "run without online=true" in text and not (tmp_path / "run").exists()
     cfg.logger.mode = "online"
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     from selflen.env import online_endpoints

@@ -193,7 +193,7 @@ def test_wandb_report_skipped_offline(sweep: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("WANDB_MODE", "offline")
     with caplog.at_level(logging.INFO, logger="selflen.report.wandb_report"):
         assert wandb_report.wandb_report(runs, "t", "md") is None
-    assert "W&B report skipped: WANDB_MODE is not 'online'" in caplog.text
+    assert "W&B report skipped: WANDB_MODE=offline" in caplog.text
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(sweep / "no-netrc"))
