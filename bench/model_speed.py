@@ -12,7 +12,8 @@ For each model, each step in a fresh process (an engine's settings only take eff
   trainer's own runtime (the model load is not counted);
 - the floor: this machine's measured dense matmul FLOP/s (fp32, bf16) and what the training step would take at that
   rate (6 N flops a token for full fine-tuning, 4 N for LoRA: forward plus the activations' gradients, N the
-  parameters), so each recipe's speed reads as a fraction of the compute floor.
+  parameters a token's matmuls touch: all but an untied input embedding), so each recipe's speed reads as a
+  fraction of the compute floor.
 
 Writes ``bench/results/model_speed.json`` and prints the tables BENCHMARKS.md holds. Run it on an idle machine.
 """
@@ -79,17 +80,44 @@ def train_child(model: str, recipe: str, bf16: bool, data: Path, out: Path, step
                             **({"lora": dataclasses.replace(base.lora, r=8)} if recipe == "lora" else {}))
     stats = train(folder, data, out, s)
     cfg = AutoConfig.from_pretrained(str(folder))
+    params, _ = parameter_counts(folder)
+    seconds = stats["train_seconds"]
+    return {"model": model, "recipe": recipe, "bf16": bf16, "steps": stats["steps"], "tokens": stats["tokens"],
+            "train_s": seconds, "tok_s": round(stats["tokens"] / seconds, 1), "params": params,
+            "layers": cfg.num_hidden_layers}
+
+
+def parameter_counts(folder: Path) -> tuple[int, int]:
+    """All parameters, and those a token's matmuls touch: the input embedding is a lookup, not a matmul (unless
+    it is tied to the output matrix, which is one)."""
     import math
 
     from safetensors import safe_open
 
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
-        names = list(f.keys())
-        params = sum(math.prod(f.get_slice(k).get_shape()) for k in names)
-    seconds = stats["train_seconds"]
-    return {"model": model, "recipe": recipe, "bf16": bf16, "steps": stats["steps"], "tokens": stats["tokens"],
-            "train_s": seconds, "tok_s": round(stats["tokens"] / seconds, 1), "params": params,
-            "layers": cfg.num_hidden_layers}
+        shapes = {k: math.prod(f.get_slice(k).get_shape()) for k in list(f.keys())}
+    total = sum(shapes.values())
+    tied = not any(k.endswith("lm_head.weight") for k in shapes)
+    lookup = 0 if tied else sum(v for k, v in shapes.items() if k.endswith("embed_tokens.weight"))
+    return total, total - lookup
+
+
+def floors(report: dict) -> None:
+    """Each training row's compute floor: 6 N (full) or 4 N (LoRA) flops a token at the measured matmul rate, N the
+    parameters a token's matmuls touch."""
+    sys.path.insert(0, str(ROOT))
+    from selflen.models import embedded_model_dir
+
+    touched = {}
+    for row in report["training"]:
+        if "skipped" in row:
+            continue
+        if row["model"] not in touched:
+            touched[row["model"]] = parameter_counts(embedded_model_dir(key=row["model"]))[1]
+        row["matmul_params"] = touched[row["model"]]
+        flops = (6 if row["recipe"] == "full" else 4) * row["matmul_params"] * row["tokens"]
+        row["floor_s"] = round(flops / (report["matmul_gflops"]["bfloat16" if row["bf16"] else "float32"] * 1e9), 1)
+        row["of_floor"] = round(row["floor_s"] / row["train_s"], 3)
 
 
 def run_generation(model: str, dtype: str, batches: str, new_tokens: int, out: Path) -> list[dict]:
@@ -114,7 +142,23 @@ def main() -> int:
                    help="full fine-tuning is skipped above this many parameters (AdamW needs 16 bytes a parameter)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "model_speed.json")
     p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    p.add_argument("--retable", type=Path, help="recompute the floors and print the tables of a results file")
+    p.add_argument("--remeasure", action="store_true", help="with --retable: measure the matmul rate again (idle)")
     args = p.parse_args()
+    if args.retable:
+        report = json.loads(args.retable.read_text())
+        if args.remeasure:
+            import torch
+
+            torch.set_num_threads(os.cpu_count() or 2)
+            report["matmul_gflops_at_start"] = report["matmul_gflops"]
+            report["matmul_gflops"] = {d: round(max(matmul_flops(d) for _ in range(3)) / 1e9, 1)
+                                       for d in ("float32", "bfloat16")}
+            report["matmul_measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()) + ", idle machine"
+        floors(report)
+        args.retable.write_text(json.dumps(report, indent=1))
+        print(tables(report))
+        return 0
     if args.child:
         model, recipe, bf16, data, out, steps = args.child
         print(json.dumps(train_child(model, recipe, bf16 == "1", Path(data), Path(out), int(steps))))
@@ -150,15 +194,13 @@ def main() -> int:
                             continue
                         res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
                         row = json.loads(res.stdout.strip().splitlines()[-1])
-                        flops = (6 if recipe == "full" else 4) * row["params"] * row["tokens"]
-                        row["floor_s"] = round(flops / floor["bfloat16" if bf16 else "float32"], 1)
-                        row["of_floor"] = round(row["floor_s"] / row["train_s"], 3)
                         fit.append(row)
                         print(row, flush=True)
     report = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": f"{platform.machine()} {os.cpu_count()} cores, {_cpu_name()}",
               "loadavg_at_end": os.getloadavg(), "matmul_gflops": {d: round(v / 1e9, 1) for d, v in floor.items()},
               "generation": gen, "training": fit}
+    floors(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(tables(report))
