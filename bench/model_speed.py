@@ -197,7 +197,7 @@ def main() -> int:
                         fit.append(row)
                         print(row, flush=True)
     report = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "machine": f"{platform.machine()} {os.cpu_count()} cores, {_cpu_name()}",
+              "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'CPU'}",
               "loadavg_at_end": os.getloadavg(), "matmul_gflops": {d: round(v / 1e9, 1) for d, v in floor.items()},
               "generation": gen, "training": fit}
     floors(report)
@@ -221,16 +221,6 @@ def tables(report: dict) -> str:
         lines.append(f"| {t['model']} | {t['recipe']} | {'bf16' if t['bf16'] else 'fp32'} | {t['tokens']} | "
                      f"{t['train_s']} | {t['tok_s']} | {t['floor_s']} | {t['of_floor']:.0%} |")
     return "\n".join(lines)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

