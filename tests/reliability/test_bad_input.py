@@ -89,22 +89,17 @@ def test_a_local_model_folder_without_whole_weights(tmp_path: Path, weights: str
         check_model_weights(tmp_path)
 
 
-def test_a_corrupt_record_in_the_middle_names_file_line_and_a_redo_that_works(tmp_path: Path) -> None:
-    folder = tmp_path / "iter_2" / "extend"
+@pytest.mark.parametrize(("stage", "lines", "said"), [
+    ("iter_2/extend", '{"id": "a"}\n{"id": "b", oops\n{"id": "c"}\n', "corrupt record"),  # a torn line in the middle
+    ("iter_1/generate", '{"id": "a"}\n{"status": "ok"}\n', "a record without an id"),
+])
+def test_a_bad_record_names_file_line_and_a_redo_that_works(tmp_path: Path, stage: str, lines: str, said: str) -> None:
+    folder = tmp_path / stage
     folder.mkdir(parents=True)
-    (folder / "records.jsonl").write_text('{"id": "a"}\n{"id": "b", oops\n{"id": "c"}\n')
-    with pytest.raises(StoreError, match=r"records.jsonl:2: corrupt record .*redo=\[iter_2/extend\]"):
-        Stage(folder, "iter_2/extend", "h")
-    assert Stage(folder, "iter_2/extend", "h", redo=True).records() == []  # the fix recomputes it
-
-
-def test_a_record_without_an_id_names_file_line_and_a_redo_that_works(tmp_path: Path) -> None:
-    folder = tmp_path / "iter_1" / "generate"
-    folder.mkdir(parents=True)
-    (folder / "records.jsonl").write_text('{"id": "a"}\n{"status": "ok"}\n')
-    with pytest.raises(StoreError, match=r"records.jsonl:2: a record without an id .*redo=\[iter_1/generate\]"):
-        Stage(folder, "iter_1/generate", "h")
-    assert Stage(folder, "iter_1/generate", "h", redo=True).records() == []
+    (folder / "records.jsonl").write_text(lines)
+    with pytest.raises(StoreError, match=rf"records.jsonl:2: {said} .*redo=\[{stage}\]"):
+        Stage(folder, stage, "h")
+    assert Stage(folder, stage, "h", redo=True).records() == []  # the fix recomputes it
 
 
 def test_a_config_hash_marker_that_is_not_text(tmp_path: Path) -> None:
