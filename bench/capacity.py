@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import platform
 import statistics
@@ -161,6 +162,7 @@ def main() -> int:
     p.add_argument("--out", type=Path)
     p.add_argument("overrides", nargs="*", help="train.py overrides (model=..., +experiment=capacity_probe)")
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     wall = None if args.report_only else run_probe(args.run_dir, args.overrides)
     cfg = json.loads((args.run_dir / "probe_config.json").read_text())
     model = cfg["model"]["path"] or cfg["model"]["name"]
