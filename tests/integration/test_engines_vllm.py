@@ -11,6 +11,7 @@ import pytest
 
 from selflen.engines import Request, SamplingParams, build_engine
 from selflen.engines.vllm_dp import ReplicaDied
+from selflen.errors import EngineFailed
 from tests.servers import vllm_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
@@ -151,5 +152,10 @@ def test_openai_engine_against_a_real_server(server: str, hf_engine, perturbed_a
         assert got != lora
         res = eng.generate([Request([{"role": "user", "content": "q"}], GREEDY, prefix="Once upon")])[0]
         assert res.ok and res.outputs[0].finish_reason in ("stop", "length")
-        bad = eng.generate([Request([{"role": "user", "content": "q"}], GREEDY, adapter="no-such-model")])[0]
-        assert not bad.ok and eng.stats["errors"] == 1
+        # a call whose every request the server refuses is a fault, not a result (one line); beside a good request
+        # the refused one comes back as a failed result and is counted
+        with pytest.raises(EngineFailed, match="backend openai: the server at .* failed all 1 requests"):
+            eng.generate([Request([{"role": "user", "content": "q"}], GREEDY, adapter="no-such-model")])
+        mixed = eng.generate([Request([{"role": "user", "content": "q"}], GREEDY, adapter="no-such-model"),
+                              Request([{"role": "user", "content": "q"}], GREEDY)])
+        assert [r.ok for r in mixed] == [False, True] and eng.stats["errors"] == 2
