@@ -67,9 +67,10 @@ def run_probe(run_dir: Path, overrides: list[str]) -> float:
     return time.time() - t0
 
 
-def _records(run_dir: Path, rel: str) -> list[dict[str, Any]]:
-    path = run_dir / rel / "records.jsonl"
-    return [json.loads(line) for line in path.open(encoding="utf-8")] if path.exists() else []
+def _records(run_dir: Path, rel: str, name: str = "records.jsonl") -> list[dict[str, Any]]:
+    from selflen.store import read_jsonl
+
+    return read_jsonl(run_dir / rel / name)  # [] when the stage has not run
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -84,10 +85,7 @@ def analyse(run_dir: Path) -> dict[str, Any]:
     kept = [a for a in _records(run_dir, "iter_1/select_responses") if a.get("status") == "ok"]
     ext = _records(run_dir, "iter_1/extend")
     targets = [e for e in _records(run_dir, "iter_1/select") if e.get("status") == "ok"]
-    scored = _records(run_dir, "iter_0/evaluate")
-    score_path = run_dir / "iter_0" / "evaluate" / "scored.jsonl"
-    if score_path.exists():
-        scored = [json.loads(line) for line in score_path.open(encoding="utf-8")]
+    scored = _records(run_dir, "iter_0/evaluate", "scored.jsonl")
     base = eval_length_row(None, scored) if scored else {}
     ok_answers = [a for a in answers if a.get("status") == "ok"]
     by_bin = []

@@ -14,9 +14,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from selflen import env
+from selflen import embedded, env
 from selflen.data import BENCHMARKS
-from selflen.embedded import DEFAULT_EMBEDDED, EMBEDDED
 from selflen.groups import (
     EvaluateConfig,
     ExtendConfig,
@@ -280,9 +279,11 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"model.path is missing for model.source={cfg.model.source}; set model.path=<hub id or folder>"
         )
-    if cfg.model.source == "embedded" and (cfg.model.path or DEFAULT_EMBEDDED) not in EMBEDDED:
-        raise ConfigError(f"model.path={cfg.model.path!r} names no embedded model; choose one of "
-                          f"{', '.join(EMBEDDED)}")
+    if cfg.model.source == "embedded":
+        try:
+            embedded.lookup(cfg.model.path)
+        except embedded.WeightsError as err:
+            raise ConfigError(str(err)) from None
     if cfg.model.source == "local" and not Path(cfg.model.path).expanduser().exists():
         raise ConfigError(f"model.path={cfg.model.path!r} does not exist; point it at a model folder with config.json")
     if cfg.instruct.min_words >= cfg.instruct.max_words:
