@@ -9,10 +9,10 @@ model on the held-out LonGen slice, self-instruct, answers, their selection, two
 selection of those), nothing trained. The folders are the loop's, with the same hashes, so a later
 ``train.py`` run with the same overrides and ``hydra.run.dir`` (or ``paths.fork_from``) resumes from them.
 
-Reports, like BENCHMARKS.md's table for SmolLM2: the Extender's accept rate and accepted words by the length of the
-answer it was given; why its tries failed (the drop reason of every failed round); how many answers passed 450
-words; and the go/no-go number, the targets' words over the base model's ended and effective words on LonGen. A
-model goes on to the proof run when its targets reach 1.5x the base's effective words. Writes
+Reports, like the SmolLM2 table of docs/benchmarks/2026-12-03-proof-run.md: the Extender's accept rate and accepted
+words by the length of the answer it was given; why its tries failed (the drop reason of every failed round); how many
+answers passed 450 words; and the go/no-go number, the targets' words over the base model's ended and effective words
+on LonGen. A model goes on to the proof run when its targets reach 1.5x the base's effective words. Writes
 ``bench/results/capacity_<model>.json``.
 """
 

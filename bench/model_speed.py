@@ -15,7 +15,8 @@ For each model, each step in a fresh process (an engine's settings only take eff
   parameters a token's matmuls touch: all but an untied input embedding), so each recipe's speed reads as a
   fraction of the compute floor.
 
-Writes ``bench/results/model_speed.json`` and prints the tables BENCHMARKS.md holds. Run it on an idle machine.
+Writes ``bench/results/model_speed.json`` and prints the tables of docs/benchmarks/2026-12-06-larger-models.md.
+Run it on an idle machine.
 """
 
 from __future__ import annotations

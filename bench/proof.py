@@ -6,7 +6,8 @@ rate >= base - 5 points, repeated 10-grams <= base + 0.02).
     python bench/proof.py outputs/+experiment=cpu_lengthen outputs/+experiment=cpu_lengthen,seed=1 \
         --out bench/results/proof.json
 
-Prints one markdown table of the points and one of the links per run (the rows BENCHMARKS.md carries).
+Prints one markdown table of the points and one of the links per run (the rows docs/benchmarks/2026-12-03-proof-run.md
+carries).
 """
 
 from __future__ import annotations

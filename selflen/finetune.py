@@ -3,8 +3,8 @@
 LoRA by default (PEFT), full fine-tuning on request, through TRL's ``SFTTrainer`` with loss on the response only
 (prompt-completion format, the tokenizer's chat template). The maximum length is computed from the data: an
 example longer than the cap is dropped and counted, never silently truncated. Batches are grouped by length so
-skewed data wastes little compute on padding
-(``bucketed``: sorted-by-length batches in a shuffled order; BENCHMARKS.md has the real-token fractions).
+skewed data wastes little compute on padding (``bucketed``: sorted-by-length batches in a shuffled order;
+docs/benchmarks/2026-11-25-generation-and-fine-tuning.md has the real-token fractions).
 Checkpoints let a killed run resume mid-training.
 Usable in-process (``launch=inprocess``) or as a launched job, ``accelerate launch -m selflen.finetune --job
 job.json`` (``selflen.launch``, the default): one process or several (DDP, FSDP, DeepSpeed), each rank running

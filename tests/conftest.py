@@ -15,7 +15,7 @@ apply_offline_defaults(online=False)  # the tests always run offline, whatever S
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # tests start vLLM engines and servers next to torch in this process: spinning OpenMP barriers of two processes
-# on two cores slow both by 5-10x (BENCHMARKS.md), passive waiting does not
+# on two cores slow both by 5-10x (docs/benchmarks/2026-11-25-generation-and-fine-tuning.md), passive waiting does not
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
