@@ -80,8 +80,8 @@ class BackendConfig:
     sleep_mode: bool = knob("vllm on CUDA: sleep (weights to CPU, KV cache dropped) instead of closing before "
                             "training", default=False)
     enforce_eager: bool = knob("vllm: skip graph capture and compilation (a faster start)", default=True)
-    max_lora_rank: int = knob("vllm: the largest adapter rank served; must be >= finetune.lora.r", POSITIVE,
-                              default=64)
+    max_lora_rank: int = knob("vllm: the largest adapter rank served; >= finetune.lora.r, smaller is cheaper",
+                              POSITIVE, default=64)
     cpu_kvcache_gb: int = knob("vllm on CPU: KV cache in GB (VLLM_CPU_KVCACHE_SPACE)", POSITIVE, default=2)
     dtype: str | None = knob("vllm: the engine's dtype (null: model.dtype; bf16_if_supported: bf16 on CPUs with "
                              "native bf16, else fp32)",
@@ -89,13 +89,14 @@ class BackendConfig:
     single_process: bool = knob("vllm: the engine core in this process (no busy-polling second process on CPU)",
                                 default=True)
     cpu_fast_paths: bool = knob("vllm on CPU, single_process: C++ norm/SwiGLU kernels, a penalty over the seen "
-                                "tokens, a top-k+top-p mask without a vocabulary sort (false: vLLM's own)",
-                                default=True)
+                                "tokens, a top-k+top-p mask without a vocabulary sort (selflen/engines/vllm_cpu.py); "
+                                "false: vLLM's own code paths", default=True)
     max_num_seqs: int | None = knob("vllm: sequences per step (null: vLLM's default)", POSITIVE, default=None)
     max_num_batched_tokens: int | None = knob("vllm: tokens per step; above a call's prompt total on CPU (null: no "
                                               "limit)", POSITIVE, default=32768)
-    merge_adapters: str = knob("vllm: serve LoRA adapters merged into model copies (auto: on CPU, 2-3x faster "
-                               "decoding there)", choices=("auto", "always", "never"), default="auto")
+    merge_adapters: str = knob("vllm: serve each trained adapter merged into a model copy, <run>/merged/ (auto: on "
+                               "CPU, 2-3x faster decoding than per-request LoRA there)",
+                               choices=("auto", "always", "never"), default="auto")
     base_url: str = knob("openai: the server's URL", default="http://127.0.0.1:8000/v1")
     api_key_env: str = knob("openai: name of the environment variable holding the key (never the key)",
                             default="OPENAI_API_KEY")
@@ -155,8 +156,10 @@ class LaunchConfig:
                          choices=("accelerate", "inprocess"), default="accelerate")
     num_processes: int = knob("trainer processes: GPUs, or CPU processes over gloo", POSITIVE, default=1)
     main_process_port: int = knob("the launcher's port (0: a free port)", "[0, 65535]", default=0)
-    accelerate: dict[str, Any] = knob("the accelerate config", default_factory=lambda: {"distributed_type": "NO"})
-    deepspeed: dict[str, Any] | None = knob('the DeepSpeed JSON ("auto" values filled from finetune.*)', default=None)
+    accelerate: dict[str, Any] = knob("the accelerate config, written as the stage's launch/accelerate.yaml",
+                                      default_factory=lambda: {"distributed_type": "NO"})
+    deepspeed: dict[str, Any] | None = knob('the DeepSpeed JSON ("auto" values filled from finetune.*), written as '
+                                            "launch/deepspeed.json and named in the accelerate config", default=None)
     env: dict[str, str] = knob("extra environment of the trainer processes", default_factory=dict)
 
 
@@ -165,7 +168,7 @@ class LoggerConfig:
     name: str = knob("where metrics go", choices=("wandb", "none"), default="wandb")
     project: str = knob("W&B project", default="selflen")
     entity: str | None = knob("W&B entity (null: your default)", default=None)
-    mode: str = knob("auto: online when a W&B API key is configured, else offline",
+    mode: str = knob("auto: online when a W&B API key is configured (WANDB_API_KEY or wandb login), else offline",
                      choices=("auto", "offline", "online", "disabled"), default="auto")
     group: str | None = knob("W&B group (the experiment's name)", default=None)
     tags: list[str] = knob("W&B tags", default_factory=list)
@@ -179,8 +182,8 @@ class PathsConfig:
     cache_dir: str = knob("converted and tiny models ($SELFLEN_CACHE)", default="~/.cache/selflen")
     data_dir: str | None = knob("benchmark files, LonGen and LongBench-Write ($SELFLEN_DATA_DIR; null: auto)",
                                 default=None)
-    fork_from: str | None = knob("a finished run whose iter_0 and iter_1 data stages this run starts from",
-                                 default=None)
+    fork_from: str | None = knob("a finished run whose iter_0 and iter_1 data stages (instruct..sft_data) this run "
+                                 "copies first", default=None)
 
 
 @dataclass
@@ -208,9 +211,11 @@ class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     iterations: IterationsConfig = field(default_factory=IterationsConfig)
     seed: int = knob("the run's seed: sampling, selection, training", COUNT, default=0)
-    online: bool | None = knob("null: like the hub tools; true: check the hub answers first; false: force offline",
-                               default=None)
-    redo: list[str] = knob("stages to recompute (a name: every iteration; or iter_2/extend)", default_factory=list)
+    online: bool | None = knob("null: like the hub tools (cache first, download what is missing when the hub "
+                               "answers; W&B online with an API key); true: stop within seconds unless the hub "
+                               "answers; false (or HF_HUB_OFFLINE=1): force offline", default=None)
+    redo: list[str] = knob("stages to recompute (done, changed or unreadable): redo=[extend] (each iteration), "
+                           "[iter_2/extend]", default_factory=list)
     experiment: str | None = knob("name of the experiment file, for grouping", default=None)
     debug: str | None = knob("the debug option in use (smoke)", default=None)
 
