@@ -4,6 +4,7 @@ as one line.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -122,6 +123,39 @@ def _missing_option(message: str) -> str:
     folder = CONF_DIR / group
     options = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
     return f"{group}={value!r} is not a known option; choose one of {', '.join(options) or '(none)'}"
+
+
+def knob_listing(argv: Sequence[str]) -> str:
+    """``python train.py --knobs [OVERRIDES] [PREFIX ...]``: each knob (or each under a prefix such as ``length``)
+    with its type, its value in the config the overrides compose, what it allows and what it means, all read from
+    its field (``groups.knob``)."""
+    from hydra import compose, initialize_config_dir
+
+    from selflen.config import CHOICES, NULLABLE, RANGES, TrainConfig
+    from selflen.groups import describe, knobs
+
+    register_resolvers()
+    prefixes = tuple(a.rstrip(".") for a in argv if not a.startswith("-") and "=" not in a)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        raw = compose("train", overrides=task_overrides(argv))
+    raw.paths.root = raw.paths.run_dir = "."
+    cfg = to_config(raw, announce=False)
+    lines = []
+    for key, kind, f in knobs(TrainConfig):
+        if prefixes and not any(key == p or key.startswith(p + ".") for p in prefixes):
+            continue
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        shown = json.dumps(value, ensure_ascii=False)
+        allowed = f"in {describe(RANGES[key])}" if key in RANGES else ""
+        allowed = f"one of {' | '.join(CHOICES[key])}" if key in CHOICES else allowed
+        if allowed and key in NULLABLE:
+            allowed += " or null"
+        kind = getattr(kind, "__name__", None) if isinstance(kind, type) else str(kind).replace("typing.", "")
+        head = f"{key}: {kind} = {shown if len(shown) <= 60 else shown[:57] + '...'}"
+        lines += [f"{head}, {allowed}" if allowed else head, f"    {f.metadata['help']}"]
+    return "\n".join(lines)
 
 
 def precheck_or_exit(argv: Sequence[str]) -> None:
@@ -245,6 +279,13 @@ def main() -> None:
     from selflen.env import legacy_online_note
 
     register_resolvers()
+    if "--knobs" in sys.argv[1:]:
+        try:
+            print(knob_listing(sys.argv[1:]))
+        except ConfigError as err:
+            print(f"selflen: config error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        return
     if note := legacy_online_note():
         print(f"selflen: warning: {note}", file=sys.stderr)
     precheck_or_exit(sys.argv[1:])

@@ -1,7 +1,8 @@
 """Typed schemas behind the YAML in ``conf/`` and the validation that runs before anything is written.
 
-Values live in YAML; these dataclasses give every key a type, a default and one line of meaning. A bad value
-stops the run with one line naming the key, the value and what is allowed (``ConfigError``)."""
+Values live in YAML; these dataclasses give every key a type, a default, its meaning and what it allows
+(``groups.knob``, read by ``CHOICES``, ``RANGES`` and ``python train.py --knobs``). A bad value stops the run with
+one line naming the key, the value and what is allowed (``ConfigError``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from selflen import embedded, env
-from selflen.data import BENCHMARKS
 from selflen.groups import (
+    COUNT,
+    FRACTION,
+    POSITIVE,
     EvaluateConfig,
     ExtendConfig,
     FinetuneConfig,
@@ -24,9 +27,14 @@ from selflen.groups import (
     InstructConfig,
     LengthConfig,
     LengthControlConfig,
+    Range,
     RegressionConfig,
     SelectConfig,
     SftDataConfig,
+    describe,
+    knob,
+    knobs,
+    nullable,
 )
 from selflen.models import merges_adapters
 from selflen.schema import SchemaError, build
@@ -44,108 +52,138 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    name: str = "HuggingFaceTB/SmolLM2-135M-Instruct"  # identity recorded in records, cards and W&B
-    source: str = "embedded"  # embedded | hub | local | tiny
-    path: str | None = "smollm2_135m"  # hub id, local folder, or the key in selflen/embedded.py (embedded)
-    dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
-    max_model_len: int = 8192  # context used by the engines
-    chat_format: str | None = "chatml"  # chatml | llama3: template given to a tiny stand-in of this model
-    system_prompt: str | None = None  # prepended as a system message when set
-    trust_remote_code: bool = False  # explicit opt-in only
-    revision: str | None = None
+    name: str = knob("the model's identity, recorded in records, cards and W&B",
+                     default="HuggingFaceTB/SmolLM2-135M-Instruct")
+    source: str = knob("where the weights come from", choices=("embedded", "hub", "local", "tiny"),
+                       default="embedded")
+    path: str | None = knob("hub id, local folder, or the key in selflen/embedded.py (embedded)",
+                            default="smollm2_135m")
+    dtype: str = knob("the weights' dtype", choices=("float32", "bfloat16", "float16", "auto"), default="float32")
+    max_model_len: int = knob("context of the engines in tokens", POSITIVE, default=8192)
+    chat_format: str | None = knob("the chat template given to a tiny stand-in of this model",
+                                   choices=("chatml", "llama3"), default="chatml")
+    system_prompt: str | None = knob("prepended as a system message when set", default=None)
+    trust_remote_code: bool = knob("run the model repository's own code (explicit opt-in only)", default=False)
+    revision: str | None = knob("the hub revision (null: the default branch)", default=None)
 
 
 @dataclass
 class BackendConfig:
-    name: str = "hf"  # hf | vllm | openai
-    device: str = "auto"  # hf: auto | cpu | cuda
-    batch_size: int = 16  # hf: rows per forward batch
-    gpu_memory_utilization: float = 0.85  # vllm
-    tensor_parallel_size: int = 1  # vllm: devices per engine replica
-    data_parallel_size: int = 1  # vllm: engine replicas, each in its own process on its own devices (1 = in-process)
-    sleep_mode: bool = False  # vllm on CUDA: sleep (weights to CPU) instead of closing before training
-    enforce_eager: bool = True  # vllm: skip graph capture/compilation (faster start)
-    max_lora_rank: int = 64  # vllm: must be >= finetune.lora.r
-    cpu_kvcache_gb: int = 2  # vllm on CPU: VLLM_CPU_KVCACHE_SPACE
-    dtype: str | None = None  # vllm: engine dtype (null = model.dtype); bf16_if_supported = bf16 on CPUs with it
-    single_process: bool = True  # vllm: engine core in this process (no busy-polling second process on CPU)
-    cpu_fast_paths: bool = True  # vllm on CPU, single_process: C++ norm/SwiGLU kernels, sparse penalties, top-k mask
-    max_num_seqs: int | None = None  # vllm: sequences per step (null = vLLM's default)
-    max_num_batched_tokens: int | None = 32768  # vllm: tokens per step; above a call's prompt total on CPU
-    merge_adapters: str = "auto"  # vllm: serve LoRA adapters merged into model copies (auto = on CPU) | always | never
-    base_url: str = "http://127.0.0.1:8000/v1"  # openai
-    api_key_env: str = "OPENAI_API_KEY"  # openai: name of the env var holding the key (never the key)
-    concurrency: int = 8  # openai: requests in flight
-    timeout_s: float = 600.0  # openai: per request
-    max_retries: int = 4  # openai: retries with exponential backoff
+    name: str = knob("the engine (auto: vllm where installed, else hf)", choices=("hf", "vllm", "openai"),
+                     default="hf")
+    device: str = knob("hf: where the model runs", choices=("auto", "cpu", "cuda"), default="auto")
+    batch_size: int = knob("hf: rows per forward batch", POSITIVE, default=16)
+    gpu_memory_utilization: float = knob("vllm: share of the GPU memory the engine takes", FRACTION, default=0.85)
+    tensor_parallel_size: int = knob("vllm: devices per engine replica", POSITIVE, default=1)
+    data_parallel_size: int = knob("vllm: engine replicas, each in its own process on its own devices (1: the engine "
+                                   "in this process)", POSITIVE, default=1)
+    sleep_mode: bool = knob("vllm on CUDA: sleep (weights to CPU, KV cache dropped) instead of closing before "
+                            "training", default=False)
+    enforce_eager: bool = knob("vllm: skip graph capture and compilation (a faster start)", default=True)
+    max_lora_rank: int = knob("vllm: the largest adapter rank served; >= finetune.lora.r, smaller is cheaper",
+                              POSITIVE, default=64)
+    cpu_kvcache_gb: int = knob("vllm on CPU: KV cache in GB (VLLM_CPU_KVCACHE_SPACE)", POSITIVE, default=2)
+    dtype: str | None = knob("vllm: the engine's dtype (null: model.dtype; bf16_if_supported: bf16 on CPUs with "
+                             "native bf16, else fp32)",
+                             choices=("float32", "bfloat16", "float16", "auto", "bf16_if_supported"), default=None)
+    single_process: bool = knob("vllm: the engine core in this process (no busy-polling second process on CPU)",
+                                default=True)
+    cpu_fast_paths: bool = knob("vllm on CPU, single_process: C++ norm/SwiGLU kernels, a penalty over the seen "
+                                "tokens, a top-k+top-p mask without a vocabulary sort (selflen/engines/vllm_cpu.py); "
+                                "false: vLLM's own code paths", default=True)
+    max_num_seqs: int | None = knob("vllm: sequences per step (null: vLLM's default)", POSITIVE, default=None)
+    max_num_batched_tokens: int | None = knob("vllm: tokens per step; above a call's prompt total on CPU (null: no "
+                                              "limit)", POSITIVE, default=32768)
+    merge_adapters: str = knob("vllm: serve each trained adapter merged into a model copy, <run>/merged/ (auto: on "
+                               "CPU, 2-3x faster decoding than per-request LoRA there)",
+                               choices=("auto", "always", "never"), default="auto")
+    base_url: str = knob("openai: the server's URL", default="http://127.0.0.1:8000/v1")
+    api_key_env: str = knob("openai: name of the environment variable holding the key (never the key)",
+                            default="OPENAI_API_KEY")
+    concurrency: int = knob("openai: requests in flight", POSITIVE, default=8)
+    timeout_s: float = knob("openai: seconds per request", "(0, inf)", default=600.0)
+    max_retries: int = knob("openai: retries with exponential backoff", COUNT, default=4)
 
 
 @dataclass
 class LanguageConfig:
-    name: str = "en"
-    end_punct: str | None = ".!?\"')]}>`*\u201d\u2019"  # allowed last characters; null disables the rule
-    ngram_n: int = 10  # repeated n-gram window; 0 disables
-    ngram_tokenizer: str = "whitespace"  # whitespace | cjk
-    meta_words: list[str] = field(default_factory=lambda: ["revised", "revision", "response", "version", "paragraph"])
-    counter: str = "longen"  # word counter used for every length rule
-    line_joiner: str = "\n"  # joins kept lines in the Extender's outline after line removal (reference zh: "\n\n")
-    instruction_label: str = "Instruction"  # self-instruct transcript label ("指令" in zh)
-    rules: str = "selflen"  # selflen | reference: the reference's end punctuation, meta words and substring match
+    name: str = knob("the language of prompts, seeds and benchmark rows", default="en")
+    end_punct: str | None = knob("characters an answer may end on; null: the rule is off",
+                                 default=".!?\"')]}>`*\u201d\u2019")
+    ngram_n: int = knob("a repeated n-gram of this many tokens drops an answer; 0: off", COUNT, default=10)
+    ngram_tokenizer: str = knob("how the n-gram rule cuts tokens", choices=NGRAM_TOKENIZERS, default="whitespace")
+    meta_words: list[str] = knob("words that mark a meta-text line (Here is the revised version:)",
+                                 default_factory=lambda: ["revised", "revision", "response", "version", "paragraph"])
+    counter: str = knob("the word counter of every length rule", choices=COUNTERS, default="longen")
+    line_joiner: str = knob("joins kept lines in the Extender's outline after line removal (reference zh: blank line)",
+                            default="\n")
+    instruction_label: str = knob("self-instruct transcript label (指令 in zh)", default="Instruction")
+    rules: str = knob("selflen | reference: the reference's end punctuation, meta words and substring match",
+                      choices=RULES, default="selflen")
 
 
 @dataclass
 class SplitConfig:
-    strategy: str = "paragraph_half"  # paragraph_half | sentence_half | word_ratio
-    ratio: float = 0.5  # word_ratio: fraction of words in the first part
+    strategy: str = knob("how an answer is cut before stage 1 of an extension", choices=SPLIT_STRATEGIES,
+                         default="paragraph_half")
+    ratio: float = knob("word_ratio: fraction of words in the first part", "(0, 1)", default=0.5)
 
 
 @dataclass
 class SamplingConfig:
     """Decoding shared by every generating stage (the reference uses one setting for all calls)."""
 
-    temperature: float = 0.7
-    top_p: float = 0.8
-    top_k: int = 20
-    repetition_penalty: float = 1.1
-    stop: list[str] = field(default_factory=lambda: ["\n\n---", "\n\n\n", "\n---", "---"])  # the reference's
+    temperature: float = knob("sampling temperature (0: greedy)", COUNT, default=0.7)
+    top_p: float = knob("nucleus sampling", FRACTION, default=0.8)
+    top_k: int = knob("top-k sampling (0: off)", COUNT, default=20)
+    repetition_penalty: float = knob("repetition penalty (1: none)", "(0, inf)", default=1.1)
+    stop: list[str] = knob("stop strings (the reference's: Markdown rules and triple newlines)",
+                           default_factory=lambda: ["\n\n---", "\n\n\n", "\n---", "---"])
 
 
 @dataclass
 class IterationsConfig:
-    count: int = 1  # macro-iterations (group options one, two, three; any count: iterations.count=N)
+    count: int = knob("macro-iterations (reference: 3; options one, two, three, or iterations.count=N)", POSITIVE,
+                      default=1)
 
 
 @dataclass
 class LaunchConfig:
     """How fine-tuning runs (``selflen.launch``): in this process, or launched by accelerate on N processes."""
 
-    name: str = "single"  # inprocess | single | ddp | fsdp | zero3 | zero3_offload
-    launcher: str = "accelerate"  # accelerate (a subprocess that frees its devices) | inprocess
-    num_processes: int = 1  # trainer processes: GPUs, or CPU processes over gloo
-    main_process_port: int = 0  # 0 = a free port
-    accelerate: dict[str, Any] = field(default_factory=lambda: {"distributed_type": "NO"})  # accelerate config
-    deepspeed: dict[str, Any] | None = None  # DeepSpeed JSON ("auto" values filled from finetune.*)
-    env: dict[str, str] = field(default_factory=dict)  # extra environment of the trainer processes
+    name: str = knob("the option's name: inprocess | single | ddp | fsdp | zero3 | zero3_offload", default="single")
+    launcher: str = knob("how the trainer starts: accelerate (a subprocess that frees its devices) | inprocess",
+                         choices=("accelerate", "inprocess"), default="accelerate")
+    num_processes: int = knob("trainer processes: GPUs, or CPU processes over gloo", POSITIVE, default=1)
+    main_process_port: int = knob("the launcher's port (0: a free port)", "[0, 65535]", default=0)
+    accelerate: dict[str, Any] = knob("the accelerate config, written as the stage's launch/accelerate.yaml",
+                                      default_factory=lambda: {"distributed_type": "NO"})
+    deepspeed: dict[str, Any] | None = knob('the DeepSpeed JSON ("auto" values filled from finetune.*), written as '
+                                            "launch/deepspeed.json and named in the accelerate config", default=None)
+    env: dict[str, str] = knob("extra environment of the trainer processes", default_factory=dict)
 
 
 @dataclass
 class LoggerConfig:
-    name: str = "wandb"  # wandb | none
-    project: str = "selflen"
-    entity: str | None = None
-    mode: str = "auto"  # auto (online when a W&B API key is configured, else offline) | offline | online | disabled
-    group: str | None = None
-    tags: list[str] = field(default_factory=list)
-    samples: int = 8  # rows in the sample table
+    name: str = knob("where metrics go", choices=("wandb", "none"), default="wandb")
+    project: str = knob("W&B project", default="selflen")
+    entity: str | None = knob("W&B entity (null: your default)", default=None)
+    mode: str = knob("auto: online when a W&B API key is configured (WANDB_API_KEY or wandb login), else offline",
+                     choices=("auto", "offline", "online", "disabled"), default="auto")
+    group: str | None = knob("W&B group (the experiment's name)", default=None)
+    tags: list[str] = knob("W&B tags", default_factory=list)
+    samples: int = knob("rows in the sample table", COUNT, default=8)
 
 
 @dataclass
 class PathsConfig:
-    root: str = "."
-    run_dir: str = "."  # Hydra's output dir
-    cache_dir: str = "~/.cache/selflen"  # converted and tiny models only
-    data_dir: str | None = None  # benchmark files (LonGen, LongBench-Write); null = auto
-    fork_from: str | None = None  # a finished run whose iter_0 and iter_1 data stages this run starts from
+    root: str = knob("the project folder (Hydra's runtime cwd)", default=".")
+    run_dir: str = knob("the run folder (Hydra's output dir)", default=".")
+    cache_dir: str = knob("converted and tiny models ($SELFLEN_CACHE)", default="~/.cache/selflen")
+    data_dir: str | None = knob("benchmark files, LonGen and LongBench-Write ($SELFLEN_DATA_DIR; null: auto)",
+                                default=None)
+    fork_from: str | None = knob("a finished run whose iter_0 and iter_1 data stages (instruct..sft_data) this run "
+                                 "copies first", default=None)
 
 
 @dataclass
@@ -172,81 +210,22 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     iterations: IterationsConfig = field(default_factory=IterationsConfig)
-    seed: int = 0
-    online: bool | None = None  # null: like the hub tools; true: check the hub answers first; false: force offline
-    redo: list[str] = field(default_factory=list)  # stages to recompute (a name: every iteration; or iter_2/extend)
-    experiment: str | None = None  # name of the experiment file, for grouping
-    debug: str | None = None
+    seed: int = knob("the run's seed: sampling, selection, training", COUNT, default=0)
+    online: bool | None = knob("null: like the hub tools (cache first, download what is missing when the hub "
+                               "answers; W&B online with an API key); true: stop within seconds unless the hub "
+                               "answers; false (or HF_HUB_OFFLINE=1): force offline", default=None)
+    redo: list[str] = knob("stages to recompute (done, changed or unreadable): redo=[extend] (each iteration), "
+                           "[iter_2/extend]", default_factory=list)
+    experiment: str | None = knob("name of the experiment file, for grouping", default=None)
+    debug: str | None = knob("the debug option in use (smoke)", default=None)
 
 
-CHOICES: dict[str, tuple[Any, ...]] = {
-    "model.source": ("embedded", "hub", "local", "tiny"),
-    "model.dtype": ("float32", "bfloat16", "float16", "auto"),
-    "backend.dtype": (None, "float32", "bfloat16", "float16", "auto", "bf16_if_supported"),
-    "model.chat_format": (None, "chatml", "llama3"),
-    "backend.name": ("hf", "vllm", "openai"),
-    "backend.device": ("auto", "cpu", "cuda"),
-    "backend.merge_adapters": ("auto", "always", "never"),
-    "language.ngram_tokenizer": NGRAM_TOKENIZERS,
-    "language.counter": COUNTERS,
-    "split.strategy": SPLIT_STRATEGIES,
-    "instruct.pool": ("growing", "seeds"),
-    "select.length_unit": ("chars", "words"),
-    "language.rules": RULES,
-    "instruct.judge_parse": RULES,
-    "extend.keep_rule": RULES,
-    "sft_data.line_removal": RULES,
-    "finetune.method": ("lora", "full"),
-    "finetune.lineage": ("continue", "fresh"),
-    "finetune.batching": ("bucketed", "group_by_length", "random"),
-    "launch.launcher": ("accelerate", "inprocess"),
-    "length_control.rewrite": ("llm", "template"),
-    "logger.name": ("wandb", "none"),
-    "logger.mode": ("auto", "offline", "online", "disabled"),
-    "evaluate.benchmark": BENCHMARKS,
-}
-# key -> (low, high, low_open, high_open); None means unbounded on that side
-RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "iterations.count": (1, None, False, True),
-    "split.ratio": (0, 1, True, True),
-    "sampling.top_p": (0, 1, True, False),
-    "sampling.temperature": (0, None, False, True),
-    "instruct.count": (1, None, False, True),
-    "instruct.attempts": (1, None, False, True),
-    "instruct.dedup_threshold": (0, 1, True, False),
-    "generate.samples": (1, None, False, True),
-    "generate.attempts": (0, None, False, True),
-    "extend.extensions": (1, None, False, True),
-    "extend.rounds": (1, None, False, True), "extend.attempts": (1, None, False, True),
-    "extend.retries": (0, None, False, True), "extend.min_ratio": (1, None, False, True),
-    "extend.keep_fraction": (0, 1, True, False),
-    "select.dedup_threshold": (0, 1, True, False),
-    "sft_data.p_keep_line": (0, 1, True, False),
-    "finetune.learning_rate": (0, None, True, True), "finetune.epochs": (0, None, True, True),
-    "finetune.batch_size": (1, None, False, True), "finetune.lora.r": (1, None, False, True),
-    "launch.num_processes": (1, None, False, True), "length_control.collect": (0, None, False, True),
-    "length.evaluate_tokens": (1, None, False, True), "evaluate.self_instructed": (0, None, False, True),
-    "evaluate.self_samples": (1, None, False, True), "backend.gpu_memory_utilization": (0, 1, True, False),
-    "backend.batch_size": (1, None, False, True), "backend.concurrency": (1, None, False, True),
-    "backend.tensor_parallel_size": (1, None, False, True), "backend.data_parallel_size": (1, None, False, True),
-    # every other numeric knob, so a value that cannot run stops here, before any folder is written
-    **dict.fromkeys(["length.instruct_tokens", "length.generate_tokens", "length.extend_tokens",
-                     "length.rewrite_tokens", "length.pool_max_words", "instruct.max_words", "instruct.pool_reset",
-                     "finetune.grad_accum", "finetune.max_length", "finetune.save_steps", "finetune.logging_steps",
-                     "evaluate.n_per_cell", "model.max_model_len", "backend.max_lora_rank", "backend.cpu_kvcache_gb",
-                     "backend.max_num_seqs", "backend.max_num_batched_tokens"], (1, None, False, True)),
-    **dict.fromkeys(["length.pool_min_words", "instruct.judge_min_words", "instruct.min_words", "select.min_items",
-                     "instruct.judge_temperature", "evaluate.temperature", "evaluate.top_k", "sampling.top_k",
-                     "backend.max_retries", "language.ngram_n", "logger.samples", "seed"], (0, None, False, True)),
-    **dict.fromkeys(["finetune.lora.alpha", "length_control.epochs", "evaluate.repetition_penalty",
-                     "sampling.repetition_penalty", "backend.timeout_s"], (0, None, True, True)),
-    "finetune.lora.dropout": (0, 1, False, True), "finetune.warmup_ratio": (0, 1, False, False),
-    "evaluate.top_p": (0, 1, True, False), "launch.main_process_port": (0, 65535, False, False),
-}
-
-
-OFF_WHEN_NULL = {"instruct.dedup_threshold", "select.dedup_threshold",  # null turns the rule off
-                 "instruct.pool_reset", "backend.max_num_seqs", "backend.max_num_batched_tokens"}  # null: no limit
+CHOICES: dict[str, tuple[Any, ...]] = {key: f.metadata["choices"] for key, _, f in knobs(TrainConfig)
+                                       if f.metadata.get("choices")}
+"""The allowed values of each text knob, read from its field (``groups.knob``); null passes where the type allows."""
+RANGES: dict[str, Range] = {key: f.metadata["range"] for key, _, f in knobs(TrainConfig) if f.metadata.get("range")}
+"""The interval of each numeric knob, read from its field; null passes where the type allows (an option turned off)."""
+NULLABLE = {key for key, kind, _ in knobs(TrainConfig) if nullable(kind)}
 
 
 def _get(obj: Any, dotted: str) -> Any:
@@ -255,26 +234,21 @@ def _get(obj: Any, dotted: str) -> Any:
     return obj
 
 
-def _describe_range(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
-    left = "(" if lo_open else "["
-    right = ")" if hi_open else "]"
-    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-
-
 def check(cfg: TrainConfig) -> None:
     """Raise ``ConfigError`` for the first value that cannot run (choices, ranges, cross-field rules)."""
     for key, allowed in CHOICES.items():
         value = _get(cfg, key)
-        if value not in allowed:
-            raise ConfigError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
+        if value not in allowed and not (value is None and key in NULLABLE):
+            null = " or null" if key in NULLABLE else ""
+            raise ConfigError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, allowed))}{null}")
     for key, (lo, hi, lo_open, hi_open) in RANGES.items():
         value = _get(cfg, key)
-        if value is None and key in OFF_WHEN_NULL:
+        if value is None and key in NULLABLE:
             continue
         bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
         bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
         if bad_lo or bad_hi:
-            raise ConfigError(f"{key}={value!r} is out of range; allowed {_describe_range(lo, hi, lo_open, hi_open)}")
+            raise ConfigError(f"{key}={value!r} is out of range; allowed {describe(RANGES[key])}")
     if cfg.model.source in ("hub", "local") and not cfg.model.path:
         raise ConfigError(
             f"model.path is missing for model.source={cfg.model.source}; set model.path=<hub id or folder>"

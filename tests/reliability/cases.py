@@ -109,7 +109,8 @@ INPUT_CASES = [
 
 
 def knob_cases() -> list[Case]:
-    """Every numeric knob in ``selflen.config.RANGES``: just outside each finite bound (refused), at it (accepted)."""
+    """Every numeric knob (``selflen.config.RANGES``, read from each field's ``knob(..., range)``): just outside each
+    finite bound (refused), at it (accepted)."""
     return [Case(4, f"`{key}={value}`", outcome) for key, value, ok in knob_values()
             for outcome in [ACCEPTED if ok else REFUSED]]
 
@@ -117,15 +118,15 @@ def knob_cases() -> list[Case]:
 def knob_values() -> list[tuple[str, float, bool]]:
     """(key, value, accepted) at the bounds of every range: an open bound is refused at it, a closed one accepted,
     and a closed bound is refused one step (1 for an int knob, 1e-3 for a float one) beyond it."""
-    from selflen.config import RANGES, load
+    import typing
 
-    cfg = load("debug=smoke")
+    from selflen.config import RANGES, TrainConfig
+    from selflen.groups import knobs
+
+    kinds = {key: kind for key, kind, _ in knobs(TrainConfig)}
     out = []
     for key, (lo, hi, lo_open, hi_open) in RANGES.items():
-        value = cfg
-        for part in key.split("."):
-            value = getattr(value, part)
-        step = 1 if isinstance(value, int) or value is None else 1e-3
+        step = 1 if int in (kinds[key], *typing.get_args(kinds[key])) else 1e-3
         for bound, is_open, sign in ((lo, lo_open, -1), (hi, hi_open, 1)):
             if bound is None:
                 continue
