@@ -136,7 +136,7 @@ def eval_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
     """The held-out slice every evaluation point answers; a missing benchmark stops the run before any stage."""
     data_dir = Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else None
     try:
-        return evaluate.load_rows(evaluate.settings(cfg, 0), data_dir)  # preflight fetched it
+        return evaluate.load_rows(cfg.evaluate, cfg.seed, data_dir)  # preflight fetched it
     except RowError as err:
         raise StoreError(f"{err}; fix or replace that benchmark file (paths.data_dir / SELFLEN_DATA_DIR), or "
                          "switch evaluation off with evaluate.enabled=false") from None

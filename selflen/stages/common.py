@@ -25,15 +25,25 @@ from selflen.errors import EngineFailed
 from selflen.store import stable_id
 
 
+@dataclass(frozen=True)
+class Table:
+    """Rows a stage reports for the logger to show (a W&B table), one list of values per row, in ``columns``' order."""
+
+    columns: tuple[str, ...]
+    rows: list[list[Any]]
+
+
 @dataclass
 class StageResult:
-    """What a stage reports: counts, drops by reason, scalar metrics, extra JSON for ``done.json``, images."""
+    """What a stage reports: counts, drops by reason, scalar metrics, extra JSON for ``done.json``, images, and
+    tables (logged as ``<key>/iter_<step>`` with the iteration as their first column, like every metric)."""
 
     counts: dict[str, int]
     drops: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)  # logger key -> file path
+    tables: dict[str, Table] = field(default_factory=dict)  # logger key (without the step) -> rows
 
 
 def summarize(records: Sequence[dict], name: str, words_key: str = "words", **metrics: float) -> StageResult:

@@ -105,7 +105,7 @@ def test_the_runner_serves_merged_copies_on_engines_without_lora(monkeypatch: py
                                                                  tmp_path: Path) -> None:
     import torch
 
-    import selflen.pipeline as pipeline
+    import selflen.stage_runner as stage_runner
     from selflen.store import RunLayout
     from selflen.tracking import NullLogger
 
@@ -125,8 +125,8 @@ def test_the_runner_serves_merged_copies_on_engines_without_lora(monkeypatch: py
         (folder / "config.json").write_text("{}")
         return folder
 
-    monkeypatch.setattr(pipeline, "engine_from_config", start)
-    monkeypatch.setattr(pipeline, "merged_model_dir", merge)
+    monkeypatch.setattr(stage_runner, "engine_from_config", start)
+    monkeypatch.setattr(stage_runner, "merged_model_dir", merge)
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text('{"r": 8}')
@@ -136,7 +136,7 @@ def test_the_runner_serves_merged_copies_on_engines_without_lora(monkeypatch: py
         starts.clear(), merges.clear()
         cfg = config()
         cfg.backend.name, cfg.backend.dtype = backend, "bfloat16"
-        runner = pipeline.Runner(cfg, RunLayout(run), tmp_path / "base", NullLogger())
+        runner = stage_runner.Runner(cfg, RunLayout(run), tmp_path / "base", NullLogger())
         runner.engines.for_folder(None, "base")
         bound = runner.engines.for_folder(adapter, "gen1")
         if merged:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from selflen.stages.common import StageResult
+from selflen.stages.evaluate import generations_table
 from selflen.store import RunLayout, StoreError
 from selflen.tracking import STEP_METRICS, NullLogger, open_logger
 from tests import wandb_offline as wo
@@ -24,7 +25,7 @@ class _S:
 
 
 def _runner(tmp_path: Path, logger: NullLogger):
-    from selflen.pipeline import Runner
+    from selflen.stage_runner import Runner
 
     return Runner(config(), RunLayout(tmp_path / "run"), tmp_path, logger)
 
@@ -37,11 +38,12 @@ def _loop(r, calls: list[str]) -> None:  # noqa: ANN001
             calls.append(name)
             st.dir.mkdir(parents=True, exist_ok=True)
             (st.dir / "out.jsonl").write_text("{}\n")
-            if name == "evaluate":
+            tables = {}
+            if name == "evaluate":  # the stage reports its table; the runner logs any stage's tables alike
                 rows = [{"id": "a", "query": "Write 300 words.", "required": 300, "words": 120, "score": 40.0,
                          "finish_reason": "stop"}]
-                (st.dir / "scored.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
-            return StageResult(counts={"rows": 1}, metrics={f"{name}/mean_words": 1.0})
+                tables["eval/generations"] = generations_table(rows)
+            return StageResult(counts={"rows": 1}, metrics={f"{name}/mean_words": 1.0}, tables=tables)
         return _run
 
     r.run(1, "sft_data", _S(), ["iter_1/select"], body("sft_data"))
