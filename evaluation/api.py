@@ -25,7 +25,7 @@ from typing import Any
 from evaluation import repetition, scorers
 from evaluation.benchmarks import lbw_bucket, longen_flag, prompt_language
 from evaluation.counters import get_counter
-from evaluation.records import BadRow, RowError
+from selflen.jsonl import BadRow, RowError
 
 __all__ = [
     "FAMILIES",

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluation.records import read_jsonl
 from selflen.data import BENCHMARK_SPECS, PACKAGE_DATA_DIR, BenchmarkSpec, resolve_data_dir
+from selflen.jsonl import read_jsonl
 from selflen.text.scripts import REFERENCE_IDEOGRAPHS, char_class
 
 __all__ = [
@@ -168,7 +168,7 @@ def load_benchmark(name: str, data_dir: str | Path | None = None, online: bool =
     path = benchmark_file(name, data_dir)
     if not path.is_file():
         raise FileNotFoundError(_missing_message(name, path))
-    rows, _ = read_jsonl(path)
+    rows = read_jsonl(path, strict=True)
     return annotate(name, rows)
 
 

@@ -17,9 +17,9 @@ from typing import Any
 from evaluation import api
 from evaluation.benchmarks import get_spec
 from evaluation.judge import Judge, judge_summary, rubric_for
-from evaluation.records import write_jsonl
 from selflen.engines import build_engine
 from selflen.engines.base import Engine, Request, SamplingParams
+from selflen.jsonl import write_jsonl
 from selflen.models import merged_model_dir, merges_adapters
 
 __all__ = ["JudgeSettings", "benchmark_requests", "generate_responses", "judge_and_summarize", "response_rows",
@@ -86,7 +86,7 @@ def _bad(summary: dict[str, Any]) -> list[tuple[int, str]]:
 
 def write_outputs(out_dir: Path, scored: list[dict[str, Any]], summary: dict[str, Any], title: str) -> None:
     """Write ``scored.jsonl``, ``summary.json`` and ``scatter.png`` into ``out_dir``."""
-    write_jsonl(out_dir / "scored.jsonl", scored)
+    write_jsonl(out_dir / "scored.jsonl", scored, private=False)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     api.scatter_plot(scored, out_dir / "scatter.png", title)
 
@@ -127,7 +127,7 @@ def run_generate(
             engine.add_adapter(adapter, adapter_dir)
         responses = generate_responses(engine, rows, benchmark, params, adapter)
     gen_seconds = time.time() - started
-    write_jsonl(out / "responses.jsonl", responses)
+    write_jsonl(out / "responses.jsonl", responses, private=False)
     scored, summary = api.score_rows(responses, benchmark, counter)
     if judge is not None:
         cache = judge.cache_path or str(out / "judge_cache.jsonl")

@@ -10,9 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evaluation.records import RowError
 from selflen.config import TrainConfig, to_config
 from selflen.engines import Engine, Request, SamplingParams, engine_from_config
+from selflen.jsonl import RowError
 from selflen.stages import evaluate
 from selflen.store import RunLayout, StoreError, read_json
 

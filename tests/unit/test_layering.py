@@ -11,9 +11,9 @@ import pytest
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = [  # lowest first; a module may import its own layer and those below (docs/architecture.md "Layers")
-    ["selflen", "selflen.errors", "selflen.integrity", "selflen.env", "selflen.data", "selflen.addresses",
-     "selflen.groups", "selflen.schema", "selflen.dtypes", "selflen.text", "selflen.prompts", "selflen.seeds",
-     "selflen.chat_templates", "selflen.embedded"],
+    ["selflen", "selflen.errors", "selflen.integrity", "selflen.jsonl", "selflen.env", "selflen.data",
+     "selflen.addresses", "selflen.groups", "selflen.schema", "selflen.dtypes", "selflen.text", "selflen.prompts",
+     "selflen.seeds", "selflen.chat_templates", "selflen.embedded"],
     ["selflen.store", "selflen.locks", "selflen.models", "selflen.decontam", "selflen.lengthctl", "selflen.tracking",
      "selflen.launch", "selflen.engines.base", "selflen.engines.vllm_cpu"],
     ["selflen.config", "selflen.finetune", "selflen.engines.hf", "selflen.engines.openai", "selflen.engines.vllm",
