@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_regress(args: argparse.Namespace) -> int:
     """``regress``: both models on each task; one verdict line per (task, metric)."""
-    from evaluation.regression import TASKS_DIR, run_regression, verdict_lines
+    from evaluation.lm_eval_compare import TASKS_DIR, run_regression, verdict_lines
 
     limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
     result = run_regression(

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluation import repetition, scorers
+from evaluation import plot_helpers, repetition, scorers
 from evaluation.benchmarks import lbw_bucket, longen_flag, prompt_language
 from evaluation.counters import get_counter
 from selflen.jsonl import BadRow, RowError
@@ -309,11 +309,9 @@ def log_metrics(summary: dict[str, Any], prefix: str = "eval") -> dict[str, floa
 def scatter_plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Log-log scatter of required vs produced words (scored rows: ``required``, ``words``, ``type``), with the
     y = x line. Empty answers are drawn at 1 word so they stay visible on the log axis."""
-    from evaluation import plots
-
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in rows:
         groups[str(r.get("type", "all"))].append((float(r["required"]), float(r["words"])))
-    drawn = plots.scatter(dict(sorted(groups.items())), path, title=title, log=True, keep_empty=True)
+    drawn = plot_helpers.scatter(dict(sorted(groups.items())), path, title=title, log=True, keep_empty=True)
     assert drawn is not None  # keep_empty: always drawn
     return drawn

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from selflen import embedded, env
-from selflen.data import BENCHMARKS
+from selflen.benchmark_files import BENCHMARKS
 from selflen.groups import (
     EvaluateConfig,
     ExtendConfig,

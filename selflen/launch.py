@@ -1,5 +1,5 @@
 """Fine-tuning as a launched job: a finetune stage writes its job (``job.json``) and an accelerate config into
-``<stage>/launch/`` and runs ``accelerate launch ... -m selflen.finetune --job job.json`` in a subprocess, so the
+``<stage>/launch/`` and runs ``accelerate launch ... -m selflen.trainer --job job.json`` in a subprocess, so the
 trainer's devices are free again when the stage ends, whatever the trainer allocated.
 
 Config group ``launch`` (``selflen/conf/launch/``): ``inprocess`` (the trainer in this process, no launcher),
@@ -64,7 +64,7 @@ def settings(cfg) -> LaunchSettings:  # noqa: ANN001 - TrainConfig
 
 @dataclass(frozen=True)
 class TrainJob:
-    """What one trainer run needs; written as ``job.json`` and read by ``python -m selflen.finetune``."""
+    """What one trainer run needs; written as ``job.json`` and read by ``python -m selflen.trainer``."""
 
     model_dir: str
     data: str
@@ -123,11 +123,11 @@ def launch_command(config_file: Path, job_file: Path, python: str = sys.executab
     >>> launch_command(Path("a.yaml"), Path("job.json"), python="py")[1:5]
     ['-m', 'accelerate.commands.launch', '--config_file', 'a.yaml']
     >>> launch_command(Path("a.yaml"), Path("job.json"), python="py")[-4:]
-    ['-m', 'selflen.finetune', '--job', 'job.json']
+    ['-m', 'selflen.trainer', '--job', 'job.json']
     >>> launch_command(Path("a.yaml"), Path("job.json"), python="py", direct=True)
-    ['py', '-m', 'selflen.finetune', '--job', 'job.json']
+    ['py', '-m', 'selflen.trainer', '--job', 'job.json']
     """
-    trainer = ["-m", "selflen.finetune", "--job", str(job_file)]
+    trainer = ["-m", "selflen.trainer", "--job", str(job_file)]
     if direct:
         return [python, *trainer]
     return [python, "-m", "accelerate.commands.launch", "--config_file", str(config_file), *trainer]

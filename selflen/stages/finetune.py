@@ -1,7 +1,7 @@
 """Step 4: fine-tune one role (``gen``, ``ext``, or ``final`` for the length-following model) on its SFT file,
 into ``<stage>/adapter`` (LoRA) or ``<stage>/model`` (full fine-tuning).
 
-Config group ``finetune``; the trainer is ``selflen.finetune.train`` (TRL ``SFTTrainer``, loss on the answer
+Config group ``finetune``; the trainer is ``selflen.trainer.train`` (TRL ``SFTTrainer``, loss on the answer
 only), run as a launched job (``selflen.launch``, config group ``launch``) or in this process. Lineage:
 ``continue`` starts iteration k from iteration k-1's adapter (the reference's cumulative adapter) or from its full
 weights; ``fresh`` starts from the base model every time.
@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from selflen.errors import SelflenError
-from selflen.finetune import train
 from selflen.groups import FinetuneConfig
 from selflen.integrity import redo_fix
 from selflen.launch import LaunchSettings, TrainJob, run_job
 from selflen.stages.common import StageResult
 from selflen.stages.records import Drop
 from selflen.store import RunLayout, Stage
+from selflen.trainer import train
 
 
 @dataclass(frozen=True)

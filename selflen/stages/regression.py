@@ -40,7 +40,7 @@ def run(stage: Stage, inputs: RegressionInputs, s: RegressionSettings, engine: N
     """lm-eval on both models (it loads them itself: no engine)."""
     import torch
 
-    from evaluation.regression import run_regression
+    from evaluation.lm_eval_compare import run_regression
 
     base_model, trained = inputs.base_model, inputs.trained
     adapter, full = (trained, None) if trained.name == "adapter" else (None, trained)

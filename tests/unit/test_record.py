@@ -278,7 +278,7 @@ def test_comparison_plots_are_uploaded_as_media_of_a_report_run(tmp_path: Path) 
 def test_lm_eval_tasks_read_the_cached_copy(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     import importlib.util
 
-    from evaluation.regression import TASKS_DIR
+    from evaluation.lm_eval_compare import TASKS_DIR
 
     monkeypatch.setenv("SELFLEN_DATA_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("SELFLEN_CACHE", str(tmp_path / "cache"))

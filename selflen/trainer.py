@@ -6,7 +6,7 @@ example longer than the cap is dropped and counted, never silently truncated. Ba
 skewed data wastes little compute on padding
 (``bucketed``: sorted-by-length batches in a shuffled order; BENCHMARKS.md has the real-token fractions).
 Checkpoints let a killed run resume mid-training.
-Usable in-process (``launch=inprocess``) or as a launched job, ``accelerate launch -m selflen.finetune --job
+Usable in-process (``launch=inprocess``) or as a launched job, ``accelerate launch -m selflen.trainer --job
 job.json`` (``selflen.launch``, the default): one process or several (DDP, FSDP, DeepSpeed), each rank running
 ``train`` on its share of every global batch.
 """
@@ -328,13 +328,13 @@ def _watch_parent(pid: int | None, every_s: float = 0.5) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of a launched trainer: ``python -m selflen.finetune --job job.json`` on every rank."""
+    """Entry point of a launched trainer: ``python -m selflen.trainer --job job.json`` on every rank."""
     import argparse
 
     from selflen.errors import Interrupted, install_stop_handlers
     from selflen.launch import TrainJob
 
-    parser = argparse.ArgumentParser(prog="python -m selflen.finetune",
+    parser = argparse.ArgumentParser(prog="python -m selflen.trainer",
                                      description="Train one selflen role from a job file (see selflen.launch).")
     parser.add_argument("--job", required=True, type=Path, help="job.json written by the finetune stage")
     job = TrainJob.read(parser.parse_args(argv).job)
