@@ -20,7 +20,7 @@ NO_HASH = {"hash": False}
 """``field(metadata=NO_HASH)``: left out of the stage hash."""
 
 
-def unhashed():  # noqa: ANN201 - a dataclass field
+def unhashed():  # a dataclass field
     return field(metadata=NO_HASH)
 
 

@@ -54,14 +54,6 @@ class LaunchSettings:
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the trainer processes
 
 
-def settings(cfg) -> LaunchSettings:  # noqa: ANN001 - TrainConfig
-    c = cfg.launch
-    return LaunchSettings(name=c.name, launcher=c.launcher, num_processes=c.num_processes,
-                          main_process_port=c.main_process_port, accelerate=dict(c.accelerate),
-                          deepspeed=dict(c.deepspeed) if c.deepspeed is not None else None,
-                          env={k: str(v) for k, v in c.env.items()})
-
-
 @dataclass(frozen=True)
 class TrainJob:
     """What one trainer run needs; written as ``job.json`` and read by ``python -m selflen.trainer``."""

@@ -19,7 +19,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from selflen import launch
 from selflen.addresses import FINAL, at
 from selflen.config import TrainConfig, to_dict
 from selflen.errors import SelflenError
@@ -184,7 +183,7 @@ def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str]
 
     report_to = "wandb" if r.logger.active else "none"
     inputs_ = finetune.FinetuneInputs(data, r.model_dir, r.layout, on_log, report_to, on_train_begin,
-                                      launch.settings(r.cfg))
+                                      finetune.launch_settings(r.cfg))
     st = r.run(k, "finetune" if role == FINAL else f"finetune_{role}", s, inputs,
                lambda st: finetune.run(st, inputs_, s))
     folder = finetune.trained_folder(st, s)

@@ -108,7 +108,7 @@ def llamafactory_info(files: Mapping[str, str], with_system: set[str]) -> dict[s
     return info
 
 
-def write_rows(folder: Path, sets: Mapping[str, list[dict[str, Any]]], convert) -> dict[str, str]:  # noqa: ANN001
+def write_rows(folder: Path, sets: Mapping[str, list[dict[str, Any]]], convert) -> dict[str, str]:
     """Each set as ``<folder>/<name>.jsonl`` in the form ``convert`` gives; returns set name -> file name."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {}

@@ -20,9 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from selflen.config import TrainConfig
 from selflen.engines.base import Request, Result, SamplingParams
 from selflen.errors import EngineFailed
 from selflen.store import stable_id
+from selflen.text import FilterRules
+from selflen.text.filters import LLAMA_END_PUNCT, META_WORDS, QWEN_END_PUNCT
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ class Chat:
         return Request(self.messages(user), params.with_(seed=seed, n=n), prefix=prefix or None)
 
 
-def sampling_params(cfg: Any, max_new_tokens: int, stop: Sequence[str] | None = None) -> SamplingParams:
+def sampling_params(cfg: TrainConfig, max_new_tokens: int, stop: Sequence[str] | None = None) -> SamplingParams:
     """The shared decoding (the ``sampling`` group) with one stage's token budget."""
     s = cfg.sampling
     return SamplingParams(
@@ -153,13 +156,10 @@ def sampling_params(cfg: Any, max_new_tokens: int, stop: Sequence[str] | None = 
     )
 
 
-def filter_rules(cfg: Any):  # noqa: ANN201 - FilterRules
+def filter_rules(cfg: TrainConfig) -> FilterRules:
     """The language group's response filters; ``language.rules=reference`` swaps in the reference's own end
     punctuation (Qwen's set for Chinese, LLaMA's for the rest), meta words (none for Chinese, as Qwen) and its
     case-sensitive substring match."""
-    from selflen.text import FilterRules
-    from selflen.text.filters import LLAMA_END_PUNCT, META_WORDS, QWEN_END_PUNCT
-
     lang = cfg.language
     reference = lang.rules == "reference"
     zh = lang.name == "zh"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from selflen.config import TrainConfig
 from selflen.errors import SelflenError
 from selflen.groups import FinetuneConfig
 from selflen.integrity import redo_fix
@@ -49,10 +50,20 @@ class FinetuneInputs:
     launch: LaunchSettings = field(default_factory=lambda: LaunchSettings(launcher="inprocess"))
 
 
-def settings(cfg, role: str, epochs: float | None = None) -> FinetuneSettings:  # noqa: ANN001 - TrainConfig
+def settings(cfg: TrainConfig, role: str, epochs: float | None = None) -> FinetuneSettings:
     f = cfg.finetune if epochs is None else replace(cfg.finetune, epochs=epochs)
     return FinetuneSettings(role=role, finetune=f, seed=cfg.seed, dtype=cfg.model.dtype,
                             processes=cfg.launch.num_processes)
+
+
+def launch_settings(cfg: TrainConfig) -> LaunchSettings:
+    """How the trainer is launched (the ``launch`` group): not part of the stage's identity, the same training
+    launched another way is the same stage."""
+    c = cfg.launch
+    return LaunchSettings(name=c.name, launcher=c.launcher, num_processes=c.num_processes,
+                          main_process_port=c.main_process_port, accelerate=dict(c.accelerate),
+                          deepspeed=dict(c.deepspeed) if c.deepspeed is not None else None,
+                          env={k: str(v) for k, v in c.env.items()})
 
 
 def with_start(s: FinetuneSettings, layout: RunLayout, previous: Path | None) -> FinetuneSettings:

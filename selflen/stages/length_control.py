@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from selflen.config import TrainConfig
 from selflen.engines.base import Engine, Request, SamplingParams
 from selflen.groups import LengthControlConfig
 from selflen.length_constraints import accept_rewrite, apply_template, make_constraint, pick_kind, rewrite_prompt
@@ -35,7 +36,7 @@ class LengthControlSettings:
     seed: int
 
 
-def settings(cfg) -> LengthControlSettings:  # noqa: ANN001 - TrainConfig
+def settings(cfg: TrainConfig) -> LengthControlSettings:
     n = cfg.length
     return LengthControlSettings(length_control=cfg.length_control, min_words=n.pool_min_words,
                                  max_words=n.pool_max_words, max_new_tokens=n.rewrite_tokens,

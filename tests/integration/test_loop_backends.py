@@ -30,7 +30,7 @@ def train(run_dir: Path, *extra: str, timeout: float = 600) -> str:
     return proc.stdout + proc.stderr
 
 
-def compose(run_dir: Path, *extra: str):  # noqa: ANN201 - TrainConfig
+def compose(run_dir: Path, *extra: str):  # TrainConfig
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 

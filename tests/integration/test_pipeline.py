@@ -33,7 +33,7 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
     return out
 
 
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 600) -> None:  # noqa: ANN001
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 600) -> None:
     """SIGKILL the run (its whole process group) the moment ``ready()`` holds."""
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.unit
 INSTRUCTIONS = [{"id": f"i{k}", "instruction": f"Write about topic {k}."} for k in range(6)]
 
 
-def _runner(tmp_path: Path, url: str, name: str = "run", retries: int = 1, timeout_s: float = 5.0):  # noqa: ANN202
+def _runner(tmp_path: Path, url: str, name: str = "run", retries: int = 1, timeout_s: float = 5.0):
     from hydra import compose, initialize_config_dir
 
     from selflen.cli import register_resolvers
@@ -41,7 +41,7 @@ def _runner(tmp_path: Path, url: str, name: str = "run", retries: int = 1, timeo
     return Runner(cfg, RunLayout(tmp_path / name), tmp_path, NullLogger())
 
 
-def _generate(runner):  # noqa: ANN001, ANN202
+def _generate(runner):
     from selflen.stages import generate
 
     s = generate.settings(runner.cfg)
@@ -52,7 +52,7 @@ def _generate(runner):  # noqa: ANN001, ANN202
         runner.engines.close()
 
 
-def _records(runner) -> list[dict]:  # noqa: ANN001
+def _records(runner) -> list[dict]:
     return sorted(runner.stages["iter_1/generate"].records(), key=lambda r: r["id"])
 
 

@@ -91,7 +91,7 @@ class FakeVLLM:
 
 
 @pytest.fixture
-def fake():  # noqa: ANN201
+def fake():
     srv = FakeVLLM()
     yield srv
     srv.close()

@@ -86,7 +86,7 @@ class FakeServer:
 
 
 @pytest.fixture
-def server():  # noqa: ANN201
+def server():
     srv = FakeServer()
     srv.start()
     yield srv

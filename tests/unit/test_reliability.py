@@ -192,7 +192,7 @@ def test_full_disk_while_writing_scores_leaves_no_output(tmp_path: Path, capsys:
     before = out.read_text()
     import builtins
 
-    def full_on_write(path: object, mode: str = "r", *a: object, **k: object):  # noqa: ANN202
+    def full_on_write(path: object, mode: str = "r", *a: object, **k: object):
         return Full() if "w" in mode else builtins.open(path, mode, *a, **k)
 
     from selflen import jsonl

@@ -27,7 +27,7 @@ def _settings(point: str, split: bool = True) -> evaluate.EvaluateSettings:
                                      self_split=SELF if split else None)
 
 
-def _reply(req):  # noqa: ANN001, ANN202
+def _reply(req):
     text = user_text(req)
     if text == "Write about oak.":
         return ("Oak. Oak. Oak. Oak. Oak.", "length")

@@ -47,7 +47,7 @@ def test_no_example_or_no_file_is_one_line_and_nothing_trains(tmp_path: Path) ->
 
 def test_a_finished_training_reports_its_examples_drops_and_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                                  ) -> None:
-    def train(model_dir, data, out_dir, settings, **kw):  # noqa: ANN001, ANN003, ANN202 - the trainer's signature
+    def train(model_dir, data, out_dir, settings, **kw):  # the trainer's signature
         Path(out_dir).mkdir(parents=True)
         return {"examples": 4, "dropped_too_long": 1, "train_loss": 1.5, "trained": True}
 

@@ -25,7 +25,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 
     seen: list[dict] = []
 
-    def run_regression(base, adapter, tasks, limit, **kw):  # noqa: ANN001, ANN003, ANN202 - lm-eval's runner
+    def run_regression(base, adapter, tasks, limit, **kw):  # lm-eval's runner
         seen.append({"base": base, "adapter": adapter, "tasks": tasks, "limit": limit, **kw})
         return {"comparison": COMPARISON}
 
