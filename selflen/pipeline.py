@@ -39,7 +39,7 @@ from selflen.stages import (
     select,
     sft_data,
 )
-from selflen.store import ROLES, RunLayout, Stage, config_hash, write_json
+from selflen.store import LENGTH_FOLLOWER, ROLES, RunLayout, Stage, config_hash, write_json
 from selflen.tracking import STEP_METRICS, hydra_job_context, job_type, open_logger, run_tags
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def lengthen(r: Runner, k: int, held_out: bool = False) -> None:
 def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str], epochs: float | None = None) -> None:
     """Fine-tune ``role`` on ``data``; under ``continue`` lineage training starts where the role's last one ended."""
     last = r.cfg.iterations.count
-    previous = r.layout.current("gen", last)[0] if role == FINAL else r.layout.current(role, int(k) - 1)[0]
+    previous = r.layout.current("gen", last)[0] if role == LENGTH_FOLLOWER else r.layout.current(role, int(k) - 1)[0]
     s = finetune.with_start(finetune.settings(r.cfg, role, epochs), r.layout, previous)
     step = last + 1 if k == FINAL else int(k)
 
@@ -184,7 +184,7 @@ def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str]
     report_to = "wandb" if r.logger.active else "none"
     inputs_ = finetune.FinetuneInputs(data, r.model_dir, r.layout, on_log, report_to, on_train_begin,
                                       finetune.launch_settings(r.cfg))
-    st = r.run(k, "finetune" if role == FINAL else f"finetune_{role}", s, inputs,
+    st = r.run(k, "finetune" if role == LENGTH_FOLLOWER else f"finetune_{role}", s, inputs,
                lambda st: finetune.run(st, inputs_, s))
     folder = finetune.trained_folder(st, s)
     if folder is not None:
@@ -219,7 +219,8 @@ def evaluate_point(r: Runner, point: int | str, answered: evaluate.EvaluateInput
     if point == 0:
         folder, label, inputs = None, "base", ["root"]
     elif point == FINAL:
-        folder, label, inputs = r.layout.trained(FINAL, FINAL), FINAL, [at(FINAL, "finetune")]
+        folder, label = r.layout.trained(LENGTH_FOLLOWER, FINAL), LENGTH_FOLLOWER
+        inputs = [at(FINAL, "finetune")]
     else:  # an iteration that trained nothing leaves the previous Generator in place
         folder, j = r.layout.current("gen", point)
         label, inputs = f"gen{j}" if folder else "base", [at(point, "finetune_gen")]
@@ -256,9 +257,9 @@ def final_stages(r: Runner, answered: evaluate.EvaluateInputs | None) -> dict[st
     if cfg.length_control.final_sft and not examples:
         log.warning(length_control.empty_pool_message([p["words"] for p in unpooled], lc.min_words, lc.max_words))
     if cfg.length_control.final_sft and examples:
-        train_role(r, FINAL, FINAL, st.dir / length_control.LC_FILE,
+        train_role(r, FINAL, LENGTH_FOLLOWER, st.dir / length_control.LC_FILE,
                    [st.name, at(last, "finetune_gen")], epochs=cfg.length_control.epochs)
-        folder = r.layout.trained(FINAL, FINAL)
+        folder = r.layout.trained(LENGTH_FOLLOWER, FINAL)
         out["final_model"] = r.layout.rel(folder) if folder else None
         if answered is not None and folder is not None:
             evaluate_point(r, FINAL, answered)

@@ -69,7 +69,11 @@ def git_commit(root: Path | None = None) -> str | None:
         return None
 
 
-ROLES = ("gen", "ext")  # the two roles of the loop; FINAL names the length-following model
+ROLES = ("gen", "ext")  # the two roles of the loop
+LENGTH_FOLLOWER = "final"
+"""The role of the length-following model, trained once after the loop, at the point ``FINAL``. A role, not a point:
+code names it ``LENGTH_FOLLOWER``; its stored text stays ``"final"`` because the finetune stage's settings hash it
+(``FinetuneSettings.role``) and it names its ``train/final/*`` metrics, its card and its engine label."""
 
 
 class RunLayout:
@@ -81,7 +85,7 @@ class RunLayout:
     >>> lay = RunLayout(Path("/runs/a"))
     >>> lay.rel(lay.stage(2, "extend"))
     'iter_2/extend'
-    >>> lay.rel(lay.finetune_dir("final", 3)), lay.rel(lay.stage("final", "evaluate"))
+    >>> lay.rel(lay.finetune_dir(LENGTH_FOLLOWER, 3)), lay.rel(lay.stage(FINAL, "evaluate"))
     ('final/finetune', 'final/evaluate')
     """
 
@@ -97,12 +101,12 @@ class RunLayout:
         return self.root / at(point, name)
 
     def finetune_dir(self, role: str, k: Point) -> Path:
-        """The finetune stage folder of ``role`` (``gen``, ``ext`` or ``final``) in iteration ``k``."""
-        return self.stage(FINAL, "finetune") if role == FINAL else self.stage(k, f"finetune_{role}")
+        """The finetune stage folder of ``role`` (``gen``, ``ext`` or ``LENGTH_FOLLOWER``) in iteration ``k``."""
+        return self.stage(FINAL, "finetune") if role == LENGTH_FOLLOWER else self.stage(k, f"finetune_{role}")
 
     def trained(self, role: str, k: Point) -> Path | None:
         """What ``finetune_<role>`` of iteration ``k`` produced: a LoRA adapter or a full model folder, else None."""
-        if role != FINAL and int(k) < 1:
+        if role != LENGTH_FOLLOWER and int(k) < 1:
             return None
         stage = self.finetune_dir(role, k)
         declared = declared_output(read_json(stage / DONE_NAME))

@@ -19,9 +19,9 @@ from selflen.addresses import FINAL
 from selflen.report import cards
 from selflen.stages.length_control import LC_FILE
 from selflen.stages.sft_data import EXT_FILE, GEN_FILE
-from selflen.store import RunLayout, read_json, read_jsonl, write_jsonl
+from selflen.store import LENGTH_FOLLOWER, RunLayout, read_json, read_jsonl, write_jsonl
 
-ROLE_OF_SET = {"gen": "gen", "ext": "ext", "length_control": "final"}
+ROLE_OF_SET = {"gen": "gen", "ext": "ext", "length_control": LENGTH_FOLLOWER}
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
                  "system_tag": "system"}
 SHAREGPT_ROLES = {"user": "human", "assistant": "gpt"}

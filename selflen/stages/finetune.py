@@ -20,7 +20,7 @@ from selflen.integrity import redo_fix
 from selflen.launch import LaunchSettings, TrainJob, run_job
 from selflen.stages.common import StageResult
 from selflen.stages.records import Drop
-from selflen.store import RunLayout, Stage
+from selflen.store import LENGTH_FOLLOWER, RunLayout, Stage
 from selflen.trainer import train
 
 
@@ -69,7 +69,7 @@ def launch_settings(cfg: TrainConfig) -> LaunchSettings:
 def with_start(s: FinetuneSettings, layout: RunLayout, previous: Path | None) -> FinetuneSettings:
     """Where training starts: ``previous`` (what the role's last training produced) under ``continue`` lineage —
     its adapter is trained further, or its full weights are the starting model — else the base model."""
-    if previous is None or (s.finetune.lineage != "continue" and s.role != "final"):
+    if previous is None or (s.finetune.lineage != "continue" and s.role != LENGTH_FOLLOWER):
         return s
     if previous.name == "adapter":
         return replace(s, init_adapter=layout.rel(previous))

@@ -10,7 +10,7 @@ import pytest
 
 from selflen.errors import SelflenError
 from selflen.stages import finetune
-from selflen.store import RunLayout, Stage
+from selflen.store import LENGTH_FOLLOWER, RunLayout, Stage
 from tests.defaults import config, with_changes
 
 pytestmark = pytest.mark.unit
@@ -25,13 +25,13 @@ def test_continue_lineage_starts_from_the_previous_adapter_or_model_and_fresh_fr
     assert finetune.with_start(s, layout, None) == s
     fresh = with_changes(s, "finetune", lineage="fresh")
     assert finetune.with_start(fresh, layout, adapter) == fresh
-    final = with_changes(finetune.settings(config(), "final"), "finetune", lineage="fresh")
+    final = with_changes(finetune.settings(config(), LENGTH_FOLLOWER), "finetune", lineage="fresh")
     assert finetune.with_start(final, layout, adapter).init_adapter is not None  # the final SFT builds on the loop
 
 
-def test_the_final_fine_tune_takes_its_own_epochs() -> None:
-    s = finetune.settings(config(), "final", epochs=3.0)
-    assert s.role == "final" and s.finetune.epochs == 3.0 and finetune.settings(config(), "gen").role == "gen"
+def test_the_length_follower_takes_its_own_epochs_and_keeps_its_stored_role() -> None:
+    s = finetune.settings(config(), LENGTH_FOLLOWER, epochs=3.0)
+    assert s.role == LENGTH_FOLLOWER == "final" and s.finetune.epochs == 3.0 and finetune.settings(config(), "gen").role == "gen"
 
 
 def test_no_example_or_no_file_is_one_line_and_nothing_trains(tmp_path: Path) -> None:
