@@ -29,7 +29,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.data]
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS_DIR = ROOT / "experiments"
 EXPERIMENTS = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
-SCALES = ["paper_scale", "cpu_lengthen", "capacity_probe", "cpu_lengthen_qwen15b"]  # whole-run sizes, smoke-run with their counts capped
+# whole-run sizes, smoke-run with their counts capped
+SCALES = ["paper_scale", "cpu_lengthen", "capacity_probe", "cpu_lengthen_qwen15b"]
 ABLATIONS = [e for e in EXPERIMENTS if not e.startswith("sweep_") and e not in SCALES]
 SWEEPS = [e for e in EXPERIMENTS if e.startswith("sweep_")]
 COMMAND = re.compile(r"^#\s+python train\.py\s+(.*)$")
@@ -132,7 +133,8 @@ def test_every_sweep_file_is_covered() -> None:
 
 
 def test_ablations_run_with_one_glob_command() -> None:
-    combos = _expand(["-m", "+experiment=glob(*,exclude=[sweep_*,paper_scale,cpu_lengthen,capacity_probe,cpu_lengthen_qwen15b])"])
+    excluded = "sweep_*,paper_scale,cpu_lengthen,capacity_probe,cpu_lengthen_qwen15b"
+    combos = _expand(["-m", f"+experiment=glob(*,exclude=[{excluded}])"])
     assert sorted(c[0].split("=", 1)[1] for c in combos) == ABLATIONS
 
 
