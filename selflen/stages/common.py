@@ -4,8 +4,10 @@ The stage contract (every module in ``selflen/stages``)::
 
     @dataclass(frozen=True)
     class XSettings: ...            # everything that shapes the stage's output; paths relative to the run dir
-    def settings(cfg, ...) -> XSettings     # built from the stage's config group (and the groups it reads)
-    def run(stage, inputs, settings, engine=None) -> StageResult
+    def settings(cfg: TrainConfig, ...) -> XSettings  # from the stage's config group (and the groups it reads)
+    def run(stage: Stage, inputs, s: XSettings, engine) -> StageResult  # engine=None: a stage that generates nothing
+
+``tests/unit/test_stage_contract.py`` holds every stage module to this shape and to a test of its own.
 
 ``run`` appends typed records (``selflen.stages.records``) one by one to ``stage`` and skips ids it already has,
 so a killed stage resumes; the stage's identity (its hash) is the hash of its settings and of its inputs' stages.

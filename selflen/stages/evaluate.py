@@ -5,7 +5,7 @@ and how many answers the token budget cut (``hit_budget``), so a length set by t
 
 Config group ``evaluate``; prompts are the benchmark's; rules in ``evaluation`` (scorers, repetition). The
 stage receives the engine already bound to the model it evaluates: it never knows the loop.
-This is the one place where ``selflen`` imports ``evaluation``.
+Its inputs (``EvaluateInputs``: the slice and the held-out split) are built once per run by the pipeline.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluation.api import log_metrics, scatter_plot, score_rows
+from evaluation.api import benchmark_requests, log_metrics, response_rows, scatter_plot, score_rows
 from evaluation.benchmarks import load_benchmark, slice_rows
 from evaluation.repetition import repeated_ngram_rate
-from evaluation.runner import benchmark_requests, response_rows
 from selflen.addresses import FINAL, Point
 from selflen.config import TrainConfig
 from selflen.engines.base import Engine, SamplingParams
