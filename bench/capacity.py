@@ -42,8 +42,9 @@ def run_probe(run_dir: Path, overrides: list[str]) -> float:
     from selflen.addresses import at
     from selflen.config import load, to_dict
     from selflen.locks import RunLock
-    from selflen.pipeline import Runner, evaluate_point, lengthen, self_split
-    from selflen.run_inputs import eval_rows, model_folder, preflight
+    from selflen.pipeline import evaluate_point, evaluation_inputs, lengthen
+    from selflen.run_inputs import model_folder, preflight
+    from selflen.stage_runner import Runner
     from selflen.store import RunLayout, write_json
     from selflen.tracking import NullLogger
 
@@ -57,10 +58,10 @@ def run_probe(run_dir: Path, overrides: list[str]) -> float:
         r = Runner(cfg, layout, model_folder(cfg), NullLogger())
         write_json(layout.root / "probe_config.json", {"overrides": overrides, **to_dict(cfg)})
         try:
-            rows = eval_rows(cfg)
-            split = self_split(r) if cfg.evaluate.self_instructed > 0 else None
-            evaluate_point(r, 0, rows, split)
-            lengthen(r, 1, split is not None)
+            answered = evaluation_inputs(r)  # the benchmark slice and the held-out split, as the loop builds them
+            if answered is not None:
+                evaluate_point(r, 0, answered)
+            lengthen(r, 1, answered is not None and cfg.evaluate.self_instructed > 0)
             assert (layout.root / at(1, "select") / "done.json").exists()
         finally:
             r.engines.close()

@@ -2,7 +2,7 @@
 
 Covers: the hf engine in bf16 on CUDA (sampling batch-invariance, greedy determinism, adapter switching), its
 throughput against a bare ``model.generate`` on a mid-size random Llama, fine-tuning steps (LoRA through
-``selflen.finetune`` / TRL, and a full fine-tune step) on the tiny random model, and the loop itself: two
+``selflen.trainer`` / TRL, and a full fine-tune step) on the tiny random model, and the loop itself: two
 iterations through ``train.py`` with ``backend=vllm`` (hf where vLLM is not installed), LoRA fine-tuning through
 the launched path (``launch=ddp`` over every visible GPU, ``single`` on one), iteration 2 generating with
 iteration 1's adapter; its stage timings come from the stages' ``done.json``. Writes JSON to ``--out``.
@@ -148,7 +148,7 @@ def finetune_checks(tiny: Path, tmp: Path) -> dict:
     out: dict = {}
     try:
         from selflen.config import load
-        from selflen.finetune import train
+        from selflen.trainer import train
 
         lora = load("finetune=lora").finetune
 

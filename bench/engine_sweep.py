@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def forced_length(engine) -> None:  # noqa: ANN001
+def forced_length(engine) -> None:
     """Benchmark-only, on this instance: no sequence stops before max_new_tokens."""
     if engine.name == "hf":
         engine.stop_ids = [-1]
@@ -27,7 +27,7 @@ def forced_length(engine) -> None:  # noqa: ANN001
     llm = engine.llm
     real = llm.generate
 
-    def generate(prompts, params, **kwargs):  # noqa: ANN001, ANN202
+    def generate(prompts, params, **kwargs):
         for p in params if isinstance(params, list) else [params]:
             p.ignore_eos = True
         return real(prompts, params, **kwargs)

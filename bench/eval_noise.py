@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from selflen.locks import RunLock  # noqa: E402
-from selflen.pipeline import Runner  # noqa: E402
 from selflen.report.lengths import eval_length_row, paired_growth  # noqa: E402
 from selflen.run_inputs import eval_rows, finished_run, model_folder  # noqa: E402
+from selflen.stage_runner import Runner  # noqa: E402
 from selflen.stages import evaluate  # noqa: E402
 from selflen.store import Stage, config_hash, read_jsonl  # noqa: E402
 from selflen.tracking import NullLogger  # noqa: E402
@@ -86,7 +86,7 @@ def draw(runner: Runner, rows: list[dict[str, Any]], point: int, seed: int) -> l
     if not scored.exists():
         started = time.time()
         engine = runner.engines.for_folder(folder, f"gen{j}" if folder else "base")
-        evaluate.run(stage, rows, settings, engine)
+        evaluate.run(stage, evaluate.EvaluateInputs(rows), settings, engine)
         print(f"point {point} seed {seed}: {time.time() - started:.0f} s", flush=True)
     return read_jsonl(scored)
 

@@ -37,8 +37,8 @@ CASES = {
 
 
 def one(name: str, data: Path, out: Path) -> dict:
-    from selflen.finetune import train
     from selflen.models import embedded_model_dir
+    from selflen.trainer import train
 
     launch, batch = CASES[name]
     s = replace(load("finetune=lora").finetune, epochs=1, batch_size=batch, learning_rate=5e-4, max_length=4096,

@@ -7,7 +7,7 @@ For each model, each step in a fresh process (an engine's settings only take eff
 - generation: ``bench/engine_sweep.py`` on vLLM with ``dtype`` float32 and bfloat16, at the batch sizes the stages
   use (16: evaluation and extension waves at the CPU budgets; 48: generate's answers), every sequence forced to the
   same number of new tokens, so tokens/s compares like with like;
-- fine-tuning: ``selflen.finetune.train`` for ``--train-steps`` optimiser steps on synthetic chat rows of
+- fine-tuning: ``selflen.trainer.train`` for ``--train-steps`` optimiser steps on synthetic chat rows of
   ``--words`` words, LoRA (r 8, all linear layers) and full, with bf16 autocast on and off, tokens/s from the
   trainer's own runtime (the model load is not counted);
 - the floor: this machine's measured dense matmul FLOP/s (fp32, bf16) and what the training step would take at that
@@ -71,8 +71,8 @@ def train_child(model: str, recipe: str, bf16: bool, data: Path, out: Path, step
     from transformers import AutoConfig
 
     from selflen.config import load
-    from selflen.finetune import train
     from selflen.models import embedded_model_dir
+    from selflen.trainer import train
 
     folder = embedded_model_dir(key=model)
     base = load(f"finetune={'lora' if recipe == 'lora' else 'full'}").finetune

@@ -1,12 +1,12 @@
 """Fine-tune padding waste and throughput: real-token fraction and tokens/s of batching strategies on skewed data.
 
-The fine-tune stage (``selflen.finetune.train``) pads every batch to its longest example, so how examples are put
+The fine-tune stage (``selflen.trainer.train``) pads every batch to its longest example, so how examples are put
 into batches decides how much compute goes to padding. On the same data this script compares
 
 * ``random``          — naive: a random permutation cut into batches (``TrainSettings(batching="random")``);
 * ``group_by_length`` — transformers' ``LengthGroupedSampler`` (``batching="group_by_length"``; random megabatches
                         of ``min(N // (4 * batch), 50) * batch`` examples, each sorted by length, then cut);
-* ``bucketed``        — ``selflen.finetune``'s default (``batching="bucketed"``): its own ``bucketed_order``, all
+* ``bucketed``        — ``selflen.trainer``'s default (``batching="bucketed"``): its own ``bucketed_order``, all
                         examples sorted by length, cut into batches, the batch order shuffled per epoch;
 * ``sorted``          — the same idea as a reference, except that the short remainder batch (when the batch size
                         does not divide the data) stays last, so the DataLoader's cuts keep falling on bucket
@@ -16,10 +16,10 @@ and reports, for each, the real-token fraction (non-padding tokens / tokens proc
 attention masks over their numel) and the measured training tokens/s.
 
 Padding: every strategy's batches are rebuilt with the very samplers the Trainer uses (``RandomSampler``-style
-``torch.randperm``, ``transformers.trainer_pt_utils.get_length_grouped_indices``, ``selflen.finetune.bucketed_order``)
+``torch.randperm``, ``transformers.trainer_pt_utils.get_length_grouped_indices``, ``selflen.trainer.bucketed_order``)
 on the lengths the Trainer sees, cut every ``batch`` indices as the DataLoader cuts them,
 averaged over ``--sim-epochs`` shuffles; a sweep over batch sizes and megabatch multipliers shows what reaches the
-goal. Throughput: ``selflen.finetune.train`` itself runs (LoRA, its own TRL ``SFTTrainer``, collator and
+goal. Throughput: ``selflen.trainer.train`` itself runs (LoRA, its own TRL ``SFTTrainer``, collator and
 optimizer) once per strategy, with a benchmark-only ``SFTTrainer`` subclass swapped in for the call that (1) records
 the epoch order its sampler draws, (2) trains only ``--steps`` of that epoch's batches — picked at evenly spaced
 quantiles of padded size, so they represent the whole epoch — after one untimed warm-up batch, and (3) counts
@@ -136,10 +136,10 @@ def order_sorted(lengths: Sequence[int], batch: int, gen: Any) -> list[int]:
 
 
 def order_bucketed(lengths: Sequence[int], batch: int, gen: Any) -> list[int]:
-    """``selflen.finetune.bucketed_order`` (the fine-tune stage's default sampler), one epoch per draw of ``gen``."""
+    """``selflen.trainer.bucketed_order`` (the fine-tune stage's default sampler), one epoch per draw of ``gen``."""
     import torch
 
-    from selflen.finetune import bucketed_order
+    from selflen.trainer import bucketed_order
 
     return bucketed_order(list(lengths), batch, seed=int(torch.randint(0, 2**31, (1,), generator=gen)), epoch=0)
 
@@ -208,7 +208,7 @@ def resample(lengths: Sequence[int], n: int, seed: int) -> list[int]:
     return [rng.choice(lengths) for _ in range(n)]
 
 
-# -- measured training through selflen.finetune.train -------------------------------------------------------------
+# -- measured training through selflen.trainer.train -------------------------------------------------------------
 class Probe:
     """What the instrumented trainer saw: the epoch order, the batches it trained on and their times."""
 
@@ -287,7 +287,7 @@ def instrumented_trainer(probe: Probe) -> type:
 
 
 def train_once(strategy: str, model_dir: str, data_path: Path, batch: int, steps: int, seed: int) -> Probe:
-    """Run ``selflen.finetune.train`` (LoRA) once with the instrumented trainer; returns what it saw."""
+    """Run ``selflen.trainer.train`` (LoRA) once with the instrumented trainer; returns what it saw."""
     import trl
 
     from selflen import finetune
@@ -456,8 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from selflen.finetune import to_prompt_completion, token_lengths
     from selflen.store import read_jsonl
+    from selflen.trainer import to_prompt_completion, token_lengths
 
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
@@ -510,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for rnd in range(args.rounds):  # strategies interleaved, so a load change hits them all alike
                 for strategy in strategies:
                     print(
-                        f"\nround {rnd + 1}/{args.rounds}, {strategy}: selflen.finetune.train on 1 warm-up + "
+                        f"\nround {rnd + 1}/{args.rounds}, {strategy}: selflen.trainer.train on 1 warm-up + "
                         f"{args.steps} timed batches",
                         flush=True,
                     )

@@ -2,7 +2,7 @@
 
     HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE python bench/sft_dtype.py
 
-Trains the embedded SmolLM2-135M with ``selflen.finetune.train`` (LoRA r 8, all-linear, batch 2, one epoch) on the
+Trains the embedded SmolLM2-135M with ``selflen.trainer.train`` (LoRA r 8, all-linear, batch 2, one epoch) on the
 same 8 synthetic chat rows of ~1100-word answers, once per dtype, each in a fresh process, and reports wall
 seconds, tokens/s and the first/last loss. bf16 autocast only pays on CPUs with native bf16 (AVX512-BF16, AMX).
 """
@@ -38,8 +38,8 @@ def _rows(n: int, words: int, seed: int = 0) -> list[dict]:
 def one(dtype: str, data: Path, out: Path) -> dict:
     sys.path.insert(0, str(ROOT))
     from selflen.config import load
-    from selflen.finetune import train
     from selflen.models import embedded_model_dir
+    from selflen.trainer import train
 
     s = dataclasses.replace(load("finetune=lora").finetune, epochs=1, batch_size=2, learning_rate=5e-4,
                             max_length=4096, save_steps=1000, logging_steps=1, bf16=dtype == "bf16")

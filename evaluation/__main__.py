@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from evaluation import api
 from evaluation.benchmarks import BENCHMARKS, load_benchmark, slice_rows
 from evaluation.counters import COUNTERS
-from evaluation.records import RowError, read_jsonl, write_jsonl
 from selflen.errors import Interrupted, SelflenError, install_stop_handlers
+from selflen.jsonl import BadRow, RowError, read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
     from evaluation.runner import JudgeSettings
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_regress(args: argparse.Namespace) -> int:
     """``regress``: both models on each task; one verdict line per (task, metric)."""
-    from evaluation.regression import TASKS_DIR, run_regression, verdict_lines
+    from evaluation.lm_eval_compare import TASKS_DIR, run_regression, verdict_lines
 
     limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
     result = run_regression(
@@ -158,7 +158,8 @@ def _judge_settings(args: argparse.Namespace, default_backend: str, cache: Path)
 
 def cmd_score(args: argparse.Namespace) -> int:
     """``score``: read, score, (judge), write scored rows and the summary."""
-    rows, bad_json = read_jsonl(args.input, skip_bad=args.skip_bad)
+    bad_json: list[BadRow] = []
+    rows = read_jsonl(args.input, strict=True, bad=bad_json if args.skip_bad else None)
     scored, summary = api.score_rows(
         rows, args.benchmark, args.counter, skip_bad=args.skip_bad, source=str(args.input), bad_rows=bad_json
     )
@@ -185,7 +186,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         from evaluation.judge import judge_summary, rubric_for
 
         summary["judge"] = judge_summary(scored, rubric_for(args.benchmark))
-    write_jsonl(args.output, scored)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(args.output, scored, private=False)
     args.summary.parent.mkdir(parents=True, exist_ok=True)
     args.summary.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if args.scatter:

@@ -22,17 +22,20 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluation import repetition, scorers
-from evaluation.benchmarks import lbw_bucket, longen_flag, prompt_language
+from evaluation import plot_helpers, repetition, scorers
+from evaluation.benchmarks import get_spec, lbw_bucket, longen_flag, prompt_language
 from evaluation.counters import get_counter
-from evaluation.records import BadRow, RowError
+from selflen.engines.base import Request, SamplingParams
+from selflen.jsonl import BadRow, RowError
 
 __all__ = [
     "FAMILIES",
+    "benchmark_requests",
     "default_counter",
     "family",
     "log_metrics",
     "required_words",
+    "response_rows",
     "scatter_plot",
     "score_row",
     "score_rows",
@@ -309,11 +312,25 @@ def log_metrics(summary: dict[str, Any], prefix: str = "eval") -> dict[str, floa
 def scatter_plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Log-log scatter of required vs produced words (scored rows: ``required``, ``words``, ``type``), with the
     y = x line. Empty answers are drawn at 1 word so they stay visible on the log axis."""
-    from evaluation import plots
-
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in rows:
         groups[str(r.get("type", "all"))].append((float(r["required"]), float(r["words"])))
-    drawn = plots.scatter(dict(sorted(groups.items())), path, title=title, log=True, keep_empty=True)
+    drawn = plot_helpers.scatter(dict(sorted(groups.items())), path, title=title, log=True, keep_empty=True)
     assert drawn is not None  # keep_empty: always drawn
     return drawn
+
+
+def benchmark_requests(rows: Sequence[dict[str, Any]], benchmark: str, params: SamplingParams,
+                       adapter: str | None = None) -> list[Request]:
+    """One request per benchmark row: its prompt as the only user turn."""
+    prompt_field = get_spec(benchmark).prompt_field
+    return [Request(messages=[{"role": "user", "content": str(r[prompt_field])}], params=params, adapter=adapter)
+            for r in rows]
+
+
+def response_rows(rows: Sequence[dict[str, Any]], results: Sequence[Any]) -> list[dict[str, Any]]:
+    """One output row per (benchmark row, sample): the row plus ``response``, ``finish_reason``, ``tokens``,
+    ``sample`` and ``generation_error`` (None unless the engine failed; a failed row keeps an empty response)."""
+    return [dict(row, response=completion.text, finish_reason=completion.finish_reason, tokens=completion.tokens,
+                 sample=sample, generation_error=completion.error)
+            for row, result in zip(rows, results, strict=True) for sample, completion in enumerate(result.outputs)]

@@ -4,7 +4,7 @@ Every loaded row keeps the file's own fields and gains: ``id`` (``<benchmark>-<l
 line in the reference file), ``benchmark``, ``language``, ``range`` (length bucket), ``flagged`` and
 ``flag_reason``. LongBench-Write rows get ``language`` from their prompt (any character of
 ``selflen.text.scripts.REFERENCE_IDEOGRAPHS`` → ``zh``) and a bucket from their required length, using LongWriter's
-reporting intervals. The benchmark file table and the data directory rule live in :mod:`selflen.data`.
+reporting intervals. The benchmark file table and the data directory rule live in :mod:`selflen.benchmark_files`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluation.records import read_jsonl
-from selflen.data import BENCHMARK_SPECS, PACKAGE_DATA_DIR, BenchmarkSpec, resolve_data_dir
+from selflen.benchmark_files import BENCHMARK_SPECS, PACKAGE_DATA_DIR, BenchmarkSpec, resolve_data_dir
+from selflen.jsonl import read_jsonl
 from selflen.text.scripts import REFERENCE_IDEOGRAPHS, char_class
 
 __all__ = [
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 default_data_dir = resolve_data_dir  # the one data-directory rule: explicit > $SELFLEN_DATA_DIR > repo default
 
 BENCHMARKS: dict[str, BenchmarkSpec] = BENCHMARK_SPECS
-"""The benchmark table (name -> spec); defined once in :mod:`selflen.data`."""
+"""The benchmark table (name -> spec); defined once in :mod:`selflen.benchmark_files`."""
 
 LONGEN_FLAGGED: dict[int, str] = {
     183: "query is a bare story fragment with no instruction; constraint says less than 5000 words",
@@ -90,8 +90,9 @@ def get_spec(name: str) -> BenchmarkSpec:
 
 
 def benchmark_file(name: str, data_dir: str | Path | None = None) -> Path:
-    """Path of a benchmark's local JSONL file (which may not exist) under :func:`selflen.data.resolve_data_dir`;
-    with no data directory anywhere, the path under the packaged copy's place."""
+    """Path of a benchmark's local JSONL file (which may not exist) under
+    :func:`selflen.benchmark_files.resolve_data_dir`; with no data directory anywhere, the path under the packaged
+    copy's place."""
     return (resolve_data_dir(data_dir) or PACKAGE_DATA_DIR) / get_spec(name).relpath
 
 
@@ -160,15 +161,16 @@ def _load_online(spec: BenchmarkSpec) -> list[dict[str, Any]]:
 
 
 def load_benchmark(name: str, data_dir: str | Path | None = None, online: bool = False) -> list[dict[str, Any]]:
-    """Load and annotate a benchmark from ``data_dir`` (resolved by :func:`selflen.data.resolve_data_dir`) or, with
-    ``online``, from the hub (LonGen: ``quanshr/LonGen``) or LongWriter's repository (LongBench-Write files)."""
+    """Load and annotate a benchmark from ``data_dir`` (resolved by :func:`selflen.benchmark_files.resolve_data_dir`)
+    or, with ``online``, from the hub (LonGen: ``quanshr/LonGen``) or LongWriter's repository (LongBench-Write
+    files)."""
     spec = get_spec(name)
     if online:
         return annotate(name, _load_online(spec))
     path = benchmark_file(name, data_dir)
     if not path.is_file():
         raise FileNotFoundError(_missing_message(name, path))
-    rows, _ = read_jsonl(path)
+    rows = read_jsonl(path, strict=True)
     return annotate(name, rows)
 
 
@@ -182,9 +184,10 @@ def ensure_benchmarks(
 ) -> Path:
     """The data directory that holds every benchmark file in ``names``.
 
-    The configured folder (:func:`selflen.data.resolve_data_dir`) if it has them all; else ``<cache_dir>/benchmarks``
-    if an earlier online run fetched them there; else, ``online``, each missing file is fetched once from its public
-    source (LonGen from the hub, LongBench-Write from LongWriter's repository) into ``<cache_dir>/benchmarks``.
+    The configured folder (:func:`selflen.benchmark_files.resolve_data_dir`) if it has them all; else
+    ``<cache_dir>/benchmarks`` if an earlier online run fetched them there; else, ``online``, each missing file is
+    fetched once from its public source (LonGen from the hub, LongBench-Write from LongWriter's repository) into
+    ``<cache_dir>/benchmarks``.
     Offline with a file missing it raises ``FileNotFoundError`` with one line saying how to get them.
     """
     configured = resolve_data_dir(data_dir)

@@ -15,15 +15,13 @@ from types import SimpleNamespace
 from typing import Any
 
 from evaluation import api
-from evaluation.benchmarks import get_spec
 from evaluation.judge import Judge, judge_summary, rubric_for
-from evaluation.records import write_jsonl
 from selflen.engines import build_engine
-from selflen.engines.base import Engine, Request, SamplingParams
+from selflen.engines.base import Engine, SamplingParams
+from selflen.jsonl import write_jsonl
 from selflen.models import merged_model_dir, merges_adapters
 
-__all__ = ["JudgeSettings", "benchmark_requests", "generate_responses", "judge_and_summarize", "response_rows",
-           "run_generate", "write_outputs"]
+__all__ = ["JudgeSettings", "generate_responses", "judge_and_summarize", "run_generate", "write_outputs"]
 
 log = logging.getLogger(__name__)
 ADAPTER_NAME = "eval"
@@ -42,22 +40,6 @@ class JudgeSettings:
     max_response_chars: int | None = None
 
 
-def benchmark_requests(rows: Sequence[dict[str, Any]], benchmark: str, params: SamplingParams,
-                       adapter: str | None = None) -> list[Request]:
-    """One request per benchmark row: its prompt as the only user turn."""
-    prompt_field = get_spec(benchmark).prompt_field
-    return [Request(messages=[{"role": "user", "content": str(r[prompt_field])}], params=params, adapter=adapter)
-            for r in rows]
-
-
-def response_rows(rows: Sequence[dict[str, Any]], results: Sequence[Any]) -> list[dict[str, Any]]:
-    """One output row per (benchmark row, sample): the row plus ``response``, ``finish_reason``, ``tokens``,
-    ``sample`` and ``generation_error`` (None unless the engine failed; a failed row keeps an empty response)."""
-    return [dict(row, response=completion.text, finish_reason=completion.finish_reason, tokens=completion.tokens,
-                 sample=sample, generation_error=completion.error)
-            for row, result in zip(rows, results, strict=True) for sample, completion in enumerate(result.outputs)]
-
-
 def generate_responses(
     engine: Engine,
     rows: Sequence[dict[str, Any]],
@@ -65,9 +47,9 @@ def generate_responses(
     params: SamplingParams,
     adapter: str | None = None,
 ) -> list[dict[str, Any]]:
-    """:func:`response_rows` of the engine's answers to :func:`benchmark_requests`."""
-    results = engine.generate(benchmark_requests(rows, benchmark, params, adapter), desc=f"generate {benchmark}")
-    return response_rows(rows, results)
+    """``api.response_rows`` of the engine's answers to ``api.benchmark_requests``."""
+    results = engine.generate(api.benchmark_requests(rows, benchmark, params, adapter), desc=f"generate {benchmark}")
+    return api.response_rows(rows, results)
 
 
 def judge_and_summarize(
@@ -86,7 +68,7 @@ def _bad(summary: dict[str, Any]) -> list[tuple[int, str]]:
 
 def write_outputs(out_dir: Path, scored: list[dict[str, Any]], summary: dict[str, Any], title: str) -> None:
     """Write ``scored.jsonl``, ``summary.json`` and ``scatter.png`` into ``out_dir``."""
-    write_jsonl(out_dir / "scored.jsonl", scored)
+    write_jsonl(out_dir / "scored.jsonl", scored, private=False)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     api.scatter_plot(scored, out_dir / "scatter.png", title)
 
@@ -127,7 +109,7 @@ def run_generate(
             engine.add_adapter(adapter, adapter_dir)
         responses = generate_responses(engine, rows, benchmark, params, adapter)
     gen_seconds = time.time() - started
-    write_jsonl(out / "responses.jsonl", responses)
+    write_jsonl(out / "responses.jsonl", responses, private=False)
     scored, summary = api.score_rows(responses, benchmark, counter)
     if judge is not None:
         cache = judge.cache_path or str(out / "judge_cache.jsonl")

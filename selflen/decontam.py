@@ -8,8 +8,8 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from selflen.data import BENCHMARK_SPECS
-from selflen.data import resolve_data_dir as default_data_dir
+from selflen.benchmark_files import BENCHMARK_SPECS
+from selflen.benchmark_files import resolve_data_dir as default_data_dir
 from selflen.text.scripts import SINGLE_CHAR_TOKENS
 
 __all__ = ["Decontaminator", "benchmark_prompts", "default_data_dir", "is_cjk_text", "tokenize"]
@@ -47,7 +47,8 @@ def _grams(tokens: list[str], n: int) -> Iterator[tuple[str, ...]]:
 
 
 def benchmark_prompts(data_dir: str | Path) -> list[str]:
-    """The prompts of every benchmark in ``selflen.data.BENCHMARK_SPECS`` found under ``data_dir`` ([] if none)."""
+    """The prompts of every benchmark in ``selflen.benchmark_files.BENCHMARK_SPECS`` found under ``data_dir`` ([] if
+    none)."""
     root = Path(data_dir)
     prompts: list[str] = []
     for spec in BENCHMARK_SPECS.values():

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import MISSING, dataclass, field
 from typing import Any
 
-from selflen.data import BENCHMARKS
+from selflen.benchmark_files import BENCHMARKS
 from selflen.text.rules import RULES
 
 HASH_VERSION = 2

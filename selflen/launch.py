@@ -1,5 +1,5 @@
 """Fine-tuning as a launched job: a finetune stage writes its job (``job.json``) and an accelerate config into
-``<stage>/launch/`` and runs ``accelerate launch ... -m selflen.finetune --job job.json`` in a subprocess, so the
+``<stage>/launch/`` and runs ``accelerate launch ... -m selflen.trainer --job job.json`` in a subprocess, so the
 trainer's devices are free again when the stage ends, whatever the trainer allocated.
 
 Config group ``launch`` (``selflen/conf/launch/``): ``inprocess`` (the trainer in this process, no launcher),
@@ -54,17 +54,9 @@ class LaunchSettings:
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the trainer processes
 
 
-def settings(cfg) -> LaunchSettings:  # noqa: ANN001 - TrainConfig
-    c = cfg.launch
-    return LaunchSettings(name=c.name, launcher=c.launcher, num_processes=c.num_processes,
-                          main_process_port=c.main_process_port, accelerate=dict(c.accelerate),
-                          deepspeed=dict(c.deepspeed) if c.deepspeed is not None else None,
-                          env={k: str(v) for k, v in c.env.items()})
-
-
 @dataclass(frozen=True)
 class TrainJob:
-    """What one trainer run needs; written as ``job.json`` and read by ``python -m selflen.finetune``."""
+    """What one trainer run needs; written as ``job.json`` and read by ``python -m selflen.trainer``."""
 
     model_dir: str
     data: str
@@ -123,11 +115,11 @@ def launch_command(config_file: Path, job_file: Path, python: str = sys.executab
     >>> launch_command(Path("a.yaml"), Path("job.json"), python="py")[1:5]
     ['-m', 'accelerate.commands.launch', '--config_file', 'a.yaml']
     >>> launch_command(Path("a.yaml"), Path("job.json"), python="py")[-4:]
-    ['-m', 'selflen.finetune', '--job', 'job.json']
+    ['-m', 'selflen.trainer', '--job', 'job.json']
     >>> launch_command(Path("a.yaml"), Path("job.json"), python="py", direct=True)
-    ['py', '-m', 'selflen.finetune', '--job', 'job.json']
+    ['py', '-m', 'selflen.trainer', '--job', 'job.json']
     """
-    trainer = ["-m", "selflen.finetune", "--job", str(job_file)]
+    trainer = ["-m", "selflen.trainer", "--job", str(job_file)]
     if direct:
         return [python, *trainer]
     return [python, "-m", "accelerate.commands.launch", "--config_file", str(config_file), *trainer]

@@ -80,7 +80,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SELFLEN_CACHE", "~/.cache/selflen")).expanduser()
 
 
-def _probe_logits(model, tokenizer):  # noqa: ANN001, ANN202 - transformers objects
+def _probe_logits(model, tokenizer):  # transformers objects
     import torch
 
     ids = tokenizer.apply_chat_template(PROBE, add_generation_prompt=True, return_tensors="pt", return_dict=True)
@@ -129,7 +129,7 @@ def convert_embedded(out_dir: Path, key: str | None = None) -> None:
          "probe_max_abs_logit_diff": diff}, indent=1))
 
 
-def _provision(target: Path, build) -> Path:  # noqa: ANN001 - build(tmp_dir) fills a folder
+def _provision(target: Path, build) -> Path:  # build(tmp_dir) fills a folder
     """Build ``target`` once, safely when several processes ask at the same time (lock + atomic rename)."""
     if (target / "config.json").exists():
         return target
@@ -170,7 +170,7 @@ def _tiny_corpus() -> list[str]:
     return [base] * 4 + texts
 
 
-def build_tiny_tokenizer(chat_format: str = "chatml", vocab_size: int = 1024):  # noqa: ANN201
+def build_tiny_tokenizer(chat_format: str = "chatml", vocab_size: int = 1024):
     """A small byte-level BPE trained in-process on the project's seed texts, with a chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -320,7 +320,7 @@ def adapter_digest(adapter_dir: Path | str) -> str:
 
 
 def merged_model_dir(base_dir: Path | str, adapter_dir: Path | str, out_root: Path | str, label: str,
-                     dtype: str = "float32", trust_remote_code: bool = False, before_build=None) -> Path:  # noqa: ANN001
+                     dtype: str = "float32", trust_remote_code: bool = False, before_build=None) -> Path:
     """The base model with a LoRA adapter folded into its weights, saved once as a full model folder.
 
     vLLM's CPU LoRA kernels make a request that carries an adapter about three times slower than one that does not

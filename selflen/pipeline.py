@@ -1,6 +1,6 @@
-"""The macro-iteration loop: it only sequences stages. Each stage reads records and writes records under
-``<run_dir>/iter_<k>/<stage>/`` (``RunLayout``); a finished stage (``done.json`` with the same hash) is skipped, a
-half-finished one continues from the ids it has.
+"""The macro-iteration loop: it only sequences stages (``selflen.stage_runner.Runner`` opens, skips, runs and logs
+each one). Each stage reads records and writes records under ``<run_dir>/iter_<k>/<stage>/`` (``RunLayout``); a
+finished stage (``done.json`` with the same hash) is skipped, a half-finished one continues from the ids it has.
 
     iter_0: instruct (the held-out self-instructed split), evaluate (the base model, on the benchmark and the split)
     for k in 1..K: instruct -> generate -> select_responses -> extend -> select -> sft_data
@@ -8,14 +8,8 @@ half-finished one continues from the ids it has.
     final: [collect_instruct -> collect_generate -> collect_select] -> length_control -> finetune -> evaluate
            [-> regression]
 
-Before any stage, ``preflight`` checks the benchmark files evaluation and decontamination need. Each stage that
-runs (not a skipped one) is logged: its metrics against ``iteration``, its folder as a W&B artifact when it is
-data, a model or an evaluation (``ARTIFACT_TYPES``), after declaring the artifacts it read (the lineage).
-
-A stage's identity is the hash of its frozen settings and of the stages it reads (``Runner.open``), so what
-shapes an output and what invalidates it cannot drift apart; evaluation hashes branch off the model they
-evaluate and are outside the training chain.
-"""
+Before any stage, ``preflight`` checks the benchmark files evaluation and decontamination need. Evaluation
+hashes branch off the model they evaluate and are outside the training chain."""
 
 from __future__ import annotations
 
@@ -25,19 +19,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from selflen import launch
-from selflen.addresses import FINAL, StageAddress, at
+from selflen.addresses import FINAL, at
 from selflen.config import TrainConfig, to_dict
-from selflen.embedded import hashed_path
-from selflen.engines import Engine, EnginePool, engine_from_config
-from selflen.errors import SelflenError, check_stop
-from selflen.groups import HASH_VERSION, identity
-from selflen.integrity import engine_failed
+from selflen.errors import SelflenError
 from selflen.locks import RunLock
-from selflen.models import merged_model_dir, merges_adapters
 from selflen.report import cards
 from selflen.report import summary as report
-from selflen.run_inputs import decontaminator, eval_rows, fork_run, fork_source, model_folder, preflight, seed_prompts
+from selflen.run_inputs import eval_rows, fork_run, fork_source, model_folder, preflight, seed_prompts
+from selflen.stage_runner import Runner
 from selflen.stages import (
     evaluate,
     evaluate_self,
@@ -50,131 +39,10 @@ from selflen.stages import (
     select,
     sft_data,
 )
-from selflen.stages.common import StageResult, engine_failure
-from selflen.store import ROLES, RunLayout, Stage, config_hash, write_json
-from selflen.tracking import STEP_METRICS, NullLogger, hydra_job_context, open_logger, run_tags
+from selflen.store import LENGTH_FOLLOWER, ROLES, RunLayout, Stage, config_hash, write_json
+from selflen.tracking import STEP_METRICS, hydra_job_context, job_type, open_logger, run_tags
 
 log = logging.getLogger(__name__)
-ARTIFACT_TYPES = {"sft_data": "dataset", "length_control": "dataset", "finetune": "model",
-                  "finetune_gen": "model", "finetune_ext": "model", "evaluate": "evaluation",
-                  "regression": "evaluation"}
-"""Stages whose folder is versioned as a W&B artifact, by artifact type (the loop's lineage)."""
-
-
-class Runner:
-    """Opens, skips or runs stages, chains their hashes and logs what they report."""
-
-    def __init__(self, cfg: TrainConfig, layout: RunLayout, model_dir: Path, logger: NullLogger) -> None:
-        self.cfg, self.layout, self.model_dir, self.logger = cfg, layout, model_dir, logger
-        m = cfg.model
-        path = hashed_path(m.source, m.path)
-        identity = {"model": [m.name, m.source, path, m.revision, m.dtype, m.chat_format], "seed": cfg.seed}
-        self.root_hash = config_hash(identity)
-        merge = merges_adapters(cfg.backend)
-        self.engines = EnginePool(
-            model_dir,
-            lambda d: engine_from_config(cfg.backend, cfg.model, d, cfg.seed, enable_lora=not merge),
-            tag=config_hash(str(layout.root))[:8],  # adapter names unique to this run on a shared server
-            merge=self.merged_folder if merge else None,
-        )
-        self.stages: dict[str, Stage] = {}
-        self.manifests: dict[str, dict[str, Any]] = {}
-        self.last_done: str | None = None  # the last stage finished (or found finished), for the stop message
-        self.ran: set[str] = set()  # stages run (not skipped) in this session: only they are logged
-
-    def open(self, point: int | str, name: str, settings: Any, inputs: list[str]) -> Stage:
-        """The stage folder, its hash from its settings and its inputs' hashes (``root`` = the model itself)."""
-        rel = at(point, name)
-        for i in inputs:  # a stage address must name a stage; "root" and "seeds:<hash>" are the model and seeds
-            if i != "root" and not i.startswith("seeds:"):
-                StageAddress.parse(i)
-        upstream = [self.stages[i] for i in inputs if i in self.stages]
-        # a stage not opened in this run is the base model's place (iter_0/finetune_gen: nothing trained yet)
-        hashes = [self.stages[i].hash if i in self.stages else self.root_hash for i in inputs]
-        h = config_hash({"version": HASH_VERSION, "stage": name, "settings": identity(settings), "inputs": hashes})
-        redo = name in self.cfg.redo or rel in self.cfg.redo or any(u.redone for u in upstream)
-        st = Stage(self.layout.root / rel, rel, h, redo=redo)
-        self.stages[rel] = st
-        return st
-
-    def run(self, point: int | str, name: str, settings: Any, inputs: list[str], body) -> Stage:  # noqa: ANN001
-        """Run ``body(stage) -> StageResult`` unless the stage is done with the same hash; log its result."""
-        check_stop()
-        st = self.open(point, name, settings, inputs)
-        if st.done:
-            log.info("stage %s already done (same settings): skipped", st.name)
-            self.manifests[st.name] = st.manifest()
-            self.last_done = st.name
-            return st
-        log.info("stage %s: started", st.name)
-        for i in inputs:  # lineage: the artifacts this stage reads
-            if i in self.stages and i.rsplit("/", 1)[-1] in ARTIFACT_TYPES:
-                self.logger.use_artifact(i)
-        before, served_from = self.engines.stats(), len(self.engines.served)
-        try:
-            res: StageResult = body(st)
-            self.check_engine_failures(st)
-        except SelflenError as err:
-            st.close()
-            err.stage = st.name  # type: ignore[attr-defined]
-            err.last_done = self.last_done  # type: ignore[attr-defined]
-            raise
-        self.ran.add(st.name)
-        engine_stats = {k: v for k, v in (self.engines.stats() - before).items() if v}
-        if engine_stats:  # retries and failed requests of this stage (a server that came and went)
-            log.warning("stage %s: engine %s", st.name, engine_stats)
-            res.extra = {**res.extra, "engine": engine_stats}
-        served = list(dict.fromkeys(self.engines.served[served_from:]))
-        if served:  # which model generated this stage: "base" or the run-unique adapter name (<tag>-gen1)
-            res.extra = {**res.extra, "served_by": served}
-        manifest = st.finish(res.counts, res.drops, {"metrics": res.metrics, **res.extra})
-        self.last_done = st.name
-        self.manifests[st.name] = manifest
-        metrics = {f"{name}/{k}": v for k, v in res.counts.items()}
-        metrics.update({f"{name}/drop/{k}": v for k, v in res.drops.items()})
-        step = self.cfg.iterations.count + 1 if point == FINAL else int(point)
-        self.logger.log({**metrics, **res.metrics, "iteration": step})
-        for key, path in res.images.items():
-            self.logger.log_image(key, path)
-        kind = ARTIFACT_TYPES.get(name)
-        if kind is not None:
-            self.logger.log_artifact(st.name, kind, st.dir, {"stage": st.name, "hash": st.hash, "iteration": step,
-                                                             "counts": res.counts, "inputs_stages": inputs})
-        if name == "evaluate":
-            report.log_eval_table(self.logger, st.dir, step)
-        log.info("stage %s: done in %.1f s %s", st.name, manifest["seconds"], res.counts)
-        return st
-
-    def check_engine_failures(self, st: Stage) -> None:
-        """A stage holding records the engine failed is not done: one line naming the backend and the cause (the
-        next run of the same command retries exactly those records)."""
-        records = st.records()
-        failed = sum(engine_failed(r) for r in records)
-        if failed:
-            raise engine_failure(st.name, self.cfg.backend.name, failed, len(records), self.engines.last_error())
-
-    def merged_folder(self, adapter: Path, label: str) -> Path:
-        """``adapter`` folded into a copy of the base model, under ``<run>/merged/`` (safe to delete: rebuilt on
-        demand), saved in the engine's dtype; a running vLLM engine is closed before a copy is built (memory)."""
-        dtype = self.cfg.backend.dtype or self.cfg.model.dtype
-        return merged_model_dir(self.model_dir, adapter, self.layout.root / "merged", label, dtype,
-                                trust_remote_code=self.cfg.model.trust_remote_code,
-                                before_build=self.engines.close_exclusive)
-
-    def decontaminator(self):  # noqa: ANN201 - Decontaminator | None
-        """The benchmark n-gram index, built once per run (None when decontamination is off)."""
-        if not hasattr(self, "_decontam"):
-            self._decontam = decontaminator(self.cfg) if self.cfg.instruct.decontaminate else None
-        return self._decontam
-
-    def role_engine(self, role: str, k: int) -> Engine:
-        """The engine playing ``role`` in iteration ``k``: the base model in iteration 1, then what the role's
-        training in iteration k-1 produced (an adapter on the base engine, or a full model's own engine)."""
-        folder, j = self.layout.current(role, k - 1)
-        return self.engines.for_folder(folder, f"{role}{j}")
-
-    def ok(self, rel: str) -> list[dict[str, Any]]:
-        return [r for r in self.stages[rel].records() if r["status"] == "ok"] if rel in self.stages else []
 
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
@@ -204,7 +72,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             mode=lg.mode,
             entity=lg.entity,
             online=cfg.online,
-            job_type=job_type(cfg),
+            job_type=job_type(cfg.debug, cfg.experiment),
         ) as logger:
             runner = Runner(cfg, layout, model_dir, logger)
             try:
@@ -213,47 +81,29 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                 runner.engines.close()
 
 
-def job_type(cfg: TrainConfig) -> str:
-    """The W&B job type: what ran (``loop``, ``loop:<experiment>``, ``loop:smoke`` for ``debug=smoke``).
-
-    >>> from selflen.config import load
-    >>> job_type(load("+experiment=cpu_lengthen")), job_type(load("debug=smoke")), job_type(load())
-    ('loop:cpu_lengthen', 'loop:smoke', 'loop')
-    """
-    what = cfg.debug or cfg.experiment
-    return f"loop:{what}"[:64] if what else "loop"
-
-
 def run_loop(r: Runner) -> dict[str, Any]:
     cfg = r.cfg
     r.logger.define_metrics(STEP_METRICS)
-    rows = eval_rows(cfg) if cfg.evaluate.enabled else None
     t0 = time.time()
-    split = self_split(r) if rows is not None and cfg.evaluate.self_instructed > 0 else None
-    if rows is not None and cfg.evaluate.base:
-        evaluate_point(r, 0, rows, split)
+    answered = evaluation_inputs(r)
+    if answered is not None and cfg.evaluate.base:
+        evaluate_point(r, 0, answered)
     for k in range(1, cfg.iterations.count + 1):
-        iteration(r, k, split is not None)
-        if rows is not None:
-            evaluate_point(r, k, rows, split)
-    final = final_stages(r, rows) if cfg.length_control.enabled else {}
+        iteration(r, k, held_out=answered is not None and cfg.evaluate.self_instructed > 0)
+        if answered is not None:
+            evaluate_point(r, k, answered)
+    final = final_stages(r, answered) if cfg.length_control.enabled else {}
     summary = report.run_summary(r.layout, cfg.iterations.count, r.manifests, final, model=cfg.model.name,
                                  backend=cfg.backend.name, wall_seconds=round(time.time() - t0, 1))
     plots = report.write_run_plots(r.layout, summary.pop("words_by_iter"), r.logger, summary=summary)
     summary["plots"] = [r.layout.rel(p) for p in plots]
     summary["wandb"] = r.logger.location
-    summary["engine_errors"] = engine_errors(r.manifests)
+    summary["engine_errors"] = report.engine_errors(r.manifests)
     summary["checks_off"] = [k for k, on in (("evaluate.enabled", cfg.evaluate.enabled),
                                              ("instruct.decontaminate", cfg.instruct.decontaminate)) if not on]
     write_json(r.layout.summary_path, summary)
     r.logger.summary(report.flat_for_logger(summary))
     return summary
-
-
-def engine_errors(manifests: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Requests an engine failed, by stage, in the stages this summary rests on (each retried until it was
-    answered, since a stage with a record the engine failed is never done); empty when there were none."""
-    return {name: m["engine"]["errors"] for name, m in manifests.items() if (m.get("engine") or {}).get("errors")}
 
 
 def self_split(r: Runner) -> list[dict[str, Any]]:
@@ -321,7 +171,7 @@ def lengthen(r: Runner, k: int, held_out: bool = False) -> None:
 def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str], epochs: float | None = None) -> None:
     """Fine-tune ``role`` on ``data``; under ``continue`` lineage training starts where the role's last one ended."""
     last = r.cfg.iterations.count
-    previous = r.layout.current("gen", last)[0] if role == FINAL else r.layout.current(role, int(k) - 1)[0]
+    previous = r.layout.current("gen", last)[0] if role == LENGTH_FOLLOWER else r.layout.current(role, int(k) - 1)[0]
     s = finetune.with_start(finetune.settings(r.cfg, role, epochs), r.layout, previous)
     step = last + 1 if k == FINAL else int(k)
 
@@ -333,8 +183,8 @@ def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str]
 
     report_to = "wandb" if r.logger.active else "none"
     inputs_ = finetune.FinetuneInputs(data, r.model_dir, r.layout, on_log, report_to, on_train_begin,
-                                      launch.settings(r.cfg))
-    st = r.run(k, "finetune" if role == FINAL else f"finetune_{role}", s, inputs,
+                                      finetune.launch_settings(r.cfg))
+    st = r.run(k, "finetune" if role == LENGTH_FOLLOWER else f"finetune_{role}", s, inputs,
                lambda st: finetune.run(st, inputs_, s))
     folder = finetune.trained_folder(st, s)
     if folder is not None:
@@ -353,27 +203,37 @@ def train_role(r: Runner, k: int | str, role: str, data: Path, inputs: list[str]
         )
 
 
-def evaluate_point(r: Runner, point: int | str, rows: list[dict[str, Any]],
-                   split: list[dict[str, Any]] | None = None) -> None:
+def evaluation_inputs(r: Runner) -> evaluate.EvaluateInputs | None:
+    """What every evaluation point answers, built once before the loop: the benchmark slice and, with
+    ``evaluate.self_instructed``, the held-out self-instructed split (its instruct stage runs here); None when
+    evaluation is off."""
+    if not r.cfg.evaluate.enabled:
+        return None
+    rows = eval_rows(r.cfg)
+    return evaluate.EvaluateInputs(rows, self_split(r) if r.cfg.evaluate.self_instructed > 0 else ())
+
+
+def evaluate_point(r: Runner, point: int | str, answered: evaluate.EvaluateInputs) -> None:
     """Evaluate the Generator of ``point`` (0 = the base model, k = iteration k's, FINAL = the final model) on
-    the benchmark slice ``rows`` and, for 0..K, on the held-out self-instructed ``split``."""
+    the benchmark slice and, for 0..K (the settings say), on the held-out self-instructed split."""
     if point == 0:
         folder, label, inputs = None, "base", ["root"]
     elif point == FINAL:
-        folder, label, inputs = r.layout.trained(FINAL, FINAL), FINAL, [at(FINAL, "finetune")]
+        folder, label = r.layout.trained(LENGTH_FOLLOWER, FINAL), LENGTH_FOLLOWER
+        inputs = [at(FINAL, "finetune")]
     else:  # an iteration that trained nothing leaves the previous Generator in place
         folder, j = r.layout.current("gen", point)
         label, inputs = f"gen{j}" if folder else "base", [at(point, "finetune_gen")]
     s = evaluate.settings(r.cfg, point)
-    if s.self_split is not None and split is not None:
+    if s.self_split is not None:
         inputs = [*inputs, at(evaluate_self.SPLIT_POINT, "instruct")]
     r.run(point, "evaluate", s, inputs,
-          lambda st: evaluate.run(st, rows, s, r.engines.for_folder(folder, label), split or ()))
+          lambda st: evaluate.run(st, answered, s, r.engines.for_folder(folder, label)))
     if folder is not None and folder.name == "model":
         r.engines.close()  # a full model's own engine; the base engine stays up for the next iteration's stages
 
 
-def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]:
+def final_stages(r: Runner, answered: evaluate.EvaluateInputs | None) -> dict[str, Any]:
     """Pool long answers (plus a final collection round), add length constraints, run the length-following SFT."""
     cfg, last = r.cfg, r.cfg.iterations.count
     # the reference pools what it saved: answers and extensions after the length bias
@@ -397,16 +257,16 @@ def final_stages(r: Runner, rows: list[dict[str, Any]] | None) -> dict[str, Any]
     if cfg.length_control.final_sft and not examples:
         log.warning(length_control.empty_pool_message([p["words"] for p in unpooled], lc.min_words, lc.max_words))
     if cfg.length_control.final_sft and examples:
-        train_role(r, FINAL, FINAL, st.dir / length_control.LC_FILE,
+        train_role(r, FINAL, LENGTH_FOLLOWER, st.dir / length_control.LC_FILE,
                    [st.name, at(last, "finetune_gen")], epochs=cfg.length_control.epochs)
-        folder = r.layout.trained(FINAL, FINAL)
+        folder = r.layout.trained(LENGTH_FOLLOWER, FINAL)
         out["final_model"] = r.layout.rel(folder) if folder else None
-        if rows is not None and folder is not None:
-            evaluate_point(r, FINAL, rows)
+        if answered is not None and folder is not None:
+            evaluate_point(r, FINAL, answered)
         if cfg.regression.tasks and folder is not None:
             rs = regression.settings(cfg)
-            st = r.run(FINAL, "regression", rs, [at(FINAL, "finetune")],
-                       lambda st: regression.run(st, r.model_dir, folder, rs))
+            rin = regression.RegressionInputs(r.model_dir, folder)
+            st = r.run(FINAL, "regression", rs, [at(FINAL, "finetune")], lambda st: regression.run(st, rin, rs))
             out["regression"] = r.manifests[st.name].get("regression", {})
     return out
 

@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evaluation.records import RowError
+from evaluation.benchmarks import DECONTAMINATION_BENCHMARKS, ensure_benchmarks
 from selflen.config import TrainConfig, to_config
+from selflen.decontam import Decontaminator, default_data_dir
 from selflen.engines import Engine, Request, SamplingParams, engine_from_config
+from selflen.env import apply_offline_defaults, online_endpoints, probe, unreachable
+from selflen.integrity import safetensors_problem
+from selflen.jsonl import RowError
+from selflen.models import ModelNotFound, resolve_model
+from selflen.seeds import load_seeds
 from selflen.stages import evaluate
 from selflen.store import RunLayout, StoreError, read_json
+from selflen.tracking import wandb_mode
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +49,6 @@ def warm_base_engine(cfg: TrainConfig) -> Iterator[Engine]:
 
 def model_folder(cfg: TrainConfig) -> Path:
     """The configured model as a local folder (converted, downloaded or built once into the cache)."""
-    from selflen.models import resolve_model
-
     m = cfg.model
     folder = resolve_model(m.source, m.path, cache_dir=cfg.paths.cache_dir, online=cfg.online,
                            chat_format=m.chat_format, revision=m.revision, seed=cfg.seed)  # fmt: skip
@@ -53,9 +59,6 @@ def model_folder(cfg: TrainConfig) -> Path:
 def check_model_weights(folder: Path) -> None:
     """A model folder must hold whole weights (``*.safetensors`` or ``*.bin``) before any engine loads it: one
     line naming the folder instead of a loader's traceback after the first stages ran."""
-    from selflen.integrity import safetensors_problem
-    from selflen.models import ModelNotFound
-
     weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     problem = "has no weights (*.safetensors, *.bin)" if not weights else next(
         filter(None, (safetensors_problem(w) for w in weights)), None)
@@ -72,10 +75,6 @@ def preflight(cfg: TrainConfig) -> TrainConfig:
     pointing at the folder that holds them and with the W&B mode it logs in. Evaluation and decontamination are
     only ever off when the config says so (``evaluate.enabled=false``, ``instruct.decontaminate=false``; the
     summary records it)."""
-    from evaluation.benchmarks import DECONTAMINATION_BENCHMARKS, ensure_benchmarks
-    from selflen.env import apply_offline_defaults, online_endpoints, probe, unreachable
-    from selflen.tracking import wandb_mode
-
     if cfg.online is False:
         apply_offline_defaults(online=False)
     mode = wandb_mode(cfg.logger.mode, cfg.online)[0] if cfg.logger.name == "wandb" else cfg.logger.mode
@@ -119,8 +118,6 @@ def fork_run(source: str | Path, layout: RunLayout) -> list[str]:
     a sweep of fine-tuning recipes (``iterations=one``) trains and evaluates every recipe on the same SFT data and
     the same base evaluation. The copies are checked like any finished stage: a setting that shapes them and
     differs from the source is refused with the stage's hash error. Returns the stages copied."""
-    import shutil
-
     src = fork_source(source)
     copied = []
     for point, names in FORKED:
@@ -136,7 +133,7 @@ def eval_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
     """The held-out slice every evaluation point answers; a missing benchmark stops the run before any stage."""
     data_dir = Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else None
     try:
-        return evaluate.load_rows(evaluate.settings(cfg, 0), data_dir)  # preflight fetched it
+        return evaluate.load_rows(cfg.evaluate, cfg.seed, data_dir)  # preflight fetched it
     except RowError as err:
         raise StoreError(f"{err}; fix or replace that benchmark file (paths.data_dir / SELFLEN_DATA_DIR), or "
                          "switch evaluation off with evaluate.enabled=false") from None
@@ -148,14 +145,11 @@ def eval_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
 
 
 def seed_prompts(language: str) -> list[str]:
-    from selflen.seeds import load_seeds
-
     return [s.prompt for s in load_seeds(language)]
 
 
-def decontaminator(cfg: TrainConfig):  # noqa: ANN201
-    from selflen.decontam import Decontaminator, default_data_dir
-
+def decontaminator(cfg: TrainConfig) -> Decontaminator | None:
+    """The benchmark n-gram index decontamination checks instructions against (None when it indexes nothing)."""
     data_dir = Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else default_data_dir()
     if data_dir is None or not data_dir.exists():
         raise StoreError(

@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from selflen.addresses import FINAL, Point, at, point_folder
 from selflen.errors import StoreError, check_stop
 from selflen.integrity import check_trained_folder, declared_output, engine_failed, file_digest, redo_fix
+from selflen.jsonl import read_jsonl, write_atomic, write_jsonl
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "run.lock"
@@ -69,7 +69,11 @@ def git_commit(root: Path | None = None) -> str | None:
         return None
 
 
-ROLES = ("gen", "ext")  # the two roles of the loop; FINAL names the length-following model
+ROLES = ("gen", "ext")  # the two roles of the loop
+LENGTH_FOLLOWER = "final"
+"""The role of the length-following model, trained once after the loop, at the point ``FINAL``. A role, not a point:
+code names it ``LENGTH_FOLLOWER``; its stored text stays ``"final"`` because the finetune stage's settings hash it
+(``FinetuneSettings.role``) and it names its ``train/final/*`` metrics, its card and its engine label."""
 
 
 class RunLayout:
@@ -81,7 +85,7 @@ class RunLayout:
     >>> lay = RunLayout(Path("/runs/a"))
     >>> lay.rel(lay.stage(2, "extend"))
     'iter_2/extend'
-    >>> lay.rel(lay.finetune_dir("final", 3)), lay.rel(lay.stage("final", "evaluate"))
+    >>> lay.rel(lay.finetune_dir(LENGTH_FOLLOWER, 3)), lay.rel(lay.stage(FINAL, "evaluate"))
     ('final/finetune', 'final/evaluate')
     """
 
@@ -97,12 +101,12 @@ class RunLayout:
         return self.root / at(point, name)
 
     def finetune_dir(self, role: str, k: Point) -> Path:
-        """The finetune stage folder of ``role`` (``gen``, ``ext`` or ``final``) in iteration ``k``."""
-        return self.stage(FINAL, "finetune") if role == FINAL else self.stage(k, f"finetune_{role}")
+        """The finetune stage folder of ``role`` (``gen``, ``ext`` or ``LENGTH_FOLLOWER``) in iteration ``k``."""
+        return self.stage(FINAL, "finetune") if role == LENGTH_FOLLOWER else self.stage(k, f"finetune_{role}")
 
     def trained(self, role: str, k: Point) -> Path | None:
         """What ``finetune_<role>`` of iteration ``k`` produced: a LoRA adapter or a full model folder, else None."""
-        if role != FINAL and int(k) < 1:
+        if role != LENGTH_FOLLOWER and int(k) < 1:
             return None
         stage = self.finetune_dir(role, k)
         declared = declared_output(read_json(stage / DONE_NAME))
@@ -154,72 +158,6 @@ class RunLayout:
     plots_dir = property(lambda self: self.root / "plots")
 
 
-def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """All records of a JSON-lines file. A torn last line (a crash mid-append) is skipped (and cut off if
-    ``repair``); a bad line followed by good ones is corruption, not a crash: ``StoreError`` naming FILE:LINE."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    records, good_end, bad = [], 0, None
-    for number, line_end in enumerate(_line_ends(data), start=1):
-        line = data[good_end:line_end]
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict):
-                raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
-        except (ValueError, UnicodeDecodeError) as err:
-            bad = (number, err)
-            break
-        records.append(rec)
-        good_end = line_end + 1
-    rest = data[good_end:]
-    if bad is not None and rest[rest.index(b"\n") + 1 :].strip():
-        number, err = bad
-        raise StoreError(
-            f"{path}:{number}: corrupt record ({str(err).splitlines()[0][:120]}) followed by more records; "
-            f"{redo_fix(path.parent)} (or delete the stage folder {path.parent})"
-        )
-    if good_end < len(data):
-        log.warning("%s: dropping a torn last line (%d bytes)", path, len(data) - good_end)
-        if repair:
-            with open(path, "r+b") as f:
-                f.truncate(good_end)
-    return records
-
-
-def _line_ends(data: bytes) -> Iterator[int]:
-    start = 0
-    while (i := data.find(b"\n", start)) >= 0:
-        yield i
-        start = i + 1
-
-
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write a whole file atomically (temp file + rename)."""
-    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
-    _write_atomic(Path(path), "".join(lines))
-    return len(lines)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """``text`` into ``path`` through a synced temp file and a rename, so a crash or a full disk leaves the old file
-    (or none) and never a half-written one; a failure is one ``StoreError`` naming the file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        what = "the disk is full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror or str(err)
-        raise StoreError(f"{path}: cannot write it: {what}; nothing half-written is kept, free space (or fix the "
-                         "permissions) and re-run the same command to resume") from None
-
-
 def read_json(path: Path, fix: str | None = None) -> Any:
     """A JSON file's content, or None when the file does not exist; a truncated or garbled file is a
     ``StoreError`` naming it and ``fix`` (by default: redo the stage whose folder holds it)."""
@@ -236,8 +174,8 @@ def read_json(path: Path, fix: str | None = None) -> Any:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write a JSON file atomically (see ``_write_atomic``)."""
-    _write_atomic(Path(path), json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+    """Write a JSON file atomically (see ``selflen.jsonl.write_atomic``)."""
+    write_atomic(Path(path), json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
 class Stage:
@@ -349,7 +287,7 @@ class Stage:
                 )
             self._clear(f"config changed {old} -> {self.hash}")
         if old != self.hash:
-            _write_atomic(marker, self.hash)  # never a torn marker that would read as another config
+            write_atomic(marker, self.hash)  # never a torn marker that would read as another config
 
     @property
     def done(self) -> bool:

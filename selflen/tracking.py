@@ -334,3 +334,14 @@ def open_logger(
         logger.finish(exit_code=1)
         raise
     logger.finish(exit_code=0)
+
+
+def job_type(debug: str | None, experiment: str | None) -> str:
+    """The W&B job type of a training run: what ran (``loop``, ``loop:<experiment>``, ``loop:smoke`` for
+    ``debug=smoke``; the debug option wins).
+
+    >>> job_type(None, "cpu_lengthen"), job_type("smoke", "cpu_lengthen"), job_type(None, None)
+    ('loop:cpu_lengthen', 'loop:smoke', 'loop')
+    """
+    what = debug or experiment
+    return f"loop:{what}"[:64] if what else "loop"

@@ -22,7 +22,7 @@ from evaluation.counters import count_words_longbench_write, count_words_longen 
 def cached_benchmark_file(name: str) -> Path | None:
     """The copy ``evaluation.benchmarks.ensure_benchmarks`` fetched into ``$SELFLEN_CACHE`` (else
     ``~/.cache/selflen``)``/benchmarks``, if there is one."""
-    from selflen.data import BENCHMARK_SPECS
+    from selflen.benchmark_files import BENCHMARK_SPECS
 
     cache = Path(os.environ.get("SELFLEN_CACHE") or "~/.cache/selflen").expanduser()
     path = cache / "benchmarks" / BENCHMARK_SPECS[name].relpath
@@ -33,8 +33,9 @@ def load_benchmark_docs(selflen_benchmark: str = "", data_files: Any = None, **k
     """A selflen benchmark as a ``DatasetDict`` with one ``test`` split (lm-eval's ``custom_dataset`` hook).
 
     The file is the task's ``dataset_kwargs.data_files`` when it sets one (relative paths are resolved against the
-    working directory, as by ``datasets``); otherwise the benchmark's file (``selflen.data.BENCHMARK_SPECS``) in
-    the data directory of ``selflen.data.resolve_data_dir``: ``$SELFLEN_DATA_DIR``, else the copy shipped in
+    working directory, as by ``datasets``); otherwise the benchmark's file
+    (``selflen.benchmark_files.BENCHMARK_SPECS``) in the data directory of
+    ``selflen.benchmark_files.resolve_data_dir``: ``$SELFLEN_DATA_DIR``, else the copy shipped in
     ``selflen/benchmarks``, whatever the working directory; else the copy an online run fetched into the selflen
     cache. Other keyword arguments (lm-eval passes the task metadata and the model arguments) are ignored.
     """

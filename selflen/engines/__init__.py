@@ -127,8 +127,8 @@ class EnginePool:
     base model and served as a model of its own instead (vLLM on CPU: see ``backend.merge_adapters``).
     """
 
-    def __init__(self, base_dir: Path, build, tag: str = "", release_timeout_s: float = 60.0,  # noqa: ANN001
-                 merge=None) -> None:  # noqa: ANN001
+    def __init__(self, base_dir: Path, build, tag: str = "", release_timeout_s: float = 60.0,
+                 merge=None) -> None:
         self.base_dir = Path(base_dir)
         self._build = build  # build(model_dir) -> Engine
         self._merge = merge  # merge(adapter_dir, name) -> merged model folder, or None to serve adapters

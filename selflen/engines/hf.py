@@ -234,7 +234,7 @@ class HFEngine(Engine):
         self.model.eval()
         self._adapters[name] = str(path)
 
-    def _activate(self, adapter: str | None):  # noqa: ANN202 - a context manager
+    def _activate(self, adapter: str | None):  # a context manager
         import contextlib
 
         if adapter is None:

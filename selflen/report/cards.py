@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from selflen.store import read_jsonl
+from selflen.store import LENGTH_FOLLOWER, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ MODEL_LICENCES: dict[str, str] = {
 ROLE_TEXT = {
     "gen": "the **Generator**: answers an instruction directly, trained on the longest accepted extensions",
     "ext": "the **Extender**: rewrites an answer (with lines removed) into a longer one",
-    "final": "the **length-following model**: answers an instruction that carries an explicit length constraint",
+    LENGTH_FOLLOWER: "the **length-following model**: answers an instruction that carries an explicit length "
+                     "constraint",
 }
 PIPE = "\\|"  # a literal pipe inside a Markdown table cell
 SKIPPED_FILES = {"records.jsonl"}  # stage bookkeeping, not training data

@@ -97,7 +97,7 @@ def compare(run_dirs: Sequence[Path], out: Path, title: str = "selflen run compa
 
 def regression_section(runs: Sequence[Run]) -> str:
     """The general-ability verdicts of the runs that ran ``final/regression`` (empty when none did)."""
-    from evaluation.regression import verdict_lines
+    from evaluation.lm_eval_compare import verdict_lines
 
     lines = [f"- {r.label}: {line}" for r in runs for line in verdict_lines((r.summary or {}).get("regression") or {})]
     return "\n## General-ability regression (final model vs base, paired bootstrap SE)\n\n" + "\n".join(lines) + "\n" \

@@ -1,9 +1,9 @@
 """Every PNG selflen draws: length histograms, growth curves, evaluation scores, required-vs-produced scatter.
 
 Inputs are plain data (no run objects), so the pipeline and the comparison report share these functions; the
-figure helpers and the required-vs-produced scatter are the evaluation package's (``evaluation.plots``). A missing
-value (``None`` or NaN) is a gap in a line, never a point at zero. matplotlib is imported on first use, with the
-Agg backend, so importing this module is cheap.
+figure helpers and the required-vs-produced scatter are the evaluation package's (``evaluation.plot_helpers``). A
+missing value (``None`` or NaN) is a gap in a line, never a point at zero. matplotlib is imported on first use, with
+the Agg backend, so importing this module is cheap.
 
 Evaluation points are ``0`` (the base model, labelled "base"), ``1``..``K`` and ``"final"``.
 """
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluation.plots import _pyplot, colors, save, scatter  # noqa: F401 - scatter: the report's too
+from evaluation.plot_helpers import _pyplot, colors, save, scatter  # noqa: F401 - scatter: the report's too
 
 Point = int | str
 

@@ -370,15 +370,7 @@ def log_samples(logger: Any, kept: Sequence[Mapping[str, Any]], k: int, limit: i
                                                  "extension_words"], rows)
 
 
-def log_eval_table(logger: Any, stage_dir: Path, step: int) -> None:
-    """The evaluation's answers as a W&B table per iteration: prompt, required and produced words, score, finish."""
-    from evaluation.records import read_jsonl
-
-    path = stage_dir / "scored.jsonl"
-    if not path.is_file():
-        return
-    rows, _ = read_jsonl(path)
-    columns = ["iteration", "id", "prompt", "required_words", "produced_words", "score", "finish_reason"]
-    logger.log_table(f"eval/generations/iter_{step}", columns, [
-        [step, r.get("id"), str(r.get("query") or r.get("prompt") or "")[:2000], r.get("required"), r.get("words"),
-         r.get("score"), r.get("finish_reason")] for r in rows])
+def engine_errors(manifests: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """Requests an engine failed, by stage, in the stages this summary rests on (each retried until it was
+    answered, since a stage with a record the engine failed is never done); empty when there were none."""
+    return {name: m["engine"]["errors"] for name, m in manifests.items() if (m.get("engine") or {}).get("errors")}

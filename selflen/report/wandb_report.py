@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from selflen.report.runs import Run
+from selflen.store import LENGTH_FOLLOWER, ROLES
 
 log = logging.getLogger(__name__)
 LINE_PLOTS = (["generate/mean_words", "extend/mean_words", "select/mean_words"], ["extend/accept_rate"],
               ["eval/mean_words"], ["eval/finish/length_rate"])
 EVAL_PLOTS = (["eval/score"], ["eval/hit_rate"], ["eval/length/effective_words"])
-LOSS_PLOTS = {role: (f"train/{role}/step", [f"train/{role}/loss"]) for role in ("gen", "ext", "final")}
+LOSS_PLOTS = {role: (f"train/{role}/step", [f"train/{role}/loss"]) for role in (*ROLES, LENGTH_FOLLOWER)}
 TRAINER_PLOTS = (["train/learning_rate"], ["train/grad_norm"])
 RUN_MEDIA = ["plots/growth", "plots/length_histogram", "plots/eval_base_scatter", "plots/eval_final_scatter"]
 REPORT_MEDIA_PREFIX = "compare/"

@@ -4,8 +4,10 @@ The stage contract (every module in ``selflen/stages``)::
 
     @dataclass(frozen=True)
     class XSettings: ...            # everything that shapes the stage's output; paths relative to the run dir
-    def settings(cfg, ...) -> XSettings     # built from the stage's config group (and the groups it reads)
-    def run(stage, inputs, settings, engine=None) -> StageResult
+    def settings(cfg: TrainConfig, ...) -> XSettings  # from the stage's config group (and the groups it reads)
+    def run(stage: Stage, inputs, s: XSettings, engine) -> StageResult  # engine=None: a stage that generates nothing
+
+``tests/unit/test_stage_contract.py`` holds every stage module to this shape and to a test of its own.
 
 ``run`` appends typed records (``selflen.stages.records``) one by one to ``stage`` and skips ids it already has,
 so a killed stage resumes; the stage's identity (its hash) is the hash of its settings and of its inputs' stages.
@@ -20,20 +22,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from selflen.config import TrainConfig
 from selflen.engines.base import Request, Result, SamplingParams
 from selflen.errors import EngineFailed
 from selflen.store import stable_id
+from selflen.text import FilterRules
+from selflen.text.filters import LLAMA_END_PUNCT, META_WORDS, QWEN_END_PUNCT
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows a stage reports for the logger to show (a W&B table), one list of values per row, in ``columns``' order."""
+
+    columns: tuple[str, ...]
+    rows: list[list[Any]]
 
 
 @dataclass
 class StageResult:
-    """What a stage reports: counts, drops by reason, scalar metrics, extra JSON for ``done.json``, images."""
+    """What a stage reports: counts, drops by reason, scalar metrics, extra JSON for ``done.json``, images, and
+    tables (logged as ``<key>/iter_<step>`` with the iteration as their first column, like every metric)."""
 
     counts: dict[str, int]
     drops: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)  # logger key -> file path
+    tables: dict[str, Table] = field(default_factory=dict)  # logger key (without the step) -> rows
 
 
 def summarize(records: Sequence[dict], name: str, words_key: str = "words", **metrics: float) -> StageResult:
@@ -130,7 +145,7 @@ class Chat:
         return Request(self.messages(user), params.with_(seed=seed, n=n), prefix=prefix or None)
 
 
-def sampling_params(cfg: Any, max_new_tokens: int, stop: Sequence[str] | None = None) -> SamplingParams:
+def sampling_params(cfg: TrainConfig, max_new_tokens: int, stop: Sequence[str] | None = None) -> SamplingParams:
     """The shared decoding (the ``sampling`` group) with one stage's token budget."""
     s = cfg.sampling
     return SamplingParams(
@@ -143,13 +158,10 @@ def sampling_params(cfg: Any, max_new_tokens: int, stop: Sequence[str] | None = 
     )
 
 
-def filter_rules(cfg: Any):  # noqa: ANN201 - FilterRules
+def filter_rules(cfg: TrainConfig) -> FilterRules:
     """The language group's response filters; ``language.rules=reference`` swaps in the reference's own end
     punctuation (Qwen's set for Chinese, LLaMA's for the rest), meta words (none for Chinese, as Qwen) and its
     case-sensitive substring match."""
-    from selflen.text import FilterRules
-    from selflen.text.filters import LLAMA_END_PUNCT, META_WORDS, QWEN_END_PUNCT
-
     lang = cfg.language
     reference = lang.rules == "reference"
     zh = lang.name == "zh"

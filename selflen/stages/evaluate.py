@@ -5,7 +5,7 @@ and how many answers the token budget cut (``hit_budget``), so a length set by t
 
 Config group ``evaluate``; prompts are the benchmark's; rules in ``evaluation`` (scorers, repetition). The
 stage receives the engine already bound to the model it evaluates: it never knows the loop.
-This is the one place where ``selflen`` imports ``evaluation``.
+Its inputs (``EvaluateInputs``: the slice and the held-out split) are built once per run by the pipeline.
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluation.api import log_metrics, scatter_plot, score_rows
+from evaluation.api import benchmark_requests, log_metrics, response_rows, scatter_plot, score_rows
 from evaluation.benchmarks import load_benchmark, slice_rows
 from evaluation.repetition import repeated_ngram_rate
-from evaluation.runner import benchmark_requests, response_rows
+from selflen.addresses import FINAL, Point
+from selflen.config import TrainConfig
 from selflen.engines.base import Engine, SamplingParams
 from selflen.errors import SelflenError
 from selflen.groups import EvaluateConfig
 from selflen.stages import evaluate_self
-from selflen.stages.common import StageResult, engine_failure, failed_answers
+from selflen.stages.common import StageResult, Table, engine_failure, failed_answers
 from selflen.stages.records import Instruction
 from selflen.store import Stage, write_json, write_jsonl
 
@@ -40,17 +41,27 @@ class EvaluateSettings:
     self_split: evaluate_self.SelfSplitSettings | None = None  # the held-out self-instructed split, answered too
 
 
-def settings(cfg, point: int | str) -> EvaluateSettings:  # noqa: ANN001 - TrainConfig
+@dataclass(frozen=True)
+class EvaluateInputs:
+    """What every point answers, built once per run (``pipeline.evaluation_inputs``): the benchmark slice
+    (``load_rows``) and the held-out self-instructed split (``iter_0/instruct``'s accepted instructions, answered
+    when the settings carry ``self_split``)."""
+
+    rows: Sequence[dict[str, Any]]
+    split: Sequence[Instruction] = ()
+
+
+def settings(cfg: TrainConfig, point: Point) -> EvaluateSettings:
     e = cfg.evaluate
-    split = e.self_instructed > 0 and str(point) != "final"  # the final model follows length constraints
+    split = e.self_instructed > 0 and str(point) != FINAL  # the final model follows length constraints
     return EvaluateSettings(evaluate=e, point=str(point), max_new_tokens=cfg.length.evaluate_tokens, seed=cfg.seed,
                             self_split=evaluate_self.settings(cfg) if split else None)
 
 
-def load_rows(s: EvaluateSettings, data_dir: Path | None, online: bool = False) -> list[dict[str, Any]]:
-    """The held-out slice; raises ``FileNotFoundError`` (naming what to do) when the benchmark is missing."""
-    rows = load_benchmark(s.evaluate.benchmark, data_dir=data_dir, online=online)
-    return slice_rows(rows, language=list(s.evaluate.languages) or None, n_per_cell=s.evaluate.n_per_cell, seed=s.seed)
+def load_rows(e: EvaluateConfig, seed: int, data_dir: Path | None, online: bool = False) -> list[dict[str, Any]]:
+    """The held-out slice of ``e.benchmark``; raises ``FileNotFoundError`` (naming what to do) when it is missing."""
+    rows = load_benchmark(e.benchmark, data_dir=data_dir, online=online)
+    return slice_rows(rows, language=list(e.languages) or None, n_per_cell=e.n_per_cell, seed=seed)
 
 
 def length_summary(scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -77,11 +88,11 @@ def length_summary(scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run(stage: Stage, rows: Sequence[dict[str, Any]], s: EvaluateSettings, engine: Engine,
-        split: Sequence[Instruction] = ()) -> StageResult:
-    """Answer the benchmark slice ``rows`` (and, with ``s.self_split``, the self-instructed ``split``) in one engine
-    call; score the benchmark's answers with its own formulas; write ``scored.jsonl``, ``summary.json`` and
-    ``self_instructed.jsonl``."""
+def run(stage: Stage, inputs: EvaluateInputs, s: EvaluateSettings, engine: Engine) -> StageResult:
+    """Answer the benchmark slice (and, with ``s.self_split``, the self-instructed split) in one engine call; score
+    the benchmark's answers with its own formulas; write ``scored.jsonl``, ``summary.json`` and
+    ``self_instructed.jsonl``; report the scored answers as the table ``eval/generations``."""
+    rows, split = inputs.rows, inputs.split
     params = SamplingParams(
         temperature=s.evaluate.temperature,
         top_p=s.evaluate.top_p,
@@ -127,4 +138,12 @@ def run(stage: Stage, rows: Sequence[dict[str, Any]], s: EvaluateSettings, engin
         metrics=metrics,
         extra={"length": summary["length"], **extra},
         images={f"plots/eval_{name}_scatter": str(plot)},
+        tables={"eval/generations": generations_table(scored)},
     )
+
+
+def generations_table(scored: Sequence[dict[str, Any]]) -> Table:
+    """The scored answers as a table: prompt, required and produced words, score, finish reason."""
+    return Table(("id", "prompt", "required_words", "produced_words", "score", "finish_reason"), [
+        [r.get("id"), str(r.get("query") or r.get("prompt") or "")[:2000], r.get("required"), r.get("words"),
+         r.get("score"), r.get("finish_reason")] for r in scored])

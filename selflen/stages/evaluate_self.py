@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evaluation.repetition import effective_length, repeated_ngram_rate
+from selflen.config import TrainConfig
 from selflen.engines.base import Request, Result, SamplingParams
 from selflen.stages.common import Chat, seed_for
 from selflen.stages.records import Instruction
@@ -39,7 +40,7 @@ class SelfSplitSettings:
     counter: str
 
 
-def settings(cfg) -> SelfSplitSettings:  # noqa: ANN001 - TrainConfig
+def settings(cfg: TrainConfig) -> SelfSplitSettings:
     return SelfSplitSettings(samples=cfg.evaluate.self_samples, chat=Chat(cfg.model.system_prompt),
                              counter=cfg.language.counter)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from selflen import prompts
+from selflen.config import TrainConfig
 from selflen.engines.base import Engine, Result, SamplingParams
 from selflen.groups import ExtendConfig
 from selflen.stages.common import Chat, StageResult, filter_rules, sampling_params, seed_for, summarize
@@ -57,7 +58,7 @@ class ExtendSettings:
     prompts: str  # fingerprint of the extend prompt template
 
 
-def settings(cfg) -> ExtendSettings:  # noqa: ANN001 - TrainConfig
+def settings(cfg: TrainConfig) -> ExtendSettings:
     c = cfg.extend
     return ExtendSettings(
         extend=c,

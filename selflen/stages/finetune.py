@@ -1,7 +1,7 @@
 """Step 4: fine-tune one role (``gen``, ``ext``, or ``final`` for the length-following model) on its SFT file,
 into ``<stage>/adapter`` (LoRA) or ``<stage>/model`` (full fine-tuning).
 
-Config group ``finetune``; the trainer is ``selflen.finetune.train`` (TRL ``SFTTrainer``, loss on the answer
+Config group ``finetune``; the trainer is ``selflen.trainer.train`` (TRL ``SFTTrainer``, loss on the answer
 only), run as a launched job (``selflen.launch``, config group ``launch``) or in this process. Lineage:
 ``continue`` starts iteration k from iteration k-1's adapter (the reference's cumulative adapter) or from its full
 weights; ``fresh`` starts from the base model every time.
@@ -13,14 +13,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from selflen.config import TrainConfig
 from selflen.errors import SelflenError
-from selflen.finetune import train
 from selflen.groups import FinetuneConfig
 from selflen.integrity import redo_fix
 from selflen.launch import LaunchSettings, TrainJob, run_job
 from selflen.stages.common import StageResult
 from selflen.stages.records import Drop
-from selflen.store import RunLayout, Stage
+from selflen.store import LENGTH_FOLLOWER, RunLayout, Stage
+from selflen.trainer import train
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,26 @@ class FinetuneInputs:
     launch: LaunchSettings = field(default_factory=lambda: LaunchSettings(launcher="inprocess"))
 
 
-def settings(cfg, role: str, epochs: float | None = None) -> FinetuneSettings:  # noqa: ANN001 - TrainConfig
+def settings(cfg: TrainConfig, role: str, epochs: float | None = None) -> FinetuneSettings:
     f = cfg.finetune if epochs is None else replace(cfg.finetune, epochs=epochs)
     return FinetuneSettings(role=role, finetune=f, seed=cfg.seed, dtype=cfg.model.dtype,
                             processes=cfg.launch.num_processes)
 
 
+def launch_settings(cfg: TrainConfig) -> LaunchSettings:
+    """How the trainer is launched (the ``launch`` group): not part of the stage's identity, the same training
+    launched another way is the same stage."""
+    c = cfg.launch
+    return LaunchSettings(name=c.name, launcher=c.launcher, num_processes=c.num_processes,
+                          main_process_port=c.main_process_port, accelerate=dict(c.accelerate),
+                          deepspeed=dict(c.deepspeed) if c.deepspeed is not None else None,
+                          env={k: str(v) for k, v in c.env.items()})
+
+
 def with_start(s: FinetuneSettings, layout: RunLayout, previous: Path | None) -> FinetuneSettings:
     """Where training starts: ``previous`` (what the role's last training produced) under ``continue`` lineage —
     its adapter is trained further, or its full weights are the starting model — else the base model."""
-    if previous is None or (s.finetune.lineage != "continue" and s.role != "final"):
+    if previous is None or (s.finetune.lineage != "continue" and s.role != LENGTH_FOLLOWER):
         return s
     if previous.name == "adapter":
         return replace(s, init_adapter=layout.rel(previous))

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from selflen.config import TrainConfig
 from selflen.engines.base import Engine, Result, SamplingParams
 from selflen.groups import GenerateConfig
 from selflen.stages.common import Chat, StageResult, filter_rules, sampling_params, seed_for, summarize
@@ -30,7 +31,7 @@ class GenerateSettings:
     seed: int
 
 
-def settings(cfg) -> GenerateSettings:  # noqa: ANN001 - TrainConfig
+def settings(cfg: TrainConfig) -> GenerateSettings:
     c = cfg.generate
     return GenerateSettings(
         generate=c,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from selflen import prompts
+from selflen.config import TrainConfig
 from selflen.decontam import Decontaminator
 from selflen.engines.base import Engine, SamplingParams
 from selflen.groups import InstructConfig
@@ -50,7 +51,7 @@ class InstructInputs:
     decontaminator: Decontaminator | None = None
 
 
-def settings(cfg, k: int, count: int | None = None) -> InstructSettings:  # noqa: ANN001 - TrainConfig
+def settings(cfg: TrainConfig, k: int, count: int | None = None) -> InstructSettings:
     """Iteration ``k``'s settings; ``count`` replaces ``instruct.count`` (the held-out split, the final collection)."""
     c, lang = cfg.instruct, cfg.language
     label = lang.instruction_label
@@ -221,7 +222,7 @@ def _slot(sid: str) -> int:
     return int(sid.rsplit("-i", 1)[1])
 
 
-def _request(sid: str, attempt: int, s: InstructSettings, seeds: Sequence[str], groups: dict[str, list[str]]):  # noqa: ANN202
+def _request(sid: str, attempt: int, s: InstructSettings, seeds: Sequence[str], groups: dict[str, list[str]]):
     grown = groups.get(pool_group(_slot(sid), s.instruct.pool_reset), []) if s.instruct.pool == "growing" else []
     pool = [*seeds, *grown]
     rng = rng_for(s.seed, sid, attempt)

@@ -3,7 +3,7 @@ round) get a length constraint (about / range / above / below, in the answer's l
 length satisfies, woven into the query by the base model (checked, with a template fallback) or by the template
 alone.
 
-Config group ``length_control``; prompts and phrasings in ``selflen/prompts``; rules in ``selflen.lengthctl``.
+Config group ``length_control``; prompts and phrasings in ``selflen/prompts``; rules in ``selflen.length_constraints``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from selflen.config import TrainConfig
 from selflen.engines.base import Engine, Request, SamplingParams
 from selflen.groups import LengthControlConfig
-from selflen.lengthctl import accept_rewrite, apply_template, make_constraint, pick_kind, rewrite_prompt
+from selflen.length_constraints import accept_rewrite, apply_template, make_constraint, pick_kind, rewrite_prompt
 from selflen.stages.common import Chat, StageResult, engine_failure, failed_answers, seed_for, word_stats
 from selflen.stages.records import LengthControlExample
 from selflen.stages.sft_data import pair
@@ -35,7 +36,7 @@ class LengthControlSettings:
     seed: int
 
 
-def settings(cfg) -> LengthControlSettings:  # noqa: ANN001 - TrainConfig
+def settings(cfg: TrainConfig) -> LengthControlSettings:
     n = cfg.length
     return LengthControlSettings(length_control=cfg.length_control, min_words=n.pool_min_words,
                                  max_words=n.pool_max_words, max_new_tokens=n.rewrite_tokens,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from selflen.config import TrainConfig
 from selflen.groups import RegressionConfig
 from selflen.stages.common import StageResult
 from selflen.store import Stage, write_json
@@ -25,16 +26,23 @@ class RegressionSettings:
     bootstrap_iters: int = 1000
 
 
-def settings(cfg) -> RegressionSettings:  # noqa: ANN001 - TrainConfig
+@dataclass(frozen=True)
+class RegressionInputs:
+    base_model: Path  # the base model's folder
+    trained: Path  # final/finetune's ``adapter`` folder (LoRA) or full ``model`` folder
+
+
+def settings(cfg: TrainConfig) -> RegressionSettings:
     return RegressionSettings(cfg.regression, cfg.model.dtype)
 
 
-def run(stage: Stage, base_model: Path, trained: Path, s: RegressionSettings) -> StageResult:
-    """``trained`` is an ``adapter`` folder (LoRA) or a full ``model`` folder."""
+def run(stage: Stage, inputs: RegressionInputs, s: RegressionSettings, engine: None = None) -> StageResult:
+    """lm-eval on both models (it loads them itself: no engine)."""
     import torch
 
-    from evaluation.regression import run_regression
+    from evaluation.lm_eval_compare import run_regression
 
+    base_model, trained = inputs.base_model, inputs.trained
     adapter, full = (trained, None) if trained.name == "adapter" else (None, trained)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     result = run_regression(base_model, adapter, s.regression.tasks, s.regression.limit, device=device, dtype=s.dtype,

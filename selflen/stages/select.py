@@ -14,6 +14,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from selflen.config import TrainConfig
 from selflen.groups import SelectConfig
 from selflen.stages.common import StageResult, seed_for, summarize
 from selflen.stages.records import Drop, Record
@@ -30,7 +31,7 @@ class SelectSettings:
     iteration: int
 
 
-def settings(cfg, k: int, text_key: str) -> SelectSettings:  # noqa: ANN001 - TrainConfig
+def settings(cfg: TrainConfig, k: int, text_key: str) -> SelectSettings:
     c = cfg.select
     biased = c.length_biased_responses if text_key == "response" else c.length_biased_extensions
     return SelectSettings(select=c, text_key=text_key, length_biased=biased, seed=cfg.seed, iteration=k)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selflen import prompts
+from selflen.config import TrainConfig
 from selflen.groups import SftDataConfig
 from selflen.stages.common import Chat, StageResult, rng_for
 from selflen.stages.extend import extend_prompt
@@ -35,7 +36,7 @@ class SftDataSettings:
     prompts: str  # fingerprint of the extend prompt template
 
 
-def settings(cfg) -> SftDataSettings:  # noqa: ANN001 - TrainConfig
+def settings(cfg: TrainConfig) -> SftDataSettings:
     return SftDataSettings(sft_data=cfg.sft_data, joiner=cfg.language.line_joiner, language=cfg.language.name,
                            chat=Chat(cfg.model.system_prompt), seed=cfg.seed,
                            prompts=config_hash(prompts.load("extend", cfg.language.name).template))

@@ -20,7 +20,7 @@ Which file holds which rule:
                    (``NGRAM_TOKENIZERS``), ``meta_text`` (``META_WORDS``); ``accept_extension``
 ``sampling.py``    ``keep_probability``, ``length_biased_keep``, ``remove_lines``
 ``dedup.py``       ``normalise``, ``shingles``, MinHash ``dedup_mask``
-``judge.py``       ``parse_yes_no``
+``verdict.py``     ``parse_yes_no`` (a judge's yes/no verdict)
 =================  ===========================================================================================
 
 Everything public is re-exported here, so ``from selflen.text import count_words`` keeps working.
@@ -49,9 +49,9 @@ from selflen.text.filters import (
     repeated_ngram,
     strip_meta_lines,
 )
-from selflen.text.judge import parse_yes_no
 from selflen.text.sampling import keep_probability, length_biased_keep, remove_lines
 from selflen.text.split import SPLIT_STRATEGIES, first_part, keep_leading, split_sentences
+from selflen.text.verdict import parse_yes_no
 
 __all__ = [
     "COUNTERS",

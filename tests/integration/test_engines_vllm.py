@@ -142,7 +142,7 @@ def test_openai_engine_against_a_real_server(server: str, hf_engine, perturbed_a
 
         # the server's incremental detokenizer withholds a trailing incomplete UTF-8 sequence (the random model
         # emits byte tokens), so trailing replacement characters are not compared
-        def texts(results) -> list[str]:  # noqa: ANN001
+        def texts(results) -> list[str]:
             return [r.text.rstrip("\ufffd") for r in results]
 
         got, lora = texts(eng.generate(requests())), texts(eng.generate(requests("p")))

@@ -49,7 +49,7 @@ def test_lm_eval_cli_runs_selflen_longen_offline(tmp_path: Path) -> None:
 
 
 def test_regression_base_vs_adapter_on_mini_mc(tiny_model: Path, perturbed_adapter: Path) -> None:
-    from evaluation.regression import run_regression
+    from evaluation.lm_eval_compare import run_regression
 
     result = run_regression(tiny_model, perturbed_adapter, tasks=["selflen_mini_mc"], limit=8, batch_size=4)
     assert set(result["base"]["selflen_mini_mc"]) >= {"acc", "acc_norm"}

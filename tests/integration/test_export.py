@@ -38,7 +38,7 @@ def _python(args: list[str], env: dict[str, str], timeout: float = 600) -> subpr
 
 
 @pytest.fixture(scope="module")
-def smoke(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def smoke(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("export")
     with HubStandIn({REPO_ID: tiny_model}) as hub:
         env = {k: v for k, v in os.environ.items() if k not in OFFLINE_SWITCHES}

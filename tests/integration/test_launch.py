@@ -38,7 +38,7 @@ def _data(path: Path, n: int = 8) -> Path:
     return path
 
 
-def _run_stage(root: Path, name: str, model: Path, data: Path, launch: LaunchSettings, train: FinetuneConfig):  # noqa: ANN202
+def _run_stage(root: Path, name: str, model: Path, data: Path, launch: LaunchSettings, train: FinetuneConfig):
     logs: list[dict] = []
     st = Stage(root / name, name, "hash")
     s = finetune.FinetuneSettings(role="gen", finetune=train, seed=0, dtype="float32", processes=launch.num_processes)

@@ -30,7 +30,7 @@ def train(run_dir: Path, *extra: str, timeout: float = 600) -> str:
     return proc.stdout + proc.stderr
 
 
-def compose(run_dir: Path, *extra: str):  # noqa: ANN201 - TrainConfig
+def compose(run_dir: Path, *extra: str):  # TrainConfig
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -104,7 +104,7 @@ def test_a_second_run_and_a_resumed_run_share_the_server(
     """A second run dir registers its own names next to the first run's; the first run resumed in a new process
     loads its names again although the server still has them (vLLM refuses a plain second load)."""
     from selflen.engines import Request, SamplingParams
-    from selflen.pipeline import Runner
+    from selflen.stage_runner import Runner
     from selflen.store import RunLayout
     from selflen.tracking import NullLogger
 

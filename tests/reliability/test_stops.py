@@ -30,7 +30,7 @@ NO_DATA = ["evaluate.enabled=false", "instruct.decontaminate=false"]
 
 
 @pytest.fixture
-def stalled():  # noqa: ANN201
+def stalled():
     srv = FaultyServer("stall").start()
     srv.stall_s = 120.0
     yield srv
@@ -148,7 +148,7 @@ def test_a_stop_cuts_an_hf_batch_short(tiny_model: Path) -> None:
         calls = []
         real = engine.model.forward
 
-        def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def counting(*args, **kwargs):
             calls.append(1)
             return real(*args, **kwargs)
 

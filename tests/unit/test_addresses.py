@@ -38,7 +38,7 @@ def test_text_that_is_no_address_is_refused() -> None:
 
 
 def test_layout_and_runner_refuse_an_unknown_stage(tmp_path: Path) -> None:
-    from selflen.pipeline import Runner
+    from selflen.stage_runner import Runner
 
     layout = RunLayout(tmp_path)
     assert layout.stage("2", "extend") == tmp_path / "iter_2" / "extend" == tmp_path / at(2, "extend")

@@ -91,7 +91,7 @@ class FakeVLLM:
 
 
 @pytest.fixture
-def fake():  # noqa: ANN201
+def fake():
     srv = FakeVLLM()
     yield srv
     srv.close()
@@ -201,7 +201,7 @@ def test_a_stage_manifest_names_the_adapter_that_generated_it(tmp_path: Path) ->
 
     from selflen.cli import register_resolvers
     from selflen.config import CONF_DIR, to_config
-    from selflen.pipeline import Runner
+    from selflen.stage_runner import Runner
     from selflen.stages import generate
     from selflen.store import RunLayout
     from selflen.tracking import NullLogger

@@ -86,7 +86,7 @@ class FakeServer:
 
 
 @pytest.fixture
-def server():  # noqa: ANN201
+def server():
     srv = FakeServer()
     srv.start()
     yield srv
@@ -163,7 +163,7 @@ def test_generate_stage_with_backend_openai_survives_a_server_crash(server: Fake
 
     from selflen.cli import register_resolvers
     from selflen.config import CONF_DIR, to_config
-    from selflen.pipeline import Runner
+    from selflen.stage_runner import Runner
     from selflen.stages import generate
     from selflen.store import RunLayout
     from selflen.tracking import NullLogger

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from selflen import data, decontam, env
+from selflen import benchmark_files as data
+from selflen import decontam, env
 from selflen.text import counting, filters, scripts, split
 
 pytestmark = pytest.mark.unit

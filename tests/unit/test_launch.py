@@ -43,9 +43,9 @@ def test_accelerate_config_carries_the_process_count_port_and_deepspeed_file(tmp
 def test_launch_command_runs_the_trainer_module_under_accelerate() -> None:
     cmd = launch_command(Path("/s/a.yaml"), Path("/s/job.json"), python="/venv/python")
     assert cmd == ["/venv/python", "-m", "accelerate.commands.launch", "--config_file", "/s/a.yaml",
-                   "-m", "selflen.finetune", "--job", "/s/job.json"]
+                   "-m", "selflen.trainer", "--job", "/s/job.json"]
     direct = launch_command(Path("/s/a.yaml"), Path("/s/job.json"), python="/venv/python", direct=True)
-    assert direct == ["/venv/python", "-m", "selflen.finetune", "--job", "/s/job.json"]
+    assert direct == ["/venv/python", "-m", "selflen.trainer", "--job", "/s/job.json"]
 
 
 def test_trainer_env_shares_the_cores_and_imports_this_package(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from selflen.models import check_chat_template, merged_model_dir, merges_adapter
 from tests.defaults import config
 
 
-def _logits(model_dir: Path, adapter: Path | None = None):  # noqa: ANN202 - a tensor
+def _logits(model_dir: Path, adapter: Path | None = None):  # a tensor
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -94,7 +94,7 @@ class _Engine(Engine):
     def __init__(self) -> None:
         self._adapters: dict[str, str] = {}
 
-    def generate(self, requests, desc=None):  # noqa: ANN001, ANN201
+    def generate(self, requests, desc=None):
         return []
 
     def add_adapter(self, name: str, path: str) -> None:
@@ -105,7 +105,7 @@ def test_the_runner_serves_merged_copies_on_engines_without_lora(monkeypatch: py
                                                                  tmp_path: Path) -> None:
     import torch
 
-    import selflen.pipeline as pipeline
+    import selflen.stage_runner as stage_runner
     from selflen.store import RunLayout
     from selflen.tracking import NullLogger
 
@@ -113,11 +113,11 @@ def test_the_runner_serves_merged_copies_on_engines_without_lora(monkeypatch: py
     starts: list[tuple[Path, bool]] = []
     merges: list[tuple[str, str, Path]] = []
 
-    def start(backend, model, folder, seed, enable_lora=True):  # noqa: ANN001, ANN202
+    def start(backend, model, folder, seed, enable_lora=True):
         starts.append((Path(folder), enable_lora))
         return _Engine()
 
-    def merge(base, adapter, out_root, label, dtype, trust_remote_code=False, before_build=None):  # noqa: ANN001, ANN202
+    def merge(base, adapter, out_root, label, dtype, trust_remote_code=False, before_build=None):
         merges.append((label, dtype, Path(out_root)))
         before_build()
         folder = Path(out_root) / f"{label}-key"
@@ -125,8 +125,8 @@ def test_the_runner_serves_merged_copies_on_engines_without_lora(monkeypatch: py
         (folder / "config.json").write_text("{}")
         return folder
 
-    monkeypatch.setattr(pipeline, "engine_from_config", start)
-    monkeypatch.setattr(pipeline, "merged_model_dir", merge)
+    monkeypatch.setattr(stage_runner, "engine_from_config", start)
+    monkeypatch.setattr(stage_runner, "merged_model_dir", merge)
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text('{"r": 8}')
@@ -136,7 +136,7 @@ def test_the_runner_serves_merged_copies_on_engines_without_lora(monkeypatch: py
         starts.clear(), merges.clear()
         cfg = config()
         cfg.backend.name, cfg.backend.dtype = backend, "bfloat16"
-        runner = pipeline.Runner(cfg, RunLayout(run), tmp_path / "base", NullLogger())
+        runner = stage_runner.Runner(cfg, RunLayout(run), tmp_path / "base", NullLogger())
         runner.engines.for_folder(None, "base")
         bound = runner.engines.for_folder(adapter, "gen1")
         if merged:

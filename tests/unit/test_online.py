@@ -48,7 +48,7 @@ def train(args: list[str], env: dict[str, str], cwd: Path) -> tuple[subprocess.C
 
 
 @pytest.fixture
-def hub(tiny_model: Path):  # noqa: ANN201
+def hub(tiny_model: Path):
     with HubStandIn({REPO_ID: tiny_model}) as standin:
         yield standin
 
@@ -158,7 +158,7 @@ def test_wandb_is_online_with_a_key_and_offline_without(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def listening_port():  # noqa: ANN201 - a loopback port that accepts connections (a W&B stand-in for the probe)
+def listening_port():  # a loopback port that accepts connections (a W&B stand-in for the probe)
     server = socket.create_server(("127.0.0.1", 0))
     yield server.getsockname()[1]
     server.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from selflen.stages.common import StageResult
+from selflen.stages.evaluate import generations_table
 from selflen.store import RunLayout, StoreError
 from selflen.tracking import STEP_METRICS, NullLogger, open_logger
 from tests import wandb_offline as wo
@@ -24,24 +25,25 @@ class _S:
 
 
 def _runner(tmp_path: Path, logger: NullLogger):
-    from selflen.pipeline import Runner
+    from selflen.stage_runner import Runner
 
     return Runner(config(), RunLayout(tmp_path / "run"), tmp_path, logger)
 
 
-def _loop(r, calls: list[str]) -> None:  # noqa: ANN001
+def _loop(r, calls: list[str]) -> None:
     """sft_data(1) -> finetune_gen(1) -> evaluate(1), generate(2): the stage names and inputs of the pipeline."""
 
-    def body(name: str):  # noqa: ANN202
-        def _run(st):  # noqa: ANN001, ANN202
+    def body(name: str):
+        def _run(st):
             calls.append(name)
             st.dir.mkdir(parents=True, exist_ok=True)
             (st.dir / "out.jsonl").write_text("{}\n")
-            if name == "evaluate":
+            tables = {}
+            if name == "evaluate":  # the stage reports its table; the runner logs any stage's tables alike
                 rows = [{"id": "a", "query": "Write 300 words.", "required": 300, "words": 120, "score": 40.0,
                          "finish_reason": "stop"}]
-                (st.dir / "scored.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
-            return StageResult(counts={"rows": 1}, metrics={f"{name}/mean_words": 1.0})
+                tables["eval/generations"] = generations_table(rows)
+            return StageResult(counts={"rows": 1}, metrics={f"{name}/mean_words": 1.0}, tables=tables)
         return _run
 
     r.run(1, "sft_data", _S(), ["iter_1/select"], body("sft_data"))
@@ -128,7 +130,7 @@ def test_the_same_sweep_command_lands_in_the_same_folder() -> None:
     assert _sweep_dir("model=llama3,qwen2", "seed=1") != a
 
 
-def test_a_multirun_job_is_grouped_by_its_sweep_and_tagged_with_its_overrides(monkeypatch) -> None:  # noqa: ANN001
+def test_a_multirun_job_is_grouped_by_its_sweep_and_tagged_with_its_overrides(monkeypatch) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from omegaconf import OmegaConf
@@ -144,7 +146,7 @@ def test_a_multirun_job_is_grouped_by_its_sweep_and_tagged_with_its_overrides(mo
     assert tracking.run_tags(["m"], ctx["overrides"]) == ["m", "model=qwen2"]
 
 
-def test_a_data_dir_without_benchmarks_stops_before_any_stage(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_a_data_dir_without_benchmarks_stops_before_any_stage(tmp_path: Path, monkeypatch) -> None:
     from selflen import pipeline
 
     empty = tmp_path / "empty"
@@ -165,7 +167,7 @@ def test_a_data_dir_without_benchmarks_stops_before_any_stage(tmp_path: Path, mo
     assert checked.paths == cfg.paths and checked.logger.mode == "offline"  # the tests force offline
 
 
-def test_online_without_a_route_fails_in_seconds_with_one_line(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_online_without_a_route_fails_in_seconds_with_one_line(tmp_path: Path, monkeypatch) -> None:
     import time
 
     from selflen import pipeline
@@ -189,12 +191,12 @@ def test_online_without_a_route_fails_in_seconds_with_one_line(tmp_path: Path, m
     assert online_endpoints(True)[-1] == "https://api.wandb.ai"  # W&B online is checked too
 
 
-def test_benchmarks_are_fetched_once_into_the_cache(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_benchmarks_are_fetched_once_into_the_cache(tmp_path: Path, monkeypatch) -> None:
     from evaluation import benchmarks
 
     fetched: list[str] = []
 
-    def fake(spec):  # noqa: ANN001, ANN202
+    def fake(spec):
         fetched.append(spec.name)
         return [{spec.prompt_field: "Write a poem.", "type": "about", "length": 100}]
 
@@ -273,10 +275,10 @@ def test_comparison_plots_are_uploaded_as_media_of_a_report_run(tmp_path: Path) 
     assert row["compare/growth/_type"] == "image-file" and row["compare/growth/caption"] == "length growth per run"
 
 
-def test_lm_eval_tasks_read_the_cached_copy(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_lm_eval_tasks_read_the_cached_copy(tmp_path: Path, monkeypatch) -> None:
     import importlib.util
 
-    from evaluation.regression import TASKS_DIR
+    from evaluation.lm_eval_compare import TASKS_DIR
 
     monkeypatch.setenv("SELFLEN_DATA_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("SELFLEN_CACHE", str(tmp_path / "cache"))

@@ -142,9 +142,9 @@ def test_very_long_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str], mon
     long_row = dict(GOOD, response="word " * 400_000)  # a 2 MB answer is scored, not refused
     code, _, out = _score(tmp_path, (json.dumps(long_row) + "\n").encode())
     assert code == 0 and json.loads(out.read_text())["words"] == 400_000
-    from evaluation import records
+    from selflen import jsonl
 
-    monkeypatch.setattr(records, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(jsonl, "MAX_LINE_BYTES", 1000)
     code, src, _ = _score(tmp_path, (json.dumps(GOOD) + "\n" + json.dumps(long_row) + "\n").encode())
     err = capsys.readouterr().err
     assert code == 2 and f"{src}:2: line of" in err and "longer than the limit" in err
@@ -173,7 +173,6 @@ def test_full_disk_while_writing_scores_leaves_no_output(tmp_path: Path, capsys:
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from evaluation import records
 
     class Full:
         def __init__(self, *_a: object, **_k: object) -> None:
@@ -193,13 +192,15 @@ def test_full_disk_while_writing_scores_leaves_no_output(tmp_path: Path, capsys:
     before = out.read_text()
     import builtins
 
-    def full_on_write(path: object, mode: str = "r", *a: object, **k: object):  # noqa: ANN202
+    def full_on_write(path: object, mode: str = "r", *a: object, **k: object):
         return Full() if "w" in mode else builtins.open(path, mode, *a, **k)
 
-    monkeypatch.setattr(records, "open", full_on_write, raising=False)
+    from selflen import jsonl
+
+    monkeypatch.setattr(jsonl, "open", full_on_write, raising=False)
     code, _, out = _score(tmp_path, (json.dumps(GOOD) + "\n").encode())
     err = capsys.readouterr().err
-    assert code == 1 and "selflen: error: No space left on device" in err
+    assert code == 1 and "cannot write it: the disk is full" in err and err.count("\n") == 1
     assert out.read_text() == before and not list(tmp_path.glob("*.tmp"))  # the old output is intact
 
 

@@ -270,7 +270,7 @@ def test_growth_plot_draws_a_gap_for_missing(tmp_path: Path) -> None:
     captured = []
     monkey_save = plots.save
 
-    def keep(fig, path):  # noqa: ANN001, ANN202
+    def keep(fig, path):
         captured.append([line.get_ydata().tolist() for line in fig.axes[0].get_lines()])
         return monkey_save(fig, path)
 

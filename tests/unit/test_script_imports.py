@@ -45,8 +45,8 @@ def missing(module: str, name: str | None) -> bool:
 
 
 def test_the_check_sees_a_renamed_name() -> None:
-    assert missing("selflen.finetune", "TrainSettings") and missing("selflen.nowhere", None)
-    assert not missing("selflen.finetune", "train") and not missing("selflen", "stages")
+    assert missing("selflen.trainer", "TrainSettings") and missing("selflen.nowhere", None)
+    assert not missing("selflen.trainer", "train") and not missing("selflen", "stages")
 
 
 def test_every_script_imports_names_selflen_has() -> None:

@@ -32,7 +32,7 @@ def test_scores_lengths_and_budget_cut_answers(tmp_path: Path) -> None:
                     "A short ended answer.", "Another ended answer here.", "A fourth answer."])
     engine = ScriptedEngine(lambda req: next(replies))
     stage = Stage(tmp_path / "evaluate", "iter_1/evaluate", "h")
-    result = evaluate.run(stage, _rows(), _settings(), engine)
+    result = evaluate.run(stage, evaluate.EvaluateInputs(_rows()), _settings(), engine)
     params = {(r.params.temperature, r.params.top_p, r.params.top_k, r.params.repetition_penalty,
                r.params.max_new_tokens, r.params.seed) for r in engine.requests}
     assert params == {(0.7, 0.8, 20, 1.05, 77, 3)} and len(engine.calls) == 1
@@ -54,7 +54,7 @@ def test_an_engine_error_is_not_scored_and_the_stage_not_done(tmp_path: Path) ->
     replies = iter(["An answer.", None, "Another answer.", "A fourth answer."])  # None: an engine error
     stage = Stage(tmp_path / "evaluate", "iter_1/evaluate", "h")
     with pytest.raises(EngineFailed, match="iter_1/evaluate: backend scripted failed 1 of its 4 requests"):
-        evaluate.run(stage, _rows(), _settings(), ScriptedEngine(lambda req: next(replies)))
+        evaluate.run(stage, evaluate.EvaluateInputs(_rows()), _settings(), ScriptedEngine(lambda req: next(replies)))
     assert not (stage.dir / "summary.json").exists() and not (stage.dir / "scored.jsonl").exists()
 
 

@@ -27,7 +27,7 @@ def _settings(point: str, split: bool = True) -> evaluate.EvaluateSettings:
                                      self_split=SELF if split else None)
 
 
-def _reply(req):  # noqa: ANN001, ANN202
+def _reply(req):
     text = user_text(req)
     if text == "Write about oak.":
         return ("Oak. Oak. Oak. Oak. Oak.", "length")
@@ -43,7 +43,7 @@ def _rows() -> list[dict]:
 def test_benchmark_and_split_go_to_the_engine_in_one_call(tmp_path: Path) -> None:
     engine = ScriptedEngine(_reply)
     stage = Stage(tmp_path / "e0", "iter_0/evaluate", "h")
-    result = evaluate.run(stage, _rows(), _settings("0"), engine, SPLIT)
+    result = evaluate.run(stage, evaluate.EvaluateInputs(_rows(), SPLIT), _settings("0"), engine)
     assert len(engine.calls) == 1 and len(engine.calls[0]) == 3 + 4  # decoding is step-bound: one wave
     assert [r.messages for r in engine.calls[0][3:5]] == [
         [{"role": "system", "content": "Be helpful."}, {"role": "user", "content": "Write about tea."}]] * 2
@@ -62,7 +62,8 @@ def test_every_point_draws_the_same_seeds_for_the_split(tmp_path: Path) -> None:
     seeds = {}
     for point in ("0", "2"):
         engine = ScriptedEngine(_reply)
-        evaluate.run(Stage(tmp_path / point, f"iter_{point}/evaluate", "h"), _rows(), _settings(point), engine, SPLIT)
+        stage = Stage(tmp_path / point, f"iter_{point}/evaluate", "h")
+        evaluate.run(stage, evaluate.EvaluateInputs(_rows(), SPLIT), _settings(point), engine)
         seeds[point] = [r.params.seed for r in engine.requests[3:]]
     assert seeds["0"] == seeds["2"] and len(set(seeds["0"])) == 4  # pairs across points; distinct per answer
 
@@ -70,7 +71,7 @@ def test_every_point_draws_the_same_seeds_for_the_split(tmp_path: Path) -> None:
 def test_without_a_split_the_stage_answers_the_benchmark_only(tmp_path: Path) -> None:
     engine = ScriptedEngine(_reply)
     stage = Stage(tmp_path / "f", "final/evaluate", "h")
-    result = evaluate.run(stage, _rows(), _settings("final", split=False), engine, SPLIT)
+    result = evaluate.run(stage, evaluate.EvaluateInputs(_rows(), SPLIT), _settings("final", split=False), engine)
     assert len(engine.requests) == 3 and "self_instructed" not in result.extra
     assert not (stage.dir / evaluate_self.ROWS_FILE).exists()
     assert replace(_settings("1"), self_split=None) == _settings("1", split=False)

@@ -39,7 +39,7 @@ def _stage(tmp_path: Path) -> Stage:
     return Stage(tmp_path / "extend", "iter_1/extend", "h")
 
 
-def _engine(stage2: list) -> ScriptedEngine:  # noqa: ANN001
+def _engine(stage2: list) -> ScriptedEngine:
     """Stage 1 always expands into three paragraphs (two kept); stage 2 replies from ``stage2`` in order."""
     replies = iter(stage2)
     return ScriptedEngine(lambda req: next(replies) if req.prefix else "Part one.\n\nPart two.\n\nConclusion.")

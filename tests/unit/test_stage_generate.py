@@ -41,7 +41,7 @@ def test_samples_retries_and_drop_reasons(tmp_path: Path) -> None:
     calls: dict[tuple[str, int], int] = {}
     by_seed: dict[int, tuple[str, int]] = {}
 
-    def reply(req):  # noqa: ANN001, ANN202
+    def reply(req):
         key = by_seed[req.params.seed]
         n = calls.get(key, 0)
         calls[key] = n + 1

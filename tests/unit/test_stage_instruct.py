@@ -93,7 +93,7 @@ def test_a_further_numbered_example_is_cut_off_even_past_the_budget(tmp_path: Pa
 def test_judge_is_sampled_and_its_verdicts_are_counted(tmp_path: Path) -> None:
     verdicts = iter(["Yes.", "No", "maybe"])
 
-    def reply(req):  # noqa: ANN001, ANN202
+    def reply(req):
         if "Answer with one word" in user_text(req):
             return next(verdicts)
         return f" Write a long report on topic {req.params.seed} with a full history."

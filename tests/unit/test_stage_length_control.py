@@ -28,7 +28,7 @@ def _settings(rewrite: str = "llm", mix: dict | None = None) -> length_control.L
                                                 language="en", chat=Chat("Be brief."), seed=0)
 
 
-def _rewriter(req) -> str:  # noqa: ANN001
+def _rewriter(req) -> str:
     """States the constraint for even subjects (accepted), forgets it for odd ones (template fallback)."""
     prompt = user_text(req)
     subject = int(re.search(r"subject (\d+)", prompt).group(1))

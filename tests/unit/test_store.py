@@ -246,7 +246,7 @@ def test_current_model_of_a_role_skips_iterations_that_trained_nothing(tmp_path:
 
 @pytest.mark.parametrize("redo", [["generate"], ["iter_1/generate"]])
 def test_redo_names_a_stage_in_every_iteration_or_in_one(redo: list[str], tmp_path: Path) -> None:
-    from selflen.pipeline import Runner
+    from selflen.stage_runner import Runner
     from selflen.store import RunLayout
     from selflen.tracking import NullLogger
 

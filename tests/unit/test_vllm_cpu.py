@@ -32,7 +32,7 @@ def test_the_topk_mask_keeps_what_vllms_sorting_mask_keeps() -> None:
     assert (kept.sum(1) >= 1).all() and (kept.sum(1) < 3000).all()
 
 
-def penalty_inputs(vocab: int = 500, rows: int = 6):  # noqa: ANN201
+def penalty_inputs(vocab: int = 500, rows: int = 6):
     """Logits and vLLM's padded token tables (pad = vocab), with repeated tokens and rows of different lengths."""
     gen = torch.Generator().manual_seed(2)
     logits = torch.randn(rows, vocab, generator=gen) * 4
@@ -65,7 +65,7 @@ def test_the_sparse_repetition_penalty_is_bitwise_vllms() -> None:
     assert not vllm_cpu.install_sparse_penalties(enabled=False) and mod.apply_penalties is apply_penalties
 
 
-def swiglu():  # noqa: ANN201
+def swiglu():
     """vLLM's SwiGLU layer (a custom op, built under a default vLLM config)."""
     from vllm.config import VllmConfig, set_current_vllm_config
     from vllm.model_executor.layers.activation import SiluAndMul

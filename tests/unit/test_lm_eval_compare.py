@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluation.regression import _per_doc, bootstrap_se, compare_scores, verdict_lines
+from evaluation.lm_eval_compare import _per_doc, bootstrap_se, compare_scores, verdict_lines
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from selflen import lengthctl as L
+from selflen import length_constraints as L
 
 pytestmark = pytest.mark.unit
 

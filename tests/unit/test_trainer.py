@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from selflen.finetune import to_prompt_completion, train
+from selflen.trainer import to_prompt_completion, train
 from tests.defaults import group
 
 pytestmark = pytest.mark.unit
@@ -73,7 +73,7 @@ def test_all_rows_too_long_trains_nothing(tiny_model: Path, tmp_path: Path) -> N
 
 
 def test_bucketed_batches_are_length_buckets_in_shuffled_order() -> None:
-    from selflen.finetune import bucketed_order
+    from selflen.trainer import bucketed_order
 
     lengths = [50, 3, 700, 12, 9, 400, 8, 60]
     order = bucketed_order(lengths, batch=2, seed=1, epoch=0)
@@ -85,7 +85,7 @@ def test_bucketed_batches_are_length_buckets_in_shuffled_order() -> None:
 
 
 def test_bucketed_remainder_stays_last_so_batches_stay_buckets() -> None:
-    from selflen.finetune import bucketed_order
+    from selflen.trainer import bucketed_order
 
     lengths = [3, 90, 5, 40, 7, 60, 1]  # 7 rows, batch 2: one short remainder batch
     order = bucketed_order(lengths, batch=2, seed=3, epoch=0)

@@ -6,7 +6,7 @@ example longer than the cap is dropped and counted, never silently truncated. Ba
 skewed data wastes little compute on padding (``bucketed``: sorted-by-length batches in a shuffled order;
 docs/benchmarks/2026-11-25-generation-and-fine-tuning.md has the real-token fractions).
 Checkpoints let a killed run resume mid-training.
-Usable in-process (``launch=inprocess``) or as a launched job, ``accelerate launch -m selflen.finetune --job
+Usable in-process (``launch=inprocess``) or as a launched job, ``accelerate launch -m selflen.trainer --job
 job.json`` (``selflen.launch``, the default): one process or several (DDP, FSDP, DeepSpeed), each rank running
 ``train`` on its share of every global batch.
 """
@@ -47,7 +47,7 @@ def to_prompt_completion(rows: list[dict]) -> list[dict]:
     return out
 
 
-def token_lengths(tokenizer, rows: list[dict]) -> list[int]:  # noqa: ANN001
+def token_lengths(tokenizer, rows: list[dict]) -> list[int]:
     """Tokens of each full conversation under the chat template."""
     return [
         len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=True)["input_ids"])
@@ -85,7 +85,7 @@ class _BucketSampler:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         if self.epoch_of is not None:
             self.epoch = self.epoch_of()
         order = bucketed_order(self.lengths, self.batch, self.seed, self.epoch)
@@ -102,7 +102,7 @@ def _bucketed(base: type, seed: int) -> type:
     every step of an N-process run sees the examples of the same step of a 1-process run with N x the batch."""
 
     class BucketedTrainer(base):
-        def _get_train_sampler(self, train_dataset=None):  # noqa: ANN001, ANN202
+        def _get_train_sampler(self, train_dataset=None):
             data = train_dataset if train_dataset is not None else self.train_dataset
             lengths = [len(ids) for ids in data["input_ids"]]
             return _BucketSampler(lengths, self.args.per_device_train_batch_size * self.args.world_size, seed,
@@ -111,23 +111,23 @@ def _bucketed(base: type, seed: int) -> type:
     return BucketedTrainer
 
 
-def _forwarding_callback(losses: list[float], on_log: Callable[[dict[str, float]], None] | None,  # noqa: ANN202
+def _forwarding_callback(losses: list[float], on_log: Callable[[dict[str, float]], None] | None,
                          on_train_begin: Callable[[], None] | None, stop_file: str | Path | None):
     """The trainer callback that forwards logs (and losses) to the caller and stops with a checkpoint on request."""
     from transformers import TrainerCallback
 
     class _Forward(TrainerCallback):
-        def on_train_begin(self, _args, _state, _control, **_kw):  # noqa: ANN001, ANN202
+        def on_train_begin(self, _args, _state, _control, **_kw):
             if on_train_begin:
                 on_train_begin()
 
-        def on_step_end(self, args, _state, control, **_kw):  # noqa: ANN001, ANN202
+        def on_step_end(self, args, _state, control, **_kw):
             if _agreed_stop(stop_file, args.device):  # save a checkpoint and end training after this step
                 control.should_save = True
                 control.should_training_stop = True
             return control
 
-        def on_log(self, _args, state, _control, logs=None, **_kw):  # noqa: ANN001, ANN202
+        def on_log(self, _args, state, _control, logs=None, **_kw):
             if not logs or not state.is_world_process_zero:
                 return
             if "loss" in logs:
@@ -215,7 +215,7 @@ def train(
     return stats
 
 
-def _agreed_stop(stop_file: str | Path | None, device) -> bool:  # noqa: ANN001 - torch.device
+def _agreed_stop(stop_file: str | Path | None, device) -> bool:  # torch.device
     """Whether to stop after this step: a signal or the stop file on any rank, agreed by all ranks (one all-reduce)
     so that they save their checkpoint together instead of one waiting in a collective the others never reach."""
     import torch
@@ -233,7 +233,7 @@ def _agreed_stop(stop_file: str | Path | None, device) -> bool:  # noqa: ANN001 
     return wanted
 
 
-def _save(trainer, tokenizer, out_dir: Path, ckpt_dir: Path) -> None:  # noqa: ANN001
+def _save(trainer, tokenizer, out_dir: Path, ckpt_dir: Path) -> None:
     """Write the trained adapter/model to ``out_dir`` atomically (rank 0; ``save_model`` gathers FSDP/ZeRO-3
     shards), then drop the checkpoints. Every rank returns after the folder is complete."""
     tmp = out_dir.parent / (out_dir.name + ".tmp")
@@ -251,7 +251,7 @@ def _save(trainer, tokenizer, out_dir: Path, ckpt_dir: Path) -> None:  # noqa: A
     trainer.accelerator.wait_for_everyone()
 
 
-def load_model(model_dir: str | Path, s: FinetuneConfig, dtype: str, init_adapter: str | Path | None):  # noqa: ANN201
+def load_model(model_dir: str | Path, s: FinetuneConfig, dtype: str, init_adapter: str | Path | None):
     """The model to train and, for a new LoRA adapter, its PEFT config (None when continuing an adapter or for full
     fine-tuning)."""
     import torch
@@ -272,7 +272,7 @@ def load_model(model_dir: str | Path, s: FinetuneConfig, dtype: str, init_adapte
     return model, config
 
 
-def sft_config(s: FinetuneConfig, ckpt_dir: Path, *, examples: int, max_len: int, use_cpu: bool,  # noqa: ANN201
+def sft_config(s: FinetuneConfig, ckpt_dir: Path, *, examples: int, max_len: int, use_cpu: bool,
                report_to: str = "none", seed: int = 0):
     """TRL's ``SFTConfig`` for one training run: loss on the completion only, checkpoints for resuming."""
     from trl import SFTConfig
@@ -328,13 +328,13 @@ def _watch_parent(pid: int | None, every_s: float = 0.5) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of a launched trainer: ``python -m selflen.finetune --job job.json`` on every rank."""
+    """Entry point of a launched trainer: ``python -m selflen.trainer --job job.json`` on every rank."""
     import argparse
 
     from selflen.errors import Interrupted, install_stop_handlers
     from selflen.launch import TrainJob
 
-    parser = argparse.ArgumentParser(prog="python -m selflen.finetune",
+    parser = argparse.ArgumentParser(prog="python -m selflen.trainer",
                                      description="Train one selflen role from a job file (see selflen.launch).")
     parser.add_argument("--job", required=True, type=Path, help="job.json written by the finetune stage")
     job = TrainJob.read(parser.parse_args(argv).job)
