@@ -45,7 +45,7 @@ def build(cls: type, data: Mapping[str, Any] | None, where: str = "") -> Any:
     return cls(**kwargs)
 
 
-def value(kind: Any, v: Any, key: str) -> Any:  # noqa: PLR0911 - one return per annotation form
+def value(kind: Any, v: Any, key: str) -> Any:  # one return per annotation form
     """``v`` checked (and, for floats, converted) against the annotation ``kind``."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):

@@ -60,7 +60,7 @@ class NullLogger:
     def log_image(self, key: str, path: str | Path) -> None:
         pass
 
-    def log_artifact(self, name: str, type: str, path: str | Path, metadata: dict[str, Any] | None = None) -> None:  # noqa: A002
+    def log_artifact(self, name: str, type: str, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
         """Version ``path`` (a file or folder) as artifact ``name`` of ``type`` (dataset / model / evaluation)."""
         self.artifacts.append({"name": artifact_name(name, self.run_id), "type": type, "path": str(path),
                                "metadata": dict(metadata or {}), "inputs": list(self._pending_inputs)})
@@ -142,7 +142,7 @@ class WandbLogger(NullLogger):
     def log_image(self, key: str, path: str | Path) -> None:
         self.run.log({key: self._wandb.Image(str(path))})
 
-    def log_artifact(self, name: str, type: str, path: str | Path, metadata: dict[str, Any] | None = None) -> None:  # noqa: A002
+    def log_artifact(self, name: str, type: str, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
         inputs = list(self._pending_inputs)
         super().log_artifact(name, type, path, metadata)
         path = Path(path)

@@ -279,7 +279,7 @@ def run_all(call: Callable[[Request], Any], requests: Sequence[Request], concurr
                 return
             try:
                 results[i] = call(requests[i])
-            except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
+            except BaseException as err:  # handed to the waiting thread
                 errors.append(err)
 
     workers = [threading.Thread(target=work, daemon=True, name=f"openai-{n}")
@@ -306,7 +306,7 @@ def interruptible(fn: Callable[[], Any]) -> Any:
     def work() -> None:
         try:
             out.append(fn())
-        except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
+        except BaseException as err:  # handed to the waiting thread
             errors.append(err)
 
     t = threading.Thread(target=work, daemon=True, name="openai-call")

@@ -98,7 +98,7 @@ def build_report(
 
 
 def upload_images(images: Mapping[str, Path], *, project: str, entity: str | None, name: str,
-                  mode: str = "online", dir: str | Path | None = None) -> tuple[str | None, list[str]]:  # noqa: A002
+                  mode: str = "online", dir: str | Path | None = None) -> tuple[str | None, list[str]]:
     """Log the comparison's PNGs as media of a ``report`` run (so the Report shows them, not links to files);
     returns the run's id and the media keys."""
     if not images:

@@ -38,13 +38,13 @@ class _VLLMLike(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         srv = self.server.fake  # type: ignore[attr-defined]
         if self.path != "/v1/models":
             return self._send(404, {"detail": "Not Found"})
         return self._send(200, {"object": "list", "data": [{"id": m} for m in [srv.model, *srv.adapters]]})
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         srv = self.server.fake  # type: ignore[attr-defined]
         srv.bodies.append((self.path, body))

@@ -24,7 +24,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *_args: object) -> None:  # quiet
         pass
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path == "/v1/chat/completions":
             prompt = body["messages"][-1]["content"]
