@@ -172,7 +172,9 @@ def _words(layout: RunLayout, summary: Mapping[str, Any] | None) -> dict[int, di
 
 
 def _acceptance(layout: RunLayout) -> dict[int, dict[str, Any]]:
-    """Extension acceptance per iteration: from ``extend/done.json``, or counted from records while running."""
+    """Extension acceptance per iteration: from ``extend/done.json`` (its counts are ``common.summarize``'s:
+    ``records`` extended, ``ok`` accepted), or counted from records while running; ``kept`` is the ``ok`` count of
+    ``select/done.json``."""
     out: dict[int, dict[str, Any]] = {}
     for k in layout.iterations():
         ext = layout.stage(k, "extend")
@@ -180,7 +182,7 @@ def _acceptance(layout: RunLayout) -> dict[int, dict[str, Any]]:
         row: dict[str, Any] = {}
         if done is not None:
             counts = done.get("counts") or {}
-            inputs, accepted = counts.get("inputs"), counts.get("accepted")
+            inputs, accepted = counts.get("records"), counts.get("ok")
             rate = (done.get("metrics") or {}).get("extend/accept_rate")
             row = {"inputs": inputs, "accepted": accepted, "partial": False,
                    "rate": rate if is_number(rate) else (accepted / inputs if inputs else None)}
@@ -190,7 +192,7 @@ def _acceptance(layout: RunLayout) -> dict[int, dict[str, Any]]:
             row = {"inputs": len(rows), "accepted": ok, "rate": ok / len(rows) if rows else None, "partial": True}
         select = _read_dict(layout.stage(k, "select") / DONE_NAME)
         if select is not None:
-            row["kept"] = (select.get("counts") or {}).get("kept")
+            row["kept"] = (select.get("counts") or {}).get("ok")
         if row:
             out[k] = row
     return out

@@ -11,6 +11,7 @@ import pytest
 
 from selflen.report import compare, wandb_report
 from selflen.report import runs as runs_mod
+from selflen.stages.common import summarize
 
 pytestmark = pytest.mark.unit
 
@@ -27,6 +28,11 @@ def _json(path: Path, obj: dict) -> None:
 
 def _stage_rows(words: list[int], status: str = "ok") -> list[dict]:
     return [{"id": f"r{i}", "words": w, "status": status} for i, w in enumerate(words)]
+
+
+def _done(rows: list[dict], name: str) -> dict:
+    """A stage's ``done.json`` counts as the stage writes them (``common.summarize``: records, ok, dropped)."""
+    return {"counts": summarize(rows, name).counts}
 
 
 def make_run(root: Path, model: str, *, keep: float = 0.6667, iterations: int = 2, complete: bool = True,
@@ -52,15 +58,16 @@ def make_run(root: Path, model: str, *, keep: float = 0.6667, iterations: int = 
         gen = [10 * k * scale, 12 * k * scale]
         ext = [30 * k * scale, 34 * k * scale]
         it = root / f"iter_{k}"
-        _jsonl(it / "generate" / "records.jsonl", _stage_rows(gen) + _stage_rows([1], "dropped"))
-        _json(it / "generate" / "done.json", {"counts": {"samples": 3, "accepted": 2}})
-        _jsonl(it / "extend" / "records.jsonl", _stage_rows(ext) + _stage_rows([5], "dropped"))
+        generated = _stage_rows(gen) + _stage_rows([1], "dropped")
+        extended = _stage_rows(ext) + _stage_rows([5], "dropped")
+        _jsonl(it / "generate" / "records.jsonl", generated)
+        _json(it / "generate" / "done.json", _done(generated, "generate"))
+        _jsonl(it / "extend" / "records.jsonl", extended)
         last = not complete and k == iterations
         if not last:
-            _json(it / "extend" / "done.json", {"counts": {"inputs": 3, "accepted": 2},
-                                                "metrics": {"extend/accept_rate": 2 / 3}})
+            _json(it / "extend" / "done.json", {**_done(extended, "extend"), "metrics": {"extend/accept_rate": 2 / 3}})
             _jsonl(it / "select" / "records.jsonl", _stage_rows(ext[1:]))
-            _json(it / "select" / "done.json", {"counts": {"inputs": 2, "kept": 1}})
+            _json(it / "select" / "done.json", _done(_stage_rows(ext[1:]), "select"))
             # a full fine-tune's model folder has a config.json too: not a run directory
             _json(it / "finetune_gen" / "model" / "config.json", {"architectures": ["LlamaForCausalLM"]})
         if evaluate and not last:
