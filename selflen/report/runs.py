@@ -253,7 +253,7 @@ def _eval_files(folder: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any
 
 
 def eval_rows(layout: RunLayout) -> dict[str, dict[str, Any]]:
-    """:func:`~selflen.report.summary.eval_length_row` of every evaluate folder holding a summary or scored rows,
+    """:func:`~selflen.report.lengths.eval_length_row` of every evaluate folder holding a summary or scored rows,
     keyed ``"0"`` (base), ``"1"``..``"K"``, ``"final"``, each with its ``paired_growth`` over the base model's
     answers to the same prompts (None without them)."""
     out, scored = {}, {}
