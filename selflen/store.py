@@ -77,7 +77,8 @@ code names it ``LENGTH_FOLLOWER``; its stored text stays ``"final"`` because the
 
 
 class RunLayout:
-    """Where everything of one run lives; the pipeline, the evaluate stage and the reports all use it.
+    """Where everything of one run lives; the pipeline and its ``Runner``, the finetune stage (where training
+    starts), the reports and the export all use it.
 
     ``iter_<k>/<stage>/`` for iteration ``k`` (``iter_0`` holds the base model's evaluation), ``final/<stage>/`` after
     the loop; a trained role is ``<finetune stage>/adapter`` (LoRA) or ``<finetune stage>/model`` (full weights).

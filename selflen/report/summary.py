@@ -1,8 +1,10 @@
-"""A run's ``summary.json``, its end-of-run table and its two run plots, from plain data.
+"""A run's ``summary.json``, its end-of-run table and its run plots (length histogram, growth, and the verdict
+when the run evaluated).
 
-The pipeline gathers the data (word counts of each iteration's generate and extend stages, each evaluate
-folder's ``summary.json`` and ``scored.jsonl``, stage timings) and calls these pure functions. A role that
-produced nothing in an iteration is ``None`` here and "—" in the table: missing is never zero.
+``run_summary`` and ``write_run_plots`` read the run's folders (word counts of each iteration's generate and extend
+stages, each evaluate folder's ``summary.json`` and ``scored.jsonl`` through ``selflen.report.runs``; the stage
+timings come from the manifests the pipeline passes); ``build_summary``, the table and the verdict work on plain
+data. A role that produced nothing in an iteration is ``None`` here and "—" in the table: missing is never zero.
 """
 
 from __future__ import annotations
