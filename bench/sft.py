@@ -3,7 +3,7 @@
 The fine-tune stage (``selflen.trainer.train``) pads every batch to its longest example, so how examples are put
 into batches decides how much compute goes to padding. On the same data this script compares
 
-* ``random``          — naive: a random permutation cut into batches (``TrainSettings(batching="random")``);
+* ``random``          — naive: a random permutation cut into batches (``finetune.batching=random``);
 * ``group_by_length`` — transformers' ``LengthGroupedSampler`` (``batching="group_by_length"``; random megabatches
                         of ``min(N // (4 * batch), 50) * batch`` examples, each sorted by length, then cut);
 * ``bucketed``        — ``selflen.trainer``'s default (``batching="bucketed"``): its own ``bucketed_order``, all
@@ -34,7 +34,7 @@ a run's ``gen_sft.jsonl``.
 
     HF_HUB_OFFLINE=1 python bench/sft.py                         # SmolLM2-135M (embedded), batch 4, 1000 examples
     HF_HUB_OFFLINE=1 python bench/sft.py --model tiny --steps 8  # the tiny random model: fast, same padding
-    HF_HUB_OFFLINE=1 python bench/sft.py --data outputs/run/iter_1/gen_sft.jsonl --no-train
+    HF_HUB_OFFLINE=1 python bench/sft.py --data outputs/run/iter_1/sft_data/gen_sft.jsonl --no-train
 """
 
 from __future__ import annotations
@@ -288,24 +288,27 @@ def instrumented_trainer(probe: Probe) -> type:
 
 def train_once(strategy: str, model_dir: str, data_path: Path, batch: int, steps: int, seed: int) -> Probe:
     """Run ``selflen.trainer.train`` (LoRA) once with the instrumented trainer; returns what it saw."""
+    import dataclasses
+
     import trl
 
-    from selflen import finetune
+    from selflen.config import load
+    from selflen.trainer import train
 
     probe = Probe(strategy, batch, steps, seed)
-    settings = finetune.TrainSettings(
+    settings = dataclasses.replace(
+        load("finetune=lora").finetune,
         batch_size=batch,
         epochs=1,
         batching={"sorted": "random"}.get(strategy, strategy),  # "sorted": the probe replaces the sampler
         save_steps=10_000,
         logging_steps=10_000,
-        seed=seed,
     )
     original = trl.SFTTrainer
     trl.SFTTrainer = instrumented_trainer(probe)  # train() imports it at call time; restored below
     try:
         with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:
-            finetune.train(model_dir, data_path, Path(tmp) / "adapter", settings)
+            train(model_dir, data_path, Path(tmp) / "adapter", settings, seed=seed)
     finally:
         trl.SFTTrainer = original
     return probe
