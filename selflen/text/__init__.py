@@ -2,7 +2,7 @@
 
 Every rule the method applies to a piece of text is a side-effect-free function, so that each one can be
 unit-tested by hand and reused by the stages. Where the reference implementation (QwenLM/Self-Lengthen, see
-``docs/self-lengthen.md``) has a known bug, the function fixes it and its docstring says so; the reference
+``shared/docs/self-lengthen.md``) has a known bug, the function fixes it and its docstring says so; the reference
 behaviour is kept wherever it is only a convention (the ``W`` word counter, paragraph-half splitting, the
 ``1 - 2r^3`` length bias). Functions that sample take a ``random.Random``, never a global.
 
