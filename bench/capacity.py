@@ -3,6 +3,7 @@
     OMP_WAIT_POLICY=PASSIVE python bench/capacity.py --run-dir outputs/probe_q05 \\
         model=qwen25_coder_05b +experiment=capacity_probe
     python bench/capacity.py --run-dir outputs/probe_q05 --report-only      # tables of a finished probe
+    python bench/capacity.py --run-dir outputs/proof15_s0 --report-only --out x.json   # or of a train.py run
 
 Runs the loop's own stages through ``selflen.pipeline`` for one iteration up to the selected extensions (the base
 model on the held-out LonGen slice, self-instruct, answers, their selection, two-stage extensions, the length-biased
@@ -154,6 +155,14 @@ def markdown(model: str, a: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def hydra_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides of a ``train.py`` run, as Hydra recorded them."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return []
+    return [line[2:].strip() for line in path.read_text().splitlines() if line.startswith("- ")]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run-dir", type=Path, required=True)
@@ -163,11 +172,13 @@ def main() -> int:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     wall = None if args.report_only else run_probe(args.run_dir, args.overrides)
-    cfg = json.loads((args.run_dir / "probe_config.json").read_text())
+    probe = args.run_dir / "probe_config.json"  # a train.py run folder has config.json and its overrides in .hydra
+    cfg = json.loads((probe if probe.exists() else args.run_dir / "config.json").read_text())
     model = cfg["model"]["path"] or cfg["model"]["name"]
     result = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": f"{platform.machine()} {os.cpu_count()} cores", "model": model,
-              "overrides": cfg["overrides"], "wall_s": wall and round(wall, 1), **analyse(args.run_dir)}
+              "overrides": cfg.get("overrides") or hydra_overrides(args.run_dir),
+              "wall_s": wall and round(wall, 1), **analyse(args.run_dir)}
     out = args.out or ROOT / "bench" / "results" / f"capacity_{model}.json"
     if not args.report_only or args.out:
         out.write_text(json.dumps(result, indent=1))
