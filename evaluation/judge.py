@@ -30,6 +30,7 @@ from typing import Any
 
 from evaluation import scorers
 from selflen.engines.base import Engine, Request, SamplingParams
+from selflen.jsonl import BadRow, read_jsonl
 
 __all__ = [
     "RUBRICS",
@@ -249,12 +250,15 @@ class JudgeCache:
         self.path = Path(path) if path else None
         self.records: dict[str, dict[str, Any]] = {}
         if self.path and self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
+            bad: list[BadRow] = []
+            for record in read_jsonl(self.path, strict=True, bad=bad):
+                record.pop("_line")
+                if isinstance(record.get("key"), str):
                     self.records[record["key"]] = record
-                except (ValueError, KeyError, TypeError):
-                    log.warning("judge cache %s: skipping an unreadable line", self.path)
+                else:
+                    bad.append((0, "no key"))
+            if bad:
+                log.warning("judge cache %s: skipping %d unreadable line(s)", self.path, len(bad))
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.records.get(key)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from selflen.benchmark_files import BENCHMARK_SPECS
 from selflen.benchmark_files import resolve_data_dir as default_data_dir
+from selflen.jsonl import read_jsonl
 from selflen.text.scripts import SINGLE_CHAR_TOKENS
 
 __all__ = ["Decontaminator", "benchmark_prompts", "default_data_dir", "is_cjk_text", "tokenize"]
@@ -55,18 +55,10 @@ def benchmark_prompts(data_dir: str | Path) -> list[str]:
         file, field = root / spec.relpath, spec.prompt_field
         if not file.is_file():
             continue
-        with file.open(encoding="utf-8") as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                line = raw.strip()
-                if not line:
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{file}:{lineno}: invalid JSON ({exc.msg})") from exc
-                value = obj.get(field) if isinstance(obj, dict) else None
-                if isinstance(value, str) and value.strip():
-                    prompts.append(value)
+        for row in read_jsonl(file, strict=True):  # a bad line is a RowError naming FILE:LINE
+            value = row.get(field)
+            if isinstance(value, str) and value.strip():
+                prompts.append(value)
     return prompts
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ except ImportError:  # pragma: no cover - depends on how lm_eval was launched
 from evaluation import scorers  # noqa: E402
 from evaluation.benchmarks import benchmark_file  # noqa: E402
 from evaluation.counters import count_words_longbench_write, count_words_longen  # noqa: E402
+from selflen.jsonl import read_jsonl  # noqa: E402
 
 
 def cached_benchmark_file(name: str) -> Path | None:
@@ -77,5 +77,5 @@ def load_mini_mc(**kwargs: Any) -> Any:
     """The mini multiple-choice set next to this file, as a ``DatasetDict`` with one ``test`` split."""
     import datasets
 
-    rows = [json.loads(line) for line in (_HERE / "mini_mc.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    rows = [{k: v for k, v in row.items() if k != "_line"} for row in read_jsonl(_HERE / "mini_mc.jsonl", strict=True)]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from selflen.errors import SelflenError
+from selflen.jsonl import RowError, read_jsonl
 
 __all__ = ["CATEGORIES", "LANGUAGES", "Seed", "SeedError", "load_seeds"]
 
@@ -56,23 +56,13 @@ def load_seeds(language: str, path: str | Path | None = None) -> list[Seed]:
     seeds: list[Seed] = []
     seen: set[str] = set()
     try:
-        lines = file.read_bytes().decode("utf-8").split("\n")
+        rows = read_jsonl(file, strict=True)
     except FileNotFoundError:
         raise SeedError(f"seed file {file} does not exist") from None
-    except UnicodeDecodeError as exc:
-        line_no = file.read_bytes()[: exc.start].count(b"\n") + 1
-        raise SeedError(f"{file}:{line_no}: not UTF-8 text (byte {exc.object[exc.start]:#x})") from None
-    for lineno, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        where = f"{file}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SeedError(f"{where}: invalid JSON ({exc.msg})") from exc
-        if not isinstance(obj, dict):
-            raise SeedError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    except RowError as err:  # FILE:LINE: bad JSON, not a JSON object, not UTF-8
+        raise SeedError(str(err)) from None
+    for obj in rows:
+        where = f"{file}:{obj.pop('_line')}"
         for key in _REQUIRED_FIELDS:
             value = obj.get(key)
             if not isinstance(value, str) or not value.strip():

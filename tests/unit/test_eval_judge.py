@@ -11,6 +11,7 @@ import pytest
 from evaluation.judge import (
     RUBRICS,
     Judge,
+    JudgeCache,
     JudgeParseError,
     cache_key,
     extract_json,
@@ -179,3 +180,14 @@ def test_prompt_rendering_and_truncation() -> None:
         judge.prompt_for({"response": "x"})
     with pytest.raises(ValueError):
         Judge(ScriptedEngine({}), "j", max_attempts=0)
+
+
+def test_judge_cache_keeps_good_lines_and_skips_bad_ones(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "cache.jsonl"
+    good = {"key": "k1", "scores": {"relevance": 3}}
+    path.write_text(json.dumps(good) + "\n{torn\n" + json.dumps({"scores": {}}) + "\n"
+                    + json.dumps({"key": "k2", "scores": {}}) + "\n", encoding="utf-8")
+    cache = JudgeCache(path)
+    assert cache.get("k1") == good and cache.get("k2") == {"key": "k2", "scores": {}}
+    assert "_line" not in cache.get("k1") and cache.get("missing") is None
+    assert "skipping 2 unreadable line(s)" in caplog.text

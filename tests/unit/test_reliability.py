@@ -61,7 +61,7 @@ def test_run_dir_ignores_where_results_are_reported() -> None:
     [
         (b"", "no seed instructions"),
         (b"\n\n", "no seed instructions"),
-        (b'{"id": "a", "category": "business", "prompt": "p"}\n{oops\n', ":2: invalid JSON"),
+        (b'{"id": "a", "category": "business", "prompt": "p"}\n{oops\n', ":2: bad JSON"),
         (b'{"id": "a", "category": "business"}\n', ":1: field 'prompt' missing"),
         (b'{"id": "a", "category": "business", "prompt": "p"}\n\xff\xfe\n', ":2: not UTF-8"),
     ],
