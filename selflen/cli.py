@@ -9,11 +9,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from operator import attrgetter
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from selflen.config import CONF_DIR, ConfigError, to_config
+from selflen.config import CONF_DIR, ConfigError, TrainConfig, to_config
 from selflen.errors import Interrupted, SelflenError, install_stop_handlers
 
 HYDRA_FLAGS_WITH_VALUE = {
@@ -74,24 +75,30 @@ def _combinations(overrides: list[str]) -> list[list[str]]:
 
 def precheck(argv: Sequence[str], config_name: str = "train") -> None:
     """Compose and validate every job of the command; raise ``ConfigError`` (one line) on the first bad value."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException, MissingConfigException
+    from hydra import initialize_config_dir
 
     register_resolvers()
     overrides = task_overrides(argv)
     combos = _combinations(overrides) if ("-m" in argv or "--multirun" in argv) else [overrides]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         for combo in combos[:256]:
-            _check_group_values(combo)
-            try:
-                raw = compose(config_name, overrides=combo)
-            except MissingConfigException as err:
-                raise ConfigError(_missing_option(str(err))) from None
-            except HydraException as err:
-                raise ConfigError(_first_line(err)) from None
-            raw.paths.root = "."
-            raw.paths.run_dir = "."
-            to_config(raw, announce=False)
+            _compose_checked(combo, config_name)
+
+
+def _compose_checked(overrides: Sequence[str], config_name: str = "train") -> TrainConfig:
+    """One job's typed config, composed inside ``initialize_config_dir``; every problem is one ``ConfigError``."""
+    from hydra import compose
+    from hydra.errors import HydraException, MissingConfigException
+
+    _check_group_values(overrides)
+    try:
+        raw = compose(config_name, overrides=list(overrides))
+    except MissingConfigException as err:
+        raise ConfigError(_missing_option(str(err))) from None
+    except HydraException as err:
+        raise ConfigError(_first_line(err)) from None
+    raw.paths.root = raw.paths.run_dir = "."
+    return to_config(raw, announce=False)
 
 
 def _check_group_values(overrides: Sequence[str]) -> None:
@@ -129,25 +136,20 @@ def knob_listing(argv: Sequence[str]) -> str:
     """``python train.py --knobs [OVERRIDES] [PREFIX ...]``: each knob (or each under a prefix such as ``length``)
     with its type, its value in the config the overrides compose, what it allows and what it means, all read from
     its field (``groups.knob``)."""
-    from hydra import compose, initialize_config_dir
+    from hydra import initialize_config_dir
 
-    from selflen.config import CHOICES, NULLABLE, RANGES, TrainConfig
+    from selflen.config import CHOICES, NULLABLE, RANGES
     from selflen.groups import describe, knobs
 
     register_resolvers()
     prefixes = tuple(a.rstrip(".") for a in argv if not a.startswith("-") and "=" not in a)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        raw = compose("train", overrides=task_overrides(argv))
-    raw.paths.root = raw.paths.run_dir = "."
-    cfg = to_config(raw, announce=False)
+        cfg = _compose_checked(task_overrides(argv))
     lines = []
     for key, kind, f in knobs(TrainConfig):
         if prefixes and not any(key == p or key.startswith(p + ".") for p in prefixes):
             continue
-        value = cfg
-        for part in key.split("."):
-            value = getattr(value, part)
-        shown = json.dumps(value, ensure_ascii=False)
+        shown = json.dumps(attrgetter(key)(cfg), ensure_ascii=False)
         allowed = f"in {describe(RANGES[key])}" if key in RANGES else ""
         allowed = f"one of {' | '.join(CHOICES[key])}" if key in CHOICES else allowed
         if allowed and key in NULLABLE:

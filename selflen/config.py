@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -228,21 +229,15 @@ RANGES: dict[str, Range] = {key: f.metadata["range"] for key, _, f in knobs(Trai
 NULLABLE = {key for key, kind, _ in knobs(TrainConfig) if nullable(kind)}
 
 
-def _get(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def check(cfg: TrainConfig) -> None:
     """Raise ``ConfigError`` for the first value that cannot run (choices, ranges, cross-field rules)."""
     for key, allowed in CHOICES.items():
-        value = _get(cfg, key)
+        value = attrgetter(key)(cfg)
         if value not in allowed and not (value is None and key in NULLABLE):
             null = " or null" if key in NULLABLE else ""
             raise ConfigError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, allowed))}{null}")
     for key, (lo, hi, lo_open, hi_open) in RANGES.items():
-        value = _get(cfg, key)
+        value = attrgetter(key)(cfg)
         if value is None and key in NULLABLE:
             continue
         bad_lo = lo is not None and (value <= lo if lo_open else value < lo)

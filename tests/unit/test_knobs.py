@@ -88,6 +88,11 @@ def test_the_listing_prints_every_knob_with_its_value_range_and_help() -> None:
     assert len(only) == 14 and only[2] == "length.generate_tokens: int = 16384, in [1, inf)"
 
 
+def test_the_listing_names_a_bad_group_option_in_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"iterations='3' is not a known option; choose one of one, three, two"):
+        knob_listing(["iterations=3"])
+
+
 def test_train_py_knobs_lists_and_writes_nothing(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--knobs", "finetune.lora"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
