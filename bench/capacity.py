@@ -32,6 +32,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BINS = ((0, 300, "under 300 words"), (300, 450, "300-450"), (450, 600, "450-600"), (600, 10**9, "600 and more"))
@@ -160,7 +162,7 @@ def hydra_overrides(run_dir: Path) -> list[str]:
     path = run_dir / ".hydra" / "overrides.yaml"
     if not path.exists():
         return []
-    return [line[2:].strip() for line in path.read_text().splitlines() if line.startswith("- ")]
+    return [str(o) for o in OmegaConf.load(path)]  # a YAML list; a quoted override keeps its quotes' meaning
 
 
 def main() -> int:
