@@ -8,7 +8,7 @@ the base model) and sampling parameters. Chat formatting always comes from the t
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -95,6 +95,17 @@ def error_result(message: str, n: int = 1) -> Result:
     return Result(outputs=[Completion(text="", tokens=0, finish_reason="error", error=message) for _ in range(n)])
 
 
+def in_order(pairs: Iterator[tuple[int, Result]], count: int) -> list[Result]:
+    """The results of a ``stream`` of ``count`` requests, in request order (``generate`` from ``stream``)."""
+    results: list[Result | None] = [None] * count
+    for i, res in pairs:
+        results[i] = res
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        raise RuntimeError(f"the engine's stream ended without results for requests {missing[:5]}")
+    return results  # type: ignore[return-value]
+
+
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` at the earliest stop string; return the kept text and whether a stop was hit.
 
@@ -140,6 +151,12 @@ class Engine(abc.ABC):
     def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
         """Run all requests; results come back in the same order. Failures are ``error`` results."""
 
+    def stream(self, requests: Sequence[Request], desc: str | None = None) -> Iterator[tuple[int, Result]]:
+        """``(index, result)`` for every request, each as soon as it is finished (so a caller can keep it before
+        the rest are done: ``selflen.engines.journal``). This default yields them all at the end of ``generate``;
+        the engines that finish requests one by one (hf per batch, vLLM per step, OpenAI per call) override it."""
+        yield from enumerate(self.generate(requests, desc=desc))
+
     @abc.abstractmethod
     def add_adapter(self, name: str, path: str) -> None:
         """Make a LoRA adapter folder available under ``name`` for later requests."""
@@ -172,6 +189,9 @@ class BoundEngine(Engine):
 
     def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
         return self.engine.generate([replace(r, adapter=self.adapter) for r in requests], desc=desc)
+
+    def stream(self, requests: Sequence[Request], desc: str | None = None) -> Iterator[tuple[int, Result]]:
+        return self.engine.stream([replace(r, adapter=self.adapter) for r in requests], desc=desc)
 
     def add_adapter(self, name: str, path: str) -> None:
         self.engine.add_adapter(name, path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +35,7 @@ from selflen.engines.base import (
     Result,
     SamplingParams,
     ends_in_loop,
+    in_order,
     truncate_at_stop,
 )
 from selflen.errors import check_stop, stop_requested
@@ -253,6 +254,11 @@ class HFEngine(Engine):
 
     # -- generation -------------------------------------------------------------------------------
     def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
+        return in_order(self.stream(requests, desc), len(requests))
+
+    def stream(self, requests: Sequence[Request], desc: str | None = None) -> Iterator[tuple[int, Result]]:
+        """Requests grouped by adapter, budget and stop strings, in batches of similar prompt length; a request is
+        yielded once its last sample's batch is done."""
         rows: list[_Row] = []
         prompt_tokens: list[int] = []
         for r_i, req in enumerate(requests):
@@ -261,23 +267,24 @@ class HFEngine(Engine):
             for s in range(req.params.n):
                 rows.append(_Row(r_i, s, ids, req.params, row_seed(req.params.seed, s), req.adapter))
         outputs: dict[tuple[int, int], Completion] = {}
+        left = [req.params.n for req in requests]  # samples still to generate, per request
         groups: dict[tuple, list[_Row]] = defaultdict(list)
         for row in rows:
             groups[(row.adapter or "", row.params.max_new_tokens, row.params.stop)].append(row)
-        bar = tqdm(total=len(rows), desc=desc or "generate", disable=desc is None, unit="seq")
-        for (_, max_new, stop), group in groups.items():
-            group.sort(key=lambda r: len(r.ids))
-            for start in range(0, len(group), self.batch_size):
-                chunk = group[start : start + self.batch_size]
-                for row, completion in zip(chunk, self._generate_chunk(chunk, max_new, stop), strict=True):
-                    outputs[(row.request, row.sample)] = completion
-                bar.update(len(chunk))
-                check_stop()  # SIGTERM/SIGINT: stop between batches, before any record of this call is written
-        bar.close()
-        return [
-            Result([outputs[(i, s)] for s in range(req.params.n)], prompt_tokens=prompt_tokens[i])
-            for i, req in enumerate(requests)
-        ]
+        with tqdm(total=len(rows), desc=desc or "generate", disable=desc is None, unit="seq") as bar:
+            for (_, max_new, stop), group in groups.items():
+                group.sort(key=lambda r: len(r.ids))
+                for start in range(0, len(group), self.batch_size):
+                    chunk = group[start : start + self.batch_size]
+                    for row, completion in zip(chunk, self._generate_chunk(chunk, max_new, stop), strict=True):
+                        outputs[(row.request, row.sample)] = completion
+                        left[row.request] -= 1
+                        if not left[row.request]:
+                            i = row.request
+                            yield i, Result([outputs[(i, s)] for s in range(requests[i].params.n)],
+                                            prompt_tokens=prompt_tokens[i])
+                    bar.update(len(chunk))
+                    check_stop()  # SIGTERM/SIGINT: stop between batches (a journal keeps the requests finished so far)
 
     @torch.no_grad()
     def _generate_chunk(self, chunk: list[_Row], max_new: int, stop: tuple[str, ...]) -> list[Completion]:

@@ -6,7 +6,7 @@ that still fails comes back as an ``error`` result and is counted in ``stats`` (
 (connection refused, timeouts, 5xx) even after the retries, the server is down: ``EngineUnavailable`` is raised so
 the stage stops with one line instead of writing a stage full of errors; re-running resumes. When every request
 of a call failed although the server answered (4xx, a 200 that is no completion), ``EngineFailed`` says so.
-Requests run on daemon threads waited on in short polls (``run_all``), so SIGTERM/SIGINT end a call at once even
+Requests run on daemon threads waited on in short polls (``run_each``), so SIGTERM/SIGINT end a call at once even
 while the threads sit in a read of a stalled server.
 An assistant prefix is continued with ``continue_final_message`` (vLLM's chat API); adapters are served model
 names (``--lora-modules gen=DIR``) or, with ``load_adapters=True``, loaded at run time through
@@ -21,17 +21,27 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
 from tqdm.auto import tqdm
 
-from selflen.engines.base import LOOP, Completion, Engine, Request, Result, error_result, truncate_at_stop
+from selflen.engines.base import (
+    LOOP,
+    Completion,
+    Engine,
+    Request,
+    Result,
+    error_result,
+    in_order,
+    truncate_at_stop,
+)
 from selflen.errors import EngineFailed, EngineUnavailable, SelflenError, check_stop, stop_requested
 
 log = logging.getLogger(__name__)
@@ -227,21 +237,26 @@ class OpenAIEngine(Engine):
         return Result(completions, prompt_tokens=usage.get("prompt_tokens", 0))
 
     def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
+        return in_order(self.stream(requests, desc), len(requests))
+
+    def stream(self, requests: Sequence[Request], desc: str | None = None) -> Iterator[tuple[int, Result]]:
         interruptible(self._check_model)
-        done = run_all(self._call, requests, self.concurrency, desc)
-        if done and all(down for _, down in done):
+        done = down = usable = 0
+        for i, (res, unreachable) in run_each(self._call, requests, self.concurrency, desc):
+            done, down, usable = done + 1, down + unreachable, usable + res.ok
+            yield i, res
+        if done and down == done:
             raise EngineUnavailable(
-                f"the server at {self.base_url} answered none of {len(done)} requests after {self.max_retries} "
+                f"the server at {self.base_url} answered none of {done} requests after {self.max_retries} "
                 f"retries ({(self.last_error or '?')[:160]}); start it (or fix backend.base_url) and "
                 "re-run the same command to resume"
             )
-        if done and not any(res.ok for res, _ in done):  # reachable, but no usable answer: a fault, not a result
+        if done and not usable:  # reachable, but no usable answer: a fault, not a result
             raise EngineFailed(
-                f"backend openai: the server at {self.base_url} failed all {len(done)} requests "
+                f"backend openai: the server at {self.base_url} failed all {done} requests "
                 f"({(self.last_error or '?')[:160]}); check that it is an OpenAI-compatible server serving "
                 f"{self.model!r} (backend.base_url), then re-run the same command to resume"
             )
-        return [res for res, _ in done]
 
     def close(self) -> None:
         self.client.close()
@@ -259,47 +274,58 @@ def one_line(text: str, limit: int = 200) -> str:
 POLL_S = 0.2  # how often a thread waiting on requests looks for a stop request
 
 
-def run_all(call: Callable[[Request], Any], requests: Sequence[Request], concurrency: int,
-            desc: str | None = None) -> list[Any]:
-    """``call`` on every request with ``concurrency`` worker threads; the results in order.
+def run_each(call: Callable[[Request], Any], requests: Sequence[Request], concurrency: int,
+             desc: str | None = None) -> Iterator[tuple[int, Any]]:
+    """``(index, call(request))`` for every request, as the ``concurrency`` worker threads finish them.
 
     The workers are daemon threads and the caller waits in short polls, so a stop request (SIGTERM/SIGINT) ends the
     wait within ``POLL_S`` even while workers sit in a read of a stalled server (an exiting process does not wait
-    for daemon threads); a worker's exception is raised here."""
-    results: list[Any] = [None] * len(requests)
+    for daemon threads); a worker's exception is raised here, after the results finished before it. Workers take no
+    new request once the caller stops iterating."""
+    finished: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
     errors: list[BaseException] = []
     order = iter(range(len(requests)))
     lock = threading.Lock()
+    quit_ = threading.Event()
 
     def work() -> None:
-        while not stop_requested() and not errors:
+        while not stop_requested() and not errors and not quit_.is_set():
             with lock:
                 i = next(order, None)
             if i is None:
                 return
             try:
-                results[i] = call(requests[i])
+                finished.put((i, call(requests[i])))
             except BaseException as err:  # handed to the waiting thread
                 errors.append(err)
 
     workers = [threading.Thread(target=work, daemon=True, name=f"openai-{n}")
                for n in range(max(1, min(concurrency, len(requests))))]
-    with tqdm(total=len(requests), desc=desc or "generate", disable=desc is None) as bar:
-        for w in workers:
-            w.start()
-        for w in workers:
-            while w.is_alive():
-                w.join(POLL_S)
+    try:
+        with tqdm(total=len(requests), desc=desc or "generate", disable=desc is None) as bar:
+            for w in workers:
+                w.start()
+            while True:
+                alive = any(w.is_alive() for w in workers)
+                try:
+                    item = finished.get(timeout=POLL_S) if alive else finished.get_nowait()
+                except queue.Empty:
+                    if not alive:
+                        break
+                    check_stop()
+                    continue
+                bar.update(1)
+                yield item
                 check_stop()
-                bar.update(sum(r is not None for r in results) - bar.n)
+    finally:
+        quit_.set()
     if errors:
         raise errors[0]
     check_stop()
-    return results
 
 
 def interruptible(fn: Callable[[], Any]) -> Any:
-    """``fn()`` in a daemon thread, waited for in short polls: a stop request ends the wait (see ``run_all``)."""
+    """``fn()`` in a daemon thread, waited for in short polls: a stop request ends the wait (see ``run_each``)."""
     out: list[Any] = []
     errors: list[BaseException] = []
 

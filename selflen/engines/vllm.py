@@ -13,12 +13,15 @@ import contextlib
 import gc
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from selflen.dtypes import resolve_dtype
-from selflen.engines.base import LOOP, Completion, Engine, Request, Result, truncate_at_stop
+from selflen.engines.base import LOOP, Completion, Engine, Request, Result, in_order, truncate_at_stop
 from selflen.engines.hf import row_seed
 from selflen.engines.vllm_cpu import (
     cpu_defaults,
@@ -26,6 +29,7 @@ from selflen.engines.vllm_cpu import (
     install_fast_top_k_top_p,
     install_sparse_penalties,
 )
+from selflen.errors import EngineFailed, check_stop
 
 log = logging.getLogger(__name__)
 
@@ -216,53 +220,89 @@ class VLLMEngine(Engine):
             self._asleep = True
 
     def generate(self, requests: Sequence[Request], desc: str | None = None) -> list[Result]:
-        from vllm import SamplingParams as VSP
+        return in_order(self.stream(requests, desc), len(requests))
 
+    def stream(self, requests: Sequence[Request], desc: str | None = None) -> Iterator[tuple[int, Result]]:
+        """Every request handed to the engine at once (in waves: ``_waves``), each yielded as soon as vLLM finishes
+        it (``LLM.enqueue``, then the engine's own ``step`` loop: what ``LLM.generate`` runs, minus its waiting for
+        the last request)."""
         if self._asleep:
             self.llm.wake_up()
             self._asleep = False
-
         prompts, params, loras = [], [], []
         for req in requests:
             ids = self.render(req)
-            p = req.params
-            budget = min(p.max_new_tokens, self.max_model_len - len(ids))
             prompts.append({"prompt_token_ids": ids})
-            params.append(
-                VSP(
-                    n=p.n,
-                    temperature=p.temperature,
-                    top_p=p.top_p if not p.greedy else 1.0,
-                    top_k=p.top_k if (p.top_k > 0 and not p.greedy) else -1,
-                    repetition_penalty=p.repetition_penalty,
-                    max_tokens=max(budget, 1),
-                    min_tokens=min(p.min_new_tokens, max(budget, 1)),
-                    stop=list(p.stop) or None,
-                    seed=row_seed(p.seed, 0),
-                    **_loop_detection(p.stop_loops),
-                )
-            )
+            params.append(self._sampling(req, len(ids)))
             loras.append(self._lora(req.adapter))
-        outs = []
-        for lo, hi in self._waves([len(p["prompt_token_ids"]) for p in prompts]):
-            outs += self.llm.generate(
-                prompts[lo:hi],
-                params[lo:hi],
-                lora_request=loras[lo:hi] if any(loras[lo:hi]) else None,
-                use_tqdm=desc is not None,
-            )
-        results = []
-        for req, out in zip(requests, outs, strict=True):
-            completions = []
-            for o in out.outputs:
-                # decode the ids ourselves, as the hf engine does (vLLM's incremental text holds back a trailing
-                # incomplete UTF-8 sequence), then cut at the stop strings
-                full = self.tokenizer.decode(list(o.token_ids), skip_special_tokens=True)
-                text, _ = truncate_at_stop(full, req.params.stop)
-                reason = {"length": "length", "repetition": "loop"}.get(str(o.finish_reason), "stop")
-                completions.append(Completion(text=text, tokens=len(o.token_ids), finish_reason=reason))
-            results.append(Result(completions, prompt_tokens=len(out.prompt_token_ids or [])))
-        return results
+        finish = self._result
+        with tqdm(total=len(requests), desc=desc or "generate", disable=desc is None, unit="req") as bar:
+            out_tokens, started = 0, time.monotonic()
+            for lo, hi in self._waves([len(p["prompt_token_ids"]) for p in prompts]):
+                with contextlib.closing(self._finished(prompts[lo:hi], params[lo:hi], loras[lo:hi])) as wave:
+                    for i, out in wave:
+                        yield lo + i, finish(requests[lo + i], out)
+                        out_tokens += sum(len(o.token_ids) for o in out.outputs)
+                        bar.set_postfix_str(f"{out_tokens / max(time.monotonic() - started, 1e-9):.1f} tok/s")
+                        bar.update(1)
+
+    def _sampling(self, req: Request, prompt_len: int) -> Any:
+        from vllm import SamplingParams as VSP
+
+        p = req.params
+        budget = max(min(p.max_new_tokens, self.max_model_len - prompt_len), 1)
+        return VSP(
+            n=p.n,
+            temperature=p.temperature,
+            top_p=p.top_p if not p.greedy else 1.0,
+            top_k=p.top_k if (p.top_k > 0 and not p.greedy) else -1,
+            repetition_penalty=p.repetition_penalty,
+            max_tokens=budget,
+            min_tokens=min(p.min_new_tokens, budget),
+            stop=list(p.stop) or None,
+            seed=row_seed(p.seed, 0),
+            **_loop_detection(p.stop_loops),
+        )
+
+    def _finished(self, prompts: list, params: list, loras: list) -> Iterator[tuple[int, Any]]:
+        """``(index, RequestOutput)`` of one wave, in the order vLLM finishes them. Requests still running when the
+        caller stops iterating or a stop is asked for (SIGTERM/SIGINT) are aborted, so the next call starts on an
+        idle engine."""
+        lora = loras if any(loras) else None
+        enqueue = getattr(self.llm, "enqueue", None)
+        if enqueue is None:  # a vLLM without enqueue: one blocking call, then every result at once
+            yield from enumerate(self.llm.generate(prompts, params, lora_request=lora, use_tqdm=False))
+            return
+        added = enqueue(prompts, params, lora_request=lora, use_tqdm=False)
+        index = {}
+        for i, rid in enumerate(added):  # outputs name the id given to the engine; enqueue returns it + a suffix
+            index[rid] = index[rid.split("-", 1)[0]] = i
+        running = set(range(len(added)))
+        engine = self.llm.llm_engine
+        try:
+            while running and engine.has_unfinished_requests():
+                for out in engine.step():
+                    i = index.get(out.request_id)
+                    if out.finished and i in running:
+                        running.discard(i)
+                        yield i, out
+                check_stop()  # SIGTERM/SIGINT: stop within one step; the results yielded so far are kept
+        finally:
+            if running:
+                engine.abort_request([added[i] for i in sorted(running)], internal=True)
+        if running:
+            raise EngineFailed(f"vLLM went idle with {len(running)} of {len(added)} requests unfinished")
+
+    def _result(self, req: Request, out: Any) -> Result:
+        completions = []
+        for o in out.outputs:
+            # decode the ids ourselves, as the hf engine does (vLLM's incremental text holds back a trailing
+            # incomplete UTF-8 sequence), then cut at the stop strings
+            full = self.tokenizer.decode(list(o.token_ids), skip_special_tokens=True)
+            text, _ = truncate_at_stop(full, req.params.stop)
+            reason = {"length": "length", "repetition": "loop"}.get(str(o.finish_reason), "stop")
+            completions.append(Completion(text=text, tokens=len(o.token_ids), finish_reason=reason))
+        return Result(completions, prompt_tokens=len(out.prompt_token_ids or []))
 
     def _waves(self, prompt_lengths: Sequence[int]) -> list[tuple[int, int]]:
         """Consecutive request ranges whose prompts fit together in one scheduler step.

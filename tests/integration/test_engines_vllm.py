@@ -11,7 +11,7 @@ import pytest
 
 from selflen.engines import Request, SamplingParams, build_engine
 from selflen.engines.vllm_dp import ReplicaDied
-from selflen.errors import EngineFailed
+from selflen.errors import EngineFailed, Interrupted, clear_stop, request_stop
 from tests.servers import vllm_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
@@ -57,6 +57,32 @@ def test_vllm_sampling_n_seed_and_prefix(vllm_engine) -> None:
     assert all(0 < o.tokens <= 12 for o in a.outputs)
     req = Request([{"role": "user", "content": "q"}], GREEDY, prefix="Once")
     assert vllm_engine.render(req)[-1] != vllm_engine.render(Request(req.messages, GREEDY))[-1]
+
+
+def test_vllm_stream_yields_each_request_as_it_ends_and_abandoning_it_aborts_the_rest(vllm_engine) -> None:
+    short = Request([{"role": "user", "content": "Hi"}], GREEDY.with_(max_new_tokens=2))
+    reqs = [*requests(), short]
+    streamed = list(vllm_engine.stream(reqs))
+    assert sorted(i for i, _ in streamed) == list(range(len(reqs)))
+    tokens = [res.outputs[0].tokens for _, res in streamed]
+    assert tokens == sorted(tokens) and tokens[0] <= 2  # in the order they end: the 2-token request among the first
+    assert [dict(streamed)[i].text for i in range(len(reqs))] == [r.text for r in vllm_engine.generate(reqs)]
+    stream = vllm_engine.stream(reqs)
+    assert next(stream)[1].outputs[0].tokens == tokens[0]
+    stream.close()  # a caller that stopped after one result (a stop, an error) ...
+    assert not vllm_engine.llm.llm_engine.has_unfinished_requests()  # ... leaves no request running
+    assert [r.text for r in vllm_engine.generate(reqs)] == [dict(streamed)[i].text for i in range(len(reqs))]
+
+    got = []
+    try:
+        with pytest.raises(Interrupted):  # SIGTERM: the call ends within one step of the engine
+            for i, _ in vllm_engine.stream(reqs):
+                got.append(i)
+                request_stop(signal.SIGTERM)
+    finally:
+        clear_stop()
+    assert tokens[-1] > tokens[0] and 0 < len(got) < len(reqs)
+    assert not vllm_engine.llm.llm_engine.has_unfinished_requests()
 
 
 def mixed_requests() -> list[Request]:

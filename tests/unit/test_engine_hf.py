@@ -193,3 +193,22 @@ def test_row_sampler_holds_eos_per_row_until_its_min_new_tokens() -> None:
                          prompt_width=2, eos_ids=[0])(torch.ones((300, 3), dtype=torch.long), logits.repeat(100, 1))
     chosen = sampled.argmax(-1).view(100, 3)
     assert (chosen[:, 1:] != 0).all() and (chosen[:, 0] == 0).any()  # sampled rows too: never EOS while held
+
+
+def test_stream_yields_each_request_as_its_batch_ends_and_a_stop_keeps_the_batches_done(engine) -> None:
+    from selflen.errors import Interrupted, clear_stop, request_stop
+
+    reqs = [Request(chat(f"topic {i} " * (i + 1)), SamplingParams(max_new_tokens=6, seed=i)) for i in range(6)]
+    streamed = dict(engine.stream(reqs))
+    assert sorted(streamed) == list(range(6))
+    assert [streamed[i].text for i in range(6)] == [r.text for r in engine.generate(reqs)]
+
+    got = []
+    try:
+        with pytest.raises(Interrupted):
+            for i, _ in engine.stream(reqs):
+                got.append(i)
+                request_stop(15)  # SIGTERM during the first batch of 4: its results still come out
+    finally:
+        clear_stop()
+    assert sorted(got) == [0, 1, 2, 3] and streamed[0].text == engine.generate(reqs[:1])[0].text

@@ -212,3 +212,13 @@ def test_min_new_tokens_is_sent_as_min_tokens_within_the_budget() -> None:
     assert engine._payload(Request(chat, SamplingParams(min_new_tokens=40)))["min_tokens"] == 40
     assert engine._payload(Request(chat, SamplingParams(min_new_tokens=900, max_new_tokens=64)))["min_tokens"] == 64
     assert "min_tokens" not in engine._payload(Request(chat, SamplingParams()))
+
+
+def test_stream_yields_every_answer_once_as_it_arrives(server: FakeServer) -> None:
+    engine = _engine(server)
+    names = [f"q{i}" for i in range(7)]
+    streamed = list(engine.stream(_requests(names)))
+    assert sorted(i for i, _ in streamed) == list(range(7))
+    assert all(res.outputs[0].text == f"echo: {names[i]}" for i, res in streamed)
+    assert [r.text for r in engine.generate(_requests(names))] == [f"echo: {n}" for n in names]
+    engine.close()
