@@ -19,6 +19,7 @@ from selflen.config import TrainConfig
 from selflen.decontam import Decontaminator
 from selflen.embedded import hashed_path
 from selflen.engines import Engine, EnginePool, engine_from_config
+from selflen.engines.journal import JOURNAL_NAME
 from selflen.errors import SelflenError, check_stop
 from selflen.groups import HASH_VERSION, identity
 from selflen.integrity import engine_failed
@@ -87,13 +88,17 @@ class Runner:
                 self.logger.use_artifact(i)
         before, served_from = self.engines.stats(), len(self.engines.served)
         try:
-            res: StageResult = body(st)
+            with self.engines.journaled(st.dir / JOURNAL_NAME) as journal:
+                res: StageResult = body(st)
             self.check_engine_failures(st)
         except SelflenError as err:
             st.close()
             err.stage = st.name  # type: ignore[attr-defined]
             err.last_done = self.last_done  # type: ignore[attr-defined]
             raise
+        if journal.reused:
+            res.extra = {**res.extra, "journal_reused": journal.reused}
+        journal.remove()  # the records hold every result now (and done.json must not list the journal)
         self.ran.add(st.name)
         engine_stats = {k: v for k, v in (self.engines.stats() - before).items() if v}
         if engine_stats:  # retries and failed requests of this stage (a server that came and went)

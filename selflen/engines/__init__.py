@@ -7,13 +7,16 @@ under run-unique names and releases device memory before training (``release``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selflen.engines.base import BoundEngine, Completion, Engine, Request, Result, SamplingParams, error_result
+from selflen.engines.journal import Journal, JournaledEngine
 from selflen.errors import SelflenError
 
 if TYPE_CHECKING:
@@ -136,6 +139,22 @@ class EnginePool:
         self.release_timeout_s = release_timeout_s
         self._engines: dict[str, Engine] = {}
         self.served: list[str] = []
+        self.journal: Journal | None = None  # set while a stage runs: its engines keep each result there
+
+    @contextlib.contextmanager
+    def journaled(self, path: Path) -> Iterator[Journal]:
+        """While the block runs, every engine this pool hands out keeps its results in the journal at ``path``
+        (``selflen.engines.journal``); the journal's file is closed, not removed, when the block ends."""
+        self.journal = Journal(path)
+        try:
+            yield self.journal
+        finally:
+            self.journal.close()
+            self.journal = None
+
+    def _serve(self, engine: Engine, served: str) -> Engine:
+        self.served.append(served)
+        return engine if self.journal is None else JournaledEngine(engine, self.journal, served)
 
     def engine(self, model_dir: Path | None = None) -> Engine:
         key = str(model_dir or self.base_dir)
@@ -154,25 +173,21 @@ class EnginePool:
     def for_folder(self, folder: Path | None, label: str) -> Engine:
         """The engine bound to ``folder``: None (base), a LoRA adapter folder, or a full model folder."""
         if folder is None:
-            self.served.append("base")
-            return self.engine().bind(None)
+            return self._serve(self.engine().bind(None), "base")
         if (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
-            self.served.append(str(folder))
-            return self.engine(folder).bind(None)
+            return self._serve(self.engine(folder).bind(None), str(folder))
         from selflen.models import check_adapter
 
         check_adapter(folder)
         name = f"{self.tag}-{label}" if self.tag else label
         if self._merge is not None:
             merged = Path(self._merge(folder, label))
-            self.served.append(f"{name} (merged)")
-            return self.engine(merged).bind(None)
+            return self._serve(self.engine(merged).bind(None), f"{name} (merged)")
         base = self.engine()
         if not base.has_adapter(name):
             log.info("engine: adapter %s from %s", name, folder)
             base.add_adapter(name, str(folder))
-        self.served.append(name)
-        return base.bind(name)
+        return self._serve(base.bind(name), name)
 
     def stats(self) -> Counter:
         """Retries and errors counted by the engines started so far (the OpenAI engine counts them)."""

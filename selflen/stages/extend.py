@@ -12,7 +12,8 @@ are left, is tried again from the original answer with fresh seeds.
 Config groups ``extend`` + ``split`` (+ ``sampling``, ``language``); prompt ``extend_<lang>.md``; rules in
 ``selflen.text`` (``first_part``, ``keep_leading``, ``check_response``, ``accept_extension``). Every request of a
 round is handed to the engine at once; the state after each round is saved (``rounds.json``), so a killed stage
-resumes at its last finished round of its last try.
+resumes at its last finished round of its last try, and the stage's generation journal answers the requests of
+the round it was in that the engine had finished (``selflen.engines.journal``).
 """
 
 from __future__ import annotations

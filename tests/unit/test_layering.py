@@ -15,7 +15,8 @@ LAYERS = [  # lowest first; a module may import its own layer and those below (d
      "selflen.addresses", "selflen.groups", "selflen.schema", "selflen.dtypes", "selflen.text", "selflen.prompts",
      "selflen.seeds", "selflen.chat_templates", "selflen.embedded"],
     ["selflen.store", "selflen.locks", "selflen.models", "selflen.decontam", "selflen.length_constraints",
-     "selflen.tracking", "selflen.launch", "selflen.engines.base", "selflen.engines.vllm_cpu"],
+     "selflen.tracking", "selflen.launch", "selflen.engines.base", "selflen.engines.journal",
+     "selflen.engines.vllm_cpu"],
     ["selflen.config", "selflen.trainer", "selflen.engines.hf", "selflen.engines.openai", "selflen.engines.vllm",
      "selflen.engines.vllm_dp"],
     ["selflen.engines"],  # the package: engines built from the config groups, the pool
