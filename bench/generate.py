@@ -14,8 +14,9 @@ go through
 Forced length, so both sides decode exactly ``B * max_new_tokens`` tokens: the bare sides suppress EOS
 (``min_new_tokens`` / ``ignore_eos``). The engines run their real code path with one benchmark-only change made
 on the instance, never in ``selflen``: the ``hf`` engine's ``stop_ids`` become ``[-1]`` (no token has id -1, so no
-row stops early; its per-row sampler and everything else are untouched), and the ``vllm`` engine's ``LLM.generate``
-is wrapped to set ``ignore_eos=True`` on the ``SamplingParams`` the engine built. The tokens each side really
+row stops early; its per-row sampler and everything else are untouched), and the ``vllm`` engine's ``_sampling``
+is wrapped to set ``ignore_eos=True`` on the ``SamplingParams`` it builds (the engine then runs its own
+``LLM.enqueue`` and step loop, ``VLLMEngine.stream``). The tokens each side really
 produced are counted and must equal ``B * max_new_tokens``; the script fails otherwise.
 
 Timing: one warm-up per side and batch size, then ``--repeats`` alternating runs (bare first on even repeats,
@@ -313,15 +314,15 @@ def bench_vllm(
     kwargs = {"dtype": "float32", "enable_lora": enable_lora, "seed": s.seed, **(engine_kwargs or {})}
     engine = VLLMEngine(model_dir, **kwargs)
     start_s = time.perf_counter() - t0
-    llm = engine.llm
-    bare_generate = llm.generate
+    bare_generate = engine.llm.generate
+    engine_sampling = engine._sampling
 
-    def forced_generate(prompts: Any, params: Any, **kwargs: Any) -> Any:
-        for p in params if isinstance(params, list) else [params]:
-            p.ignore_eos = True  # benchmark-only: the engine's own SamplingParams, made to run to max_tokens
-        return bare_generate(prompts, params, **kwargs)
+    def forced_sampling(req: Any, prompt_len: int) -> Any:
+        p = engine_sampling(req, prompt_len)
+        p.ignore_eos = True  # benchmark-only: the engine's own SamplingParams, made to run to max_tokens
+        return p
 
-    llm.generate = forced_generate  # type: ignore[method-assign]  # on this instance only; bare calls the original
+    engine._sampling = forced_sampling  # type: ignore[method-assign]  # on this instance only
     rows = []
     try:
         for batch in batch_sizes:
