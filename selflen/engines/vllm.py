@@ -235,13 +235,12 @@ class VLLMEngine(Engine):
             prompts.append({"prompt_token_ids": ids})
             params.append(self._sampling(req, len(ids)))
             loras.append(self._lora(req.adapter))
-        finish = self._result
         with tqdm(total=len(requests), desc=desc or "generate", disable=desc is None, unit="req") as bar:
             out_tokens, started = 0, time.monotonic()
             for lo, hi in self._waves([len(p["prompt_token_ids"]) for p in prompts]):
                 with contextlib.closing(self._finished(prompts[lo:hi], params[lo:hi], loras[lo:hi])) as wave:
                     for i, out in wave:
-                        yield lo + i, finish(requests[lo + i], out)
+                        yield lo + i, self._result(requests[lo + i], out)
                         out_tokens += sum(len(o.token_ids) for o in out.outputs)
                         bar.set_postfix_str(f"{out_tokens / max(time.monotonic() - started, 1e-9):.1f} tok/s")
                         bar.update(1)

@@ -2,8 +2,10 @@
 without an engine, before its first record) ends the stage with ``Interrupted`` and no ``done.json``; the same
 command then resumes it to the records of a run that was never stopped.
 
-The engine answers as a function of the request only (so a resumed and an uninterrupted run can be compared) and,
-like the real engines, checks for a stop at the end of a call and drops that call's answers.
+The engine answers as a function of the request only (so a resumed and an uninterrupted run can be compared),
+checks for a stop at the end of a call and returns nothing of that call: the worst case, an engine that cannot
+stream. The real engines stream, and the stage's generation journal keeps what they finished before the stop
+(``tests/unit/test_journal.py``).
 """
 
 from __future__ import annotations
